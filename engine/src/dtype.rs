@@ -1,0 +1,87 @@
+//! Element types. f32 is the working type on every device; f64 exists on the CPU so that
+//! finite-difference gradient checks are exact to ~1e-10. f16 storage slots in here later.
+use crate::storage::CpuStorage;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+}
+
+impl DType {
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+        }
+    }
+}
+
+/// A float element a CPU kernel can be written over once, for both f32 and f64.
+pub trait Elem:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + num_traits::NumAssign
+    + std::iter::Sum
+    + Send
+    + Sync
+    + Default
+    + std::fmt::Debug
+    + 'static
+{
+    const DTYPE: DType;
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    fn into_storage(v: Vec<Self>) -> CpuStorage;
+    fn erf(self) -> Self;
+    fn c(x: f64) -> Self {
+        <Self as num_traits::FromPrimitive>::from_f64(x).unwrap()
+    }
+    fn f64(self) -> f64 {
+        num_traits::ToPrimitive::to_f64(&self).unwrap()
+    }
+}
+
+impl Elem for f32 {
+    const DTYPE: DType = DType::F32;
+    fn slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn into_storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+}
+
+impl Elem for f64 {
+    const DTYPE: DType = DType::F64;
+    fn slice(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn into_storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+}

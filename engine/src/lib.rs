@@ -1,0 +1,25 @@
+//! The clce engine: tensors on the CPU (rayon) or the GPU (wgpu), a tape-based reverse-mode
+//! autograd, the ops that ResNet, BEiT and the CLCE losses need, gradient checking and
+//! optimisers.
+//!
+//! Where to look:
+//! - `tensor.rs`: the `Tensor` type; `autograd.rs`: the tape and the reverse pass;
+//! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
+//! - `gradcheck.rs`: finite-difference checking of every op.
+pub mod autograd;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod shape;
+pub mod storage;
+pub mod tensor;
+
+pub use autograd::{checkpoint, enable_grad, is_grad_enabled, no_grad};
+pub use device::Device;
+pub use dtype::{DType, Elem};
+pub use error::{Error, Result};
+pub use shape::Shape;
+pub use storage::{CpuStorage, Storage};
+pub use tensor::{Tensor, TensorId};

@@ -1,0 +1,22 @@
+//! Every differentiable op, one folder per op family: `mod.rs` has the op (its forward and
+//! its backward rule), `cpu.rs` its CPU kernels, `gpu.rs` its GPU dispatch (WGSL in
+//! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
+pub mod binary;
+pub mod layout;
+pub mod reduce;
+pub mod unary;
+
+pub(crate) use reduce::cpu::for_each_index;
+
+/// Below this many elements a rayon split costs more than it saves.
+pub(crate) const CPU_PAR_MIN: usize = 1 << 15;
+
+/// The gradient-check cases of every op, in the order `clce-cli gradcheck` prints them.
+pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
+    let mut cases = Vec::new();
+    cases.extend(unary::gradcheck_cases());
+    cases.extend(binary::gradcheck_cases());
+    cases.extend(reduce::gradcheck_cases());
+    cases.extend(layout::gradcheck_cases());
+    cases
+}

@@ -1,0 +1,72 @@
+use crate::{DType, Device, Shape, Tensor};
+
+fn t(v: &[f64], s: &[usize]) -> Tensor {
+    Tensor::from_f64_slice(v, s, DType::F64, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn forward_matches_hand_values() {
+    let x = t(&[1.0, 5.0, 3.0, 4.0, 2.0, 6.0], &[2, 3]);
+    assert_eq!(
+        x.sum(1, false).unwrap().to_vec_f64().unwrap(),
+        vec![9.0, 12.0]
+    );
+    assert_eq!(x.sum(0, true).unwrap().dims(), &[1, 3]);
+    assert_eq!(
+        x.sum(0, false).unwrap().to_vec_f64().unwrap(),
+        vec![5.0, 7.0, 9.0]
+    );
+    assert_eq!(
+        x.mean(-1, false).unwrap().to_vec_f64().unwrap(),
+        vec![3.0, 4.0]
+    );
+    assert_eq!(
+        x.max(1, false).unwrap().to_vec_f64().unwrap(),
+        vec![5.0, 6.0]
+    );
+    assert_eq!(x.sum_all().unwrap().to_scalar().unwrap(), 21.0);
+    assert_eq!(
+        x.sum_to(&Shape::from([3])).unwrap().to_vec_f64().unwrap(),
+        vec![5.0, 7.0, 9.0]
+    );
+    assert_eq!(
+        t(&[1.0, 2.0], &[2, 1])
+            .broadcast_to(&Shape::from([2, 2]))
+            .unwrap()
+            .to_vec_f64()
+            .unwrap(),
+        vec![1.0, 1.0, 2.0, 2.0]
+    );
+}
+
+#[test]
+fn bad_axes_and_shapes_are_errors() {
+    let x = t(&[1.0, 2.0], &[2]);
+    assert!(x.sum(1, false).is_err());
+    assert!(x.max(-2, false).is_err());
+    assert!(x.sum_to(&Shape::from([3])).is_err());
+    assert!(x.broadcast_to(&Shape::from([3])).is_err());
+}
+
+#[test]
+fn max_gradient_goes_to_first_maximum() {
+    let x = t(&[2.0, 7.0, 7.0, 1.0], &[1, 4]).set_requires_grad(true);
+    x.max(1, false)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(
+        x.grad().unwrap().to_vec_f64().unwrap(),
+        vec![0.0, 1.0, 0.0, 0.0]
+    );
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    for case in super::gradcheck_cases() {
+        let r = case.run(&Device::Cpu).unwrap();
+        assert!(r.passed(), "{}", r.row());
+    }
+}

@@ -1,0 +1,151 @@
+//! Elementwise functions of one tensor: exp, log, sqrt, neg, relu, gelu (exact, erf), tanh,
+//! sigmoid, powf, and the scalar ops. One enum, so one CPU loop and one WGSL kernel serve all.
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::autograd::BackwardOp;
+use crate::{Result, Storage, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Exp,
+    Log,
+    Sqrt,
+    Neg,
+    Relu,
+    Gelu,
+    Tanh,
+    Sigmoid,
+    Powf(f64),
+    AddScalar(f64),
+    MulScalar(f64),
+    /// 1 where x > 0, else 0: the derivative of relu (not differentiable itself).
+    Step,
+    /// d gelu(x) / dx = Phi(x) + x phi(x) (not differentiable itself).
+    GeluGrad,
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Powf(_) => "powf",
+            UnaryOp::AddScalar(_) => "add_scalar",
+            UnaryOp::MulScalar(_) => "mul_scalar",
+            UnaryOp::Step => "step",
+            UnaryOp::GeluGrad => "gelu_grad",
+        }
+    }
+}
+
+pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    let storage = match &*x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::unary(s, op)),
+    };
+    Ok(Tensor::from_op(
+        storage,
+        x.shape().clone(),
+        x.device().clone(),
+        UnaryBackward(op),
+        vec![x.clone()],
+    ))
+}
+
+struct UnaryBackward(UnaryOp);
+
+impl BackwardOp for UnaryBackward {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let x = &inputs[0];
+        let dx = match self.0 {
+            UnaryOp::Exp => g.mul(out)?,
+            UnaryOp::Log => g.div(x)?,
+            UnaryOp::Sqrt => g.div(out)?.mul_scalar(0.5)?,
+            UnaryOp::Neg => g.neg()?,
+            UnaryOp::Relu => g.mul(&unary(x, UnaryOp::Step)?)?,
+            UnaryOp::Gelu => g.mul(&unary(x, UnaryOp::GeluGrad)?)?,
+            UnaryOp::Tanh => g.mul(&out.mul(out)?.neg()?.add_scalar(1.0)?)?,
+            UnaryOp::Sigmoid => g.mul(&out.mul(&out.neg()?.add_scalar(1.0)?)?)?,
+            UnaryOp::Powf(p) => g.mul(&x.powf(p - 1.0)?.mul_scalar(p)?)?,
+            UnaryOp::AddScalar(_) => g.clone(),
+            UnaryOp::MulScalar(c) => g.mul_scalar(c)?,
+            UnaryOp::Step | UnaryOp::GeluGrad => {
+                return Err(crate::Error::Backward(format!(
+                    "{} is not differentiable",
+                    self.0.name()
+                )))
+            }
+        };
+        Ok(vec![Some(dx)])
+    }
+}
+
+impl Tensor {
+    pub fn exp(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Exp)
+    }
+    pub fn log(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Sqrt)
+    }
+    pub fn neg(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Neg)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Relu)
+    }
+    /// Exact GELU, x * Phi(x), as torch.nn.GELU() (approximate='none').
+    pub fn gelu(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Gelu)
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Tanh)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        unary(self, UnaryOp::Sigmoid)
+    }
+    pub fn powf(&self, p: f64) -> Result<Tensor> {
+        unary(self, UnaryOp::Powf(p))
+    }
+    pub fn add_scalar(&self, c: f64) -> Result<Tensor> {
+        unary(self, UnaryOp::AddScalar(c))
+    }
+    pub fn mul_scalar(&self, c: f64) -> Result<Tensor> {
+        unary(self, UnaryOp::MulScalar(c))
+    }
+}
+
+pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
+    use crate::gradcheck::Case;
+    let ops: [(&str, fn(&Tensor) -> Result<Tensor>); 10] = [
+        ("exp", |x| x.exp()),
+        ("log", |x| x.mul(x)?.add_scalar(0.5)?.log()),
+        ("sqrt", |x| x.mul(x)?.add_scalar(0.5)?.sqrt()),
+        ("neg", |x| x.neg()),
+        ("relu", |x| x.relu()),
+        ("gelu", |x| x.gelu()),
+        ("tanh", |x| x.tanh()),
+        ("sigmoid", |x| x.sigmoid()),
+        ("powf", |x| x.mul(x)?.add_scalar(0.5)?.powf(1.7)),
+        ("scalar_ops", |x| x.mul_scalar(-2.5)?.add_scalar(3.0)),
+    ];
+    let mut cases = Vec::new();
+    for (name, f) in ops {
+        for dims in [vec![1], vec![7], vec![3, 13]] {
+            cases.push(Case::new(name, &[&dims], move |xs| f(&xs[0])));
+        }
+    }
+    cases
+}

@@ -1,0 +1,93 @@
+//! Where a tensor's numbers live. The GPU backend adds `Storage::Gpu`.
+use crate::{DType, Elem};
+
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl CpuStorage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn zeros(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::F32 => CpuStorage::F32(vec![0.0; n]),
+            DType::F64 => CpuStorage::F64(vec![0.0; n]),
+        }
+    }
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+        }
+    }
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self {
+            CpuStorage::F32(v) => v.clone(),
+            CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+    pub fn from_f64(dtype: DType, v: &[f64]) -> Self {
+        match dtype {
+            DType::F32 => CpuStorage::F32(v.iter().map(|&x| x as f32).collect()),
+            DType::F64 => CpuStorage::F64(v.to_vec()),
+        }
+    }
+    pub fn to_dtype(&self, dtype: DType) -> Self {
+        match (self, dtype) {
+            (CpuStorage::F32(_), DType::F32) | (CpuStorage::F64(_), DType::F64) => self.clone(),
+            (s, DType::F32) => CpuStorage::F32(s.to_f32_vec()),
+            (s, DType::F64) => CpuStorage::F64(s.to_f64_vec()),
+        }
+    }
+    pub fn as_slice<T: Elem>(&self) -> &[T] {
+        T::slice(self).expect("storage dtype checked by the op")
+    }
+}
+
+/// Runs a generic CPU kernel on whichever float type a storage holds:
+/// `map_cpu!(storage, |x| kernel(x))` where `x: &[T]` and the kernel returns `Vec<T>`.
+#[macro_export]
+macro_rules! map_cpu {
+    ($s:expr, |$x:ident| $body:expr) => {
+        match $s {
+            $crate::CpuStorage::F32($x) => $crate::CpuStorage::F32($body),
+            $crate::CpuStorage::F64($x) => $crate::CpuStorage::F64($body),
+        }
+    };
+}
+
+#[derive(Clone, Debug)]
+pub enum Storage {
+    Cpu(CpuStorage),
+}
+
+impl Storage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(s) => s.dtype(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

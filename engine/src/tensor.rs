@@ -1,0 +1,388 @@
+//! `Tensor`: a shape, a device, shared contiguous storage, and (when it was produced by an
+//! op while gradients were being recorded) the op node that made it.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::autograd::{self, BackwardOp, Node};
+use crate::{CpuStorage, DType, Device, Elem, Error, Result, Shape, Storage};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(u64);
+
+impl TensorId {
+    fn next() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(1);
+        TensorId(COUNTER.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+pub(crate) struct TensorInner {
+    pub(crate) id: TensorId,
+    pub(crate) shape: Shape,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+    /// Shared with reshaped views and detached copies; written in place only by optimisers
+    /// and running-statistics updates.
+    pub(crate) storage: Arc<RwLock<Storage>>,
+    /// The recorded op that produced this tensor (None for leaves and untracked results).
+    pub(crate) node: Option<Node>,
+    pub(crate) requires_grad: bool,
+    /// Accumulated gradient of a leaf that requires grad.
+    pub(crate) grad: Mutex<Option<Tensor>>,
+}
+
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<TensorInner>);
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, {:?}, {}",
+            self.shape(),
+            self.dtype(),
+            self.device()
+        )?;
+        if let Some(n) = &self.0.node {
+            write!(f, ", op={}", n.op.name())?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl Tensor {
+    // ---------------------------------------------------------------- construction
+    pub(crate) fn from_storage(storage: Storage, shape: Shape, device: Device) -> Tensor {
+        Self::new_inner(Arc::new(RwLock::new(storage)), shape, device, None, false)
+    }
+
+    fn new_inner(
+        storage: Arc<RwLock<Storage>>,
+        shape: Shape,
+        device: Device,
+        node: Option<Node>,
+        requires_grad: bool,
+    ) -> Tensor {
+        let dtype = storage.read().unwrap().dtype();
+        Tensor(Arc::new(TensorInner {
+            id: TensorId::next(),
+            shape,
+            dtype,
+            device,
+            storage,
+            node,
+            requires_grad,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// The result of an op: records `op` with its `inputs` when gradients are being recorded
+    /// and any input requires one.
+    pub fn from_op(
+        storage: Storage,
+        shape: Shape,
+        device: Device,
+        op: impl BackwardOp + 'static,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let node = track.then(|| Node {
+            op: Box::new(op),
+            inputs,
+        });
+        Self::new_inner(Arc::new(RwLock::new(storage)), shape, device, node, track)
+    }
+
+    /// A view with another shape over the same storage (used by reshape).
+    pub(crate) fn view_from_op(
+        &self,
+        shape: Shape,
+        op: impl BackwardOp + 'static,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let node = track.then(|| Node {
+            op: Box::new(op),
+            inputs,
+        });
+        Self::new_inner(
+            self.0.storage.clone(),
+            shape,
+            self.device().clone(),
+            node,
+            track,
+        )
+    }
+
+    pub fn from_vec<T: Elem>(
+        data: Vec<T>,
+        shape: impl Into<Shape>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "from_vec",
+                format!(
+                    "{} values do not fill shape {shape:?} ({} elements)",
+                    data.len(),
+                    shape.numel()
+                ),
+            ));
+        }
+        Tensor::from_storage(Storage::Cpu(T::into_storage(data)), shape, Device::Cpu)
+            .to_device(device)
+    }
+
+    pub fn from_f64_slice(
+        data: &[f64],
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::shape(
+                "from_f64_slice",
+                format!("{} values for shape {shape:?}", data.len()),
+            ));
+        }
+        Tensor::from_storage(
+            Storage::Cpu(CpuStorage::from_f64(dtype, data)),
+            shape,
+            Device::Cpu,
+        )
+        .to_device(device)
+    }
+
+    pub fn scalar(value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(value, Shape::scalar(), dtype, device)
+    }
+
+    pub fn full(
+        value: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let data = vec![value; shape.numel()];
+        Tensor::from_f64_slice(&data, shape, dtype, device)
+    }
+
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(0.0, shape, dtype, device)
+    }
+
+    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(1.0, shape, dtype, device)
+    }
+
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape().clone(), self.dtype(), self.device())
+    }
+
+    pub fn ones_like(&self) -> Result<Tensor> {
+        Tensor::ones(self.shape().clone(), self.dtype(), self.device())
+    }
+
+    /// Standard normal values scaled by `std`, reproducible from `seed`.
+    pub fn randn(
+        shape: impl Into<Shape>,
+        std: f64,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let data: Vec<f64> = (0..shape.numel())
+            .map(|_| std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
+            .collect();
+        Tensor::from_f64_slice(&data, shape, dtype, device)
+    }
+
+    /// Uniform values in [lo, hi), reproducible from `seed`.
+    pub fn rand_uniform(
+        shape: impl Into<Shape>,
+        lo: f64,
+        hi: f64,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let data: Vec<f64> = (0..shape.numel())
+            .map(|_| rng.random_range(lo..hi))
+            .collect();
+        Tensor::from_f64_slice(&data, shape, dtype, device)
+    }
+
+    // ---------------------------------------------------------------- accessors
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+    pub fn shape(&self) -> &Shape {
+        &self.0.shape
+    }
+    pub fn dims(&self) -> &[usize] {
+        self.0.shape.dims()
+    }
+    pub fn rank(&self) -> usize {
+        self.0.shape.rank()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.shape.numel()
+    }
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+    pub fn is_leaf(&self) -> bool {
+        self.0.node.is_none()
+    }
+    pub(crate) fn node(&self) -> Option<&Node> {
+        self.0.node.as_ref()
+    }
+    pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
+        self.0.storage.read().unwrap()
+    }
+    /// Write access for in-place updates (optimisers, running statistics); never recorded.
+    pub fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
+        self.0.storage.write().unwrap()
+    }
+    /// Whether two tensors share storage (reshape views, detach).
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+    }
+
+    // ---------------------------------------------------------------- autograd
+    /// A leaf over the same storage that records gradients (`requires_grad_()` in PyTorch).
+    pub fn set_requires_grad(&self, requires_grad: bool) -> Tensor {
+        Self::new_inner(
+            self.0.storage.clone(),
+            self.shape().clone(),
+            self.device().clone(),
+            None,
+            requires_grad,
+        )
+    }
+    /// A leaf over the same storage, cut from the graph.
+    pub fn detach(&self) -> Tensor {
+        self.set_requires_grad(false)
+    }
+    /// The gradient accumulated into this leaf by `backward` calls since the last `zero_grad`.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad.lock().unwrap().clone()
+    }
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap() = None;
+    }
+    pub(crate) fn set_grad(&self, g: Option<Tensor>) {
+        *self.0.grad.lock().unwrap() = g;
+    }
+    /// Reverse-mode pass from this scalar: accumulates d(self)/d(leaf) into every leaf that
+    /// requires grad.
+    pub fn backward(&self) -> Result<()> {
+        autograd::backward(self)
+    }
+
+    // ---------------------------------------------------------------- data movement
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == device {
+            return Ok(self.clone());
+        }
+        #[allow(unreachable_patterns)]
+        match device {
+            Device::Cpu => Err(Error::Msg(format!(
+                "cannot move a tensor from {} to {device}",
+                self.device()
+            ))),
+        }
+    }
+
+    /// Converts the element type (a copy; not recorded on the tape).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let storage = match &*self.storage() {
+            Storage::Cpu(s) => Storage::Cpu(s.to_dtype(dtype)),
+        };
+        Ok(Tensor::from_storage(
+            storage,
+            self.shape().clone(),
+            self.device().clone(),
+        ))
+    }
+
+    /// A CPU copy of this tensor's storage (reads back from the GPU).
+    pub fn to_cpu_storage(&self) -> Result<CpuStorage> {
+        match &*self.storage() {
+            Storage::Cpu(s) => Ok(s.clone()),
+        }
+    }
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(self.to_cpu_storage()?.to_f32_vec())
+    }
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        Ok(self.to_cpu_storage()?.to_f64_vec())
+    }
+    /// The single value of a one-element tensor.
+    pub fn to_scalar(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "to_scalar",
+                format!("tensor of shape {:?} is not a scalar", self.shape()),
+            ));
+        }
+        Ok(self.to_vec_f64()?[0])
+    }
+
+    /// Overwrites this tensor's values with `src`'s (same shape, dtype and device), in place,
+    /// outside the graph. Views sharing the storage see the change.
+    pub fn assign(&self, src: &Tensor) -> Result<()> {
+        crate::ensure_shape!(
+            self.shape() == src.shape(),
+            "assign",
+            "{:?} vs {:?}",
+            self.shape(),
+            src.shape()
+        );
+        self.check_same("assign", src)?;
+        if self.same_storage(src) {
+            return Ok(());
+        }
+        let new = src.storage().clone();
+        *self.storage_mut() = new;
+        Ok(())
+    }
+
+    /// Errors unless both tensors share a dtype and a device.
+    pub fn check_same(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        if self.dtype() != other.dtype() {
+            return Err(Error::DType {
+                op,
+                lhs: self.dtype(),
+                rhs: other.dtype(),
+            });
+        }
+        if self.device() != other.device() {
+            return Err(Error::Device {
+                op,
+                lhs: self.device().to_string(),
+                rhs: other.device().to_string(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! ResNet and BEiT on the clce engine (see issue: models).
