@@ -3,6 +3,7 @@
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
 pub mod binary;
 pub mod layout;
+pub mod matmul;
 pub mod reduce;
 pub mod unary;
 
@@ -18,5 +19,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(binary::gradcheck_cases());
     cases.extend(reduce::gradcheck_cases());
     cases.extend(layout::gradcheck_cases());
+    cases.extend(matmul::gradcheck_cases());
     cases
 }

@@ -1,0 +1,4 @@
+pub mod gradcheck;
+
+/// What a command returns: an exit code, or an error printed as `error: ...` with exit 1.
+pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error>>;

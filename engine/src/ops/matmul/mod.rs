@@ -1,0 +1,153 @@
+//! Batched matrix multiplication with transpose flags: C = op(A) · op(B), where op(X) is X
+//! or its transpose over the last two dimensions. Leading (batch) dimensions must match, or
+//! one side is a plain matrix shared across the other's batch.
+pub(crate) mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::autograd::BackwardOp;
+use crate::{ensure_shape, Result, Shape, Storage, Tensor};
+
+/// Sizes of one matmul call, worked out from shapes and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulDims {
+    pub batch: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    /// Whether A / B have a batch of their own (false: shared by every batch entry).
+    pub a_batched: bool,
+    pub b_batched: bool,
+}
+
+fn matmul_dims(a: &Shape, b: &Shape, trans_a: bool, trans_b: bool) -> Result<(MatmulDims, Shape)> {
+    ensure_shape!(
+        a.rank() >= 2 && b.rank() >= 2,
+        "matmul",
+        "needs matrices, got {a:?} and {b:?}"
+    );
+    let (ad, bd) = (a.dims(), b.dims());
+    let (ar, br) = (ad[a.rank() - 2], ad[a.rank() - 1]);
+    let (cr, cc) = (bd[b.rank() - 2], bd[b.rank() - 1]);
+    let (m, ka) = if trans_a { (br, ar) } else { (ar, br) };
+    let (kb, n) = if trans_b { (cc, cr) } else { (cr, cc) };
+    ensure_shape!(
+        ka == kb,
+        "matmul",
+        "inner dimensions differ: {a:?}{} x {b:?}{}",
+        if trans_a { "ᵀ" } else { "" },
+        if trans_b { "ᵀ" } else { "" }
+    );
+    let (a_batch, b_batch) = (&ad[..a.rank() - 2], &bd[..b.rank() - 2]);
+    let batch_dims = match (a_batch.is_empty(), b_batch.is_empty()) {
+        (_, true) => a_batch,
+        (true, false) => b_batch,
+        (false, false) => {
+            ensure_shape!(
+                a_batch == b_batch,
+                "matmul",
+                "batch dimensions differ: {a:?} vs {b:?}"
+            );
+            a_batch
+        }
+    };
+    let mut out = batch_dims.to_vec();
+    out.extend([m, n]);
+    let dims = MatmulDims {
+        batch: batch_dims.iter().product(),
+        m,
+        k: ka,
+        n,
+        trans_a,
+        trans_b,
+        a_batched: !a_batch.is_empty(),
+        b_batched: !b_batch.is_empty(),
+    };
+    Ok((dims, Shape::from(out)))
+}
+
+impl Tensor {
+    /// Matrix product over the last two dimensions (batched over the leading ones).
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.matmul_t(rhs, false, false)
+    }
+
+    /// op(self) · op(rhs), transposing each operand's last two dimensions when its flag is set,
+    /// without materialising the transpose.
+    pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        self.check_same("matmul", rhs)?;
+        let (dims, out_shape) = matmul_dims(self.shape(), rhs.shape(), trans_a, trans_b)?;
+        let storage = match (&*self.storage(), &*rhs.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, &dims)),
+        };
+        Ok(Tensor::from_op(
+            storage,
+            out_shape,
+            self.device().clone(),
+            MatmulBackward { trans_a, trans_b },
+            vec![self.clone(), rhs.clone()],
+        ))
+    }
+}
+
+struct MatmulBackward {
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl BackwardOp for MatmulBackward {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn backward(
+        &self,
+        inputs: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let (a, b) = (&inputs[0], &inputs[1]);
+        let (ta, tb) = (self.trans_a, self.trans_b);
+        // C = op(A) op(B)  =>  d op(A) = dC op(B)ᵀ,  d op(B) = op(A)ᵀ dC; a transposed operand
+        // takes the transpose of that, which swaps the factors.
+        let ga = if !a.requires_grad() {
+            None
+        } else if ta {
+            Some(b.matmul_t(g, tb, true)?.sum_to(a.shape())?)
+        } else {
+            Some(g.matmul_t(b, false, !tb)?.sum_to(a.shape())?)
+        };
+        let gb = if !b.requires_grad() {
+            None
+        } else if tb {
+            Some(g.matmul_t(a, true, ta)?.sum_to(b.shape())?)
+        } else {
+            Some(a.matmul_t(g, !ta, false)?.sum_to(b.shape())?)
+        };
+        Ok(vec![ga, gb])
+    }
+}
+
+pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
+    use crate::gradcheck::Case;
+    let mut cases = vec![
+        Case::new("matmul", &[&[1, 1], &[1, 1]], |x| x[0].matmul(&x[1])),
+        Case::new("matmul", &[&[3, 7], &[7, 5]], |x| x[0].matmul(&x[1])),
+        Case::new("matmul", &[&[2, 3, 13], &[2, 13, 5]], |x| {
+            x[0].matmul(&x[1])
+        }),
+        Case::new("matmul", &[&[2, 3, 4], &[4, 5]], |x| x[0].matmul(&x[1])),
+        Case::new("matmul", &[&[3, 4], &[2, 4, 5]], |x| x[0].matmul(&x[1])),
+    ];
+    for (ta, tb) in [(true, false), (false, true), (true, true)] {
+        let sa: &[usize] = if ta { &[2, 7, 3] } else { &[2, 3, 7] };
+        let sb: &[usize] = if tb { &[5, 7] } else { &[7, 5] };
+        cases.push(Case::new(
+            &format!("matmul_t{}{}", ta as u8, tb as u8),
+            &[sa, sb],
+            move |x| x[0].matmul_t(&x[1], ta, tb),
+        ));
+    }
+    cases
+}
