@@ -155,7 +155,7 @@ fn text_bytes(value: &Value) -> Option<Vec<u8>> {
 /// - `_frombuffer(raw bytes, dtype, shape, order)` (protocol 5).
 ///
 /// A plain bytes value of N x 3072 bytes is accepted too.
-fn uint8_rows<'a>(path: &Path, value: &'a Value) -> Result<(usize, Vec<u8>)> {
+fn uint8_rows(path: &Path, value: &Value) -> Result<(usize, Vec<u8>)> {
     let (shape, raw) = match value {
         Value::Tuple(state) if state.len() == 5 => (dims(&state[1]), text_bytes(&state[4])),
         Value::Tuple(args) if args.len() == 4 => (dims(&args[2]), text_bytes(&args[0])),
