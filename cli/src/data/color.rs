@@ -38,7 +38,8 @@ pub(crate) fn adjust_saturation(image: &mut [f32], factor: f32) {
 pub(crate) fn adjust_hue(image: &mut [f32], shift: f32) {
     for p in image.chunks_exact_mut(3) {
         let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
-        let rgb = hsv_to_rgb((h + shift).rem_euclid(1.0), s, v);
+        let shifted = h + shift;
+        let rgb = hsv_to_rgb(shifted - shifted.floor(), s, v);
         p.copy_from_slice(&rgb);
     }
 }
@@ -59,7 +60,8 @@ fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
         return (0.0, 0.0, max);
     }
     let s = chroma / max;
-    let (rc, gc, bc) = ((max - r) / chroma, (max - g) / chroma, (max - b) / chroma);
+    let inv = 1.0 / chroma;
+    let (rc, gc, bc) = ((max - r) * inv, (max - g) * inv, (max - b) * inv);
     let h = if max == r {
         bc - gc
     } else if max == g {
@@ -67,7 +69,9 @@ fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
     } else {
         4.0 + gc - rc
     };
-    ((h / 6.0 + 1.0).rem_euclid(1.0), s, max)
+    // h / 6 lies in [-1/6, 1): wrap the negative part of red's sector into [0, 1).
+    let h = h / 6.0;
+    (if h < 0.0 { h + 1.0 } else { h }, s, max)
 }
 
 /// torchvision's `_hsv2rgb`.
@@ -77,7 +81,8 @@ fn hsv_to_rgb(h: f32, s: f32, v: f32) -> [f32; 3] {
     let p = (v * (1.0 - s)).clamp(0.0, 1.0);
     let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
     let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-    match (sector as i32).rem_euclid(6) {
+    // A hue that rounded up to exactly 1.0 is sector 6, which is sector 0.
+    match sector as i32 % 6 {
         0 => [v, t, p],
         1 => [q, v, p],
         2 => [p, v, t],
@@ -139,6 +144,7 @@ mod tests {
         }
         assert!((rgb_to_hsv(0.0, 1.0, 0.0).0 - 1.0 / 3.0).abs() < 1e-6);
         assert!((rgb_to_hsv(0.0, 0.0, 1.0).0 - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(hsv_to_rgb(1.0, 1.0, 1.0), [1.0, 0.0, 0.0], "hue 1 is hue 0");
     }
 
     #[test]
