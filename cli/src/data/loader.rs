@@ -37,7 +37,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The images as an `[M, 3, H, W]` f32 tensor on `device`.
+    /// A copy of the images as an `[M, 3, H, W]` f32 tensor on `device` (to move them instead:
+    /// `Tensor::from_vec(batch.images, batch.shape.to_vec(), device)`).
     pub fn to_tensor(&self, device: &Device) -> clce_engine::Result<Tensor> {
         Tensor::from_vec(self.images.clone(), self.shape.to_vec(), device)
     }

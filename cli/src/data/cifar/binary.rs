@@ -1,7 +1,7 @@
 //! The binary distribution: each record is the label byte(s) followed by 3072 pixel bytes
 //! (channel-planar 32x32). CIFAR-100 records carry two label bytes, coarse then fine.
 //! Class names are plain text, one per line.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{assemble, check_label, require, Layout, Records, IMAGE_BYTES, SIDE};
 use crate::data::error::{DataError, Result};
@@ -12,10 +12,10 @@ pub(super) fn open(layout: &Layout, dir: &Path) -> Result<Dataset> {
     let train = layout
         .binary_train
         .iter()
-        .map(|file| read_records(layout, &require(layout, dir, file)?))
+        .map(|file| read_records(layout, &require(layout, "binary", dir, file)?))
         .collect::<Result<Vec<_>>>()?;
-    let test = read_records(layout, &require(layout, dir, layout.binary_test)?)?;
-    let names_path = require(layout, dir, layout.binary_names)?;
+    let test = read_records(layout, &require(layout, "binary", dir, layout.binary_test)?)?;
+    let names_path = require(layout, "binary", dir, layout.binary_names)?;
     let names = (names_path.clone(), read_names(&names_path)?);
     // The coarse names are a nicety: the coarse labels themselves are in every record.
     let coarse_names = match layout.binary_coarse_names.map(|f| dir.join(f)) {
@@ -76,7 +76,7 @@ pub(crate) fn read_records(layout: &Layout, path: &Path) -> Result<Records> {
 }
 
 /// One class name per line; blank lines (the files end with some) are not classes.
-pub(crate) fn read_names(path: &PathBuf) -> Result<Vec<String>> {
+pub(crate) fn read_names(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     Ok(text
         .lines()

@@ -114,8 +114,9 @@ fn find_dir(data_dir: &Path, name: &str) -> Option<PathBuf> {
     }
 }
 
-/// The path of a file the distribution must contain, or an error saying it is missing.
-fn require(layout: &Layout, dir: &Path, file: &str) -> Result<PathBuf> {
+/// The path of a file the `distribution` ("binary" or "python") must contain, or an error
+/// saying it is missing.
+fn require(layout: &Layout, distribution: &str, dir: &Path, file: &str) -> Result<PathBuf> {
     let path = dir.join(file);
     if path.is_file() {
         Ok(path)
@@ -126,7 +127,7 @@ fn require(layout: &Layout, dir: &Path, file: &str) -> Result<PathBuf> {
             path.display(),
             dir.display(),
             layout.archive_stem,
-            if dir.ends_with(layout.binary_dir) { "binary" } else { "python" },
+            distribution,
         )))
     }
 }

@@ -4,7 +4,7 @@
 //! `data` is a numpy uint8 array of N x 3072 channel-planar rows; the labels are lists of ints.
 use std::collections::BTreeMap;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_pickle::{DeOptions, HashableValue, Value};
 
@@ -19,10 +19,10 @@ pub(super) fn open(layout: &Layout, dir: &Path) -> Result<Dataset> {
     let train = layout
         .python_train
         .iter()
-        .map(|file| read_records(layout, &require(layout, dir, file)?))
+        .map(|file| read_records(layout, &require(layout, "python", dir, file)?))
         .collect::<Result<Vec<_>>>()?;
-    let test = read_records(layout, &require(layout, dir, layout.python_test)?)?;
-    let meta_path = require(layout, dir, layout.python_meta)?;
+    let test = read_records(layout, &require(layout, "python", dir, layout.python_test)?)?;
+    let meta_path = require(layout, "python", dir, layout.python_meta)?;
     let meta = load(&meta_path)?;
     let names = (
         meta_path.clone(),
@@ -127,7 +127,7 @@ fn ints(path: &Path, dict: &Dict, key: &str) -> Result<Vec<i64>> {
     }
 }
 
-fn strings(path: &PathBuf, dict: &Dict, key: &str) -> Result<Vec<String>> {
+fn strings(path: &Path, dict: &Dict, key: &str) -> Result<Vec<String>> {
     let bad = || DataError::corrupt(path, format!("{key:?} is not a list of strings"));
     match entry(path, dict, key)? {
         Value::List(items) => items
