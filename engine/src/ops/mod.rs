@@ -5,6 +5,7 @@ pub mod binary;
 pub mod conv2d;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
 pub mod unary;
 
@@ -22,5 +23,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(layout::gradcheck_cases());
     cases.extend(matmul::gradcheck_cases());
     cases.extend(conv2d::gradcheck_cases());
+    cases.extend(pool::gradcheck_cases());
     cases
 }
