@@ -5,6 +5,7 @@ pub mod binary;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;
+pub mod softmax;
 pub mod unary;
 
 pub(crate) use reduce::cpu::for_each_index;
@@ -20,5 +21,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(reduce::gradcheck_cases());
     cases.extend(layout::gradcheck_cases());
     cases.extend(matmul::gradcheck_cases());
+    cases.extend(softmax::gradcheck_cases());
     cases
 }
