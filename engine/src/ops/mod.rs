@@ -2,6 +2,7 @@
 //! its backward rule), `cpu.rs` its CPU kernels, `gpu.rs` its GPU dispatch (WGSL in
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
 pub mod binary;
+pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;
@@ -22,5 +23,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(layout::gradcheck_cases());
     cases.extend(matmul::gradcheck_cases());
     cases.extend(softmax::gradcheck_cases());
+    cases.extend(layer_norm::gradcheck_cases());
     cases
 }
