@@ -1,6 +1,7 @@
 //! Every differentiable op, one folder per op family: `mod.rs` has the op (its forward and
 //! its backward rule), `cpu.rs` its CPU kernels, `gpu.rs` its GPU dispatch (WGSL in
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
+pub mod batch_norm;
 pub mod binary;
 pub mod layer_norm;
 pub mod layout;
@@ -24,5 +25,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(matmul::gradcheck_cases());
     cases.extend(softmax::gradcheck_cases());
     cases.extend(layer_norm::gradcheck_cases());
+    cases.extend(batch_norm::gradcheck_cases());
     cases
 }
