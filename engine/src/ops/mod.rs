@@ -3,6 +3,7 @@
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
 pub mod batch_norm;
 pub mod binary;
+pub mod dropout;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
@@ -26,5 +27,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(softmax::gradcheck_cases());
     cases.extend(layer_norm::gradcheck_cases());
     cases.extend(batch_norm::gradcheck_cases());
+    cases.extend(dropout::gradcheck_cases());
     cases
 }
