@@ -4,6 +4,8 @@
 pub mod batch_norm;
 pub mod binary;
 pub mod dropout;
+pub mod l2_normalize;
+mod lanes;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
@@ -11,6 +13,7 @@ pub mod reduce;
 pub mod softmax;
 pub mod unary;
 
+pub(crate) use lanes::map_lanes;
 pub(crate) use reduce::cpu::for_each_index;
 
 /// Below this many elements a rayon split costs more than it saves.
@@ -28,5 +31,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(layer_norm::gradcheck_cases());
     cases.extend(batch_norm::gradcheck_cases());
     cases.extend(dropout::gradcheck_cases());
+    cases.extend(l2_normalize::gradcheck_cases());
     cases
 }

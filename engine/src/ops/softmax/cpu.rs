@@ -1,9 +1,6 @@
-//! Softmax kernels. The softmax axis splits a tensor into lanes of `n` values; element k of
-//! lane (o, i) sits at (o * n + k) * inner + i. The row functions below work on one
-//! contiguous lane and are shared with attention and cross entropy.
-use rayon::prelude::*;
-
-use crate::ops::CPU_PAR_MIN;
+//! Softmax kernels, one lane (the values along the softmax axis) at a time. The row
+//! functions work on one contiguous lane and are shared with attention and cross entropy.
+use crate::ops::map_lanes;
 use crate::{map_cpu, CpuStorage, Elem};
 
 /// softmax (or log_softmax when `log`) of every lane.
@@ -91,51 +88,4 @@ fn log_softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
 
 fn row_max<T: Elem>(row: &[T]) -> T {
     row.iter().copied().fold(T::neg_infinity(), T::max)
-}
-
-/// Runs `f(input lanes, output lane)` on every lane of K same-shaped inputs and collects the
-/// output lanes into a tensor of the same shape. Lanes that are not contiguous (inner > 1)
-/// are copied into scratch rows first, so `f` always sees contiguous rows.
-pub(crate) fn map_lanes<T: Elem, const K: usize>(
-    ins: [&[T]; K],
-    n: usize,
-    inner: usize,
-    f: impl Fn([&[T]; K], &mut [T]) + Sync,
-) -> Vec<T> {
-    let len = ins[0].len();
-    let mut out = vec![T::zero(); len];
-    if len == 0 {
-        return out;
-    }
-    let block = n * inner;
-    let one_block = |o: usize, dst: &mut [T]| {
-        let src: [&[T]; K] = std::array::from_fn(|j| &ins[j][o * block..(o + 1) * block]);
-        if inner == 1 {
-            f(src, dst);
-            return;
-        }
-        let mut scratch: [Vec<T>; K] = std::array::from_fn(|_| vec![T::zero(); n]);
-        let mut lane_out = vec![T::zero(); n];
-        for i in 0..inner {
-            for (buf, s) in scratch.iter_mut().zip(&src) {
-                for (k, b) in buf.iter_mut().enumerate() {
-                    *b = s[k * inner + i];
-                }
-            }
-            f(std::array::from_fn(|j| &scratch[j][..]), &mut lane_out);
-            for (k, &v) in lane_out.iter().enumerate() {
-                dst[k * inner + i] = v;
-            }
-        }
-    };
-    if len >= CPU_PAR_MIN {
-        out.par_chunks_mut(block)
-            .enumerate()
-            .for_each(|(o, d)| one_block(o, d));
-    } else {
-        out.chunks_mut(block)
-            .enumerate()
-            .for_each(|(o, d)| one_block(o, d));
-    }
-    out
 }
