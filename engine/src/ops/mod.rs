@@ -3,6 +3,7 @@
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
 pub mod batch_norm;
 pub mod binary;
+pub mod cross_entropy;
 pub mod dropout;
 pub mod l2_normalize;
 mod lanes;
@@ -32,5 +33,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(batch_norm::gradcheck_cases());
     cases.extend(dropout::gradcheck_cases());
     cases.extend(l2_normalize::gradcheck_cases());
+    cases.extend(cross_entropy::gradcheck_cases());
     cases
 }
