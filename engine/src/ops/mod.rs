@@ -1,6 +1,7 @@
 //! Every differentiable op, one folder per op family: `mod.rs` has the op (its forward and
 //! its backward rule), `cpu.rs` its CPU kernels, `gpu.rs` its GPU dispatch (WGSL in
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
+pub mod attention;
 pub mod batch_norm;
 pub mod binary;
 pub mod cross_entropy;
@@ -34,5 +35,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(dropout::gradcheck_cases());
     cases.extend(l2_normalize::gradcheck_cases());
     cases.extend(cross_entropy::gradcheck_cases());
+    cases.extend(attention::gradcheck_cases());
     cases
 }
