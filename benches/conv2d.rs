@@ -1,8 +1,11 @@
 //! conv2d throughput at ResNet-101 shapes (batch 8): forward, and forward + backward (input
 //! and weight gradients). Criterion's throughput is the multiply-add count times 2 (times 3
 //! with the backward pass, which does two more products of the forward's size), so its
-//! "elem/s" reads as FLOP/s; each shape also prints its best time in GFLOP/s.
-use std::time::{Duration, Instant};
+//! "elem/s" reads as FLOP/s; each shape also prints its best times in GFLOP/s (by wall and
+//! by CPU time, see benches/common).
+mod common;
+
+use std::time::Duration;
 
 use clce::engine::autograd::backward_with_grad;
 use clce::engine::{DType, Device, Tensor};
@@ -43,19 +46,6 @@ const SHAPES: [Shape; 3] = [
     },
 ];
 
-fn best_gflops(flops: f64, runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let best = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap();
-    flops / best.as_secs_f64() / 1e9
-}
-
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d");
     group
@@ -87,12 +77,10 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("forward_backward", s.name), |b| {
             b.iter(train)
         });
-        let fwd = best_gflops(forward_flops as f64, 5, forward);
-        let both = best_gflops(3.0 * forward_flops as f64, 5, train);
-        println!(
-            "conv2d {}: forward {fwd:.1} GFLOP/s, forward+backward {both:.1} GFLOP/s (best of 5)",
-            s.name
-        );
+        let fwd = common::best_rates(forward_flops as f64, 5, forward);
+        let both = common::best_rates(3.0 * forward_flops as f64, 5, train);
+        println!("conv2d {} forward: {fwd} (best of 5)", s.name);
+        println!("conv2d {} forward+backward: {both} (best of 5)", s.name);
     }
     group.finish();
 }

@@ -1,11 +1,12 @@
 //! sgemm throughput: the engine's CPU matmul (the `gemm` crate) beside a hand-written
 //! blocked kernel (benches/hand_sgemm), square f32 matrices at 512, 1024 and 2048.
 //! Criterion's throughput is set to 2·n³ elements, so its "elem/s" reads as FLOP/s; each
-//! size also prints the best of a few timed runs in GFLOP/s, the figure BENCHMARKS.md
-//! compares with numpy's.
+//! size also prints the best of a few timed runs (by wall and by CPU time, see
+//! benches/common), the figures BENCHMARKS.md compares with numpy's.
+mod common;
 mod hand_sgemm;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clce::engine::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -14,20 +15,6 @@ const SIZES: [usize; 3] = [512, 1024, 2048];
 
 fn random(n: usize, seed: u64) -> Tensor {
     Tensor::randn([n, n], 1.0, seed, DType::F32, &Device::Cpu).unwrap()
-}
-
-/// Best wall time of `runs` calls, in GFLOP/s for an n³ product.
-fn best_gflops(n: usize, runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let best = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap();
-    2.0 * (n as f64).powi(3) / best.as_secs_f64() / 1e9
 }
 
 fn bench(c: &mut Criterion) {
@@ -61,9 +48,13 @@ fn bench(c: &mut Criterion) {
             bench.iter(|| hand_sgemm::sgemm(n, n, n, &av, &bv, &mut out))
         });
         let runs = if n >= 2048 { 3 } else { 10 };
-        let engine = best_gflops(n, runs, || drop(a.matmul(&b).unwrap()));
-        let hand = best_gflops(n, runs, || hand_sgemm::sgemm(n, n, n, &av, &bv, &mut out));
-        println!("sgemm n={n}: engine (gemm crate) {engine:.1} GFLOP/s, hand-written blocked {hand:.1} GFLOP/s (best of {runs})");
+        let flops = 2.0 * (n as f64).powi(3);
+        let engine = common::best_rates(flops, runs, || drop(a.matmul(&b).unwrap()));
+        let hand = common::best_rates(flops, runs, || {
+            hand_sgemm::sgemm(n, n, n, &av, &bv, &mut out)
+        });
+        println!("sgemm n={n} engine (gemm crate): {engine} (best of {runs})");
+        println!("sgemm n={n} hand-written blocked: {hand} (best of {runs})");
     }
     group.finish();
 }

@@ -26,6 +26,11 @@ pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) 
         return;
     }
     let fma = has_avx2_fma();
+    // Row blocks of at most MC rows, as many as a multiple of the thread count, so that
+    // every thread gets the same share of rows.
+    let threads = rayon::current_num_threads();
+    let blocks = m.div_ceil(MC).div_ceil(threads) * threads;
+    let mc_rows = m.div_ceil(blocks).next_multiple_of(MR);
     let mut b_pack = vec![0.0f32; KC * NC.min(n.next_multiple_of(NR))];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
@@ -33,28 +38,31 @@ pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) 
             let kc = KC.min(k - pc);
             pack_b(b, n, pc, kc, jc, nc, &mut b_pack);
             let b_pack = &b_pack;
-            c[..m * n].par_chunks_mut(MC * n).enumerate().for_each_init(
-                || vec![0.0f32; MC * KC],
-                |a_pack, (block, c_rows)| {
-                    let ic = block * MC;
-                    let mc = MC.min(m - ic);
-                    pack_a(a, k, ic, mc, pc, kc, a_pack);
-                    for jr in (0..nc).step_by(NR) {
-                        for ir in (0..mc).step_by(MR) {
-                            let tile =
-                                micro_kernel(fma, kc, &a_pack[ir * kc..], &b_pack[jr * kc..]);
-                            // Add the tile into C, cut to the matrix at the edges.
-                            let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
-                            for (i, t) in tile.iter().take(rows).enumerate() {
-                                let dst = &mut c_rows[(ir + i) * n + jc + jr..][..cols];
-                                for (d, v) in dst.iter_mut().zip(t) {
-                                    *d += v;
+            c[..m * n]
+                .par_chunks_mut(mc_rows * n)
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; mc_rows * KC],
+                    |a_pack, (block, c_rows)| {
+                        let ic = block * mc_rows;
+                        let mc = mc_rows.min(m - ic);
+                        pack_a(a, k, ic, mc, pc, kc, a_pack);
+                        for jr in (0..nc).step_by(NR) {
+                            for ir in (0..mc).step_by(MR) {
+                                let tile =
+                                    micro_kernel(fma, kc, &a_pack[ir * kc..], &b_pack[jr * kc..]);
+                                // Add the tile into C, cut to the matrix at the edges.
+                                let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
+                                for (i, t) in tile.iter().take(rows).enumerate() {
+                                    let dst = &mut c_rows[(ir + i) * n + jc + jr..][..cols];
+                                    for (d, v) in dst.iter_mut().zip(t) {
+                                        *d += v;
+                                    }
                                 }
                             }
                         }
-                    }
-                },
-            );
+                    },
+                );
         }
     }
 }
@@ -62,15 +70,16 @@ pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) 
 /// B[pc..pc+kc, jc..jc+nc] as consecutive NR-wide slivers, each kc rows of NR values
 /// (zero-padded past column nc), so the micro-kernel reads it sequentially.
 fn pack_b(b: &[f32], n: usize, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32]) {
-    for (s, jr) in (0..nc).step_by(NR).enumerate() {
+    let slivers = out[..nc.div_ceil(NR) * kc * NR].par_chunks_mut(kc * NR);
+    slivers.enumerate().for_each(|(s, sliver)| {
+        let jr = s * NR;
         let cols = NR.min(nc - jr);
-        let sliver = &mut out[s * kc * NR..][..kc * NR];
         for (p, dst) in sliver.chunks_exact_mut(NR).enumerate() {
             let src = &b[(pc + p) * n + jc + jr..][..cols];
             dst[..cols].copy_from_slice(src);
             dst[cols..].fill(0.0);
         }
-    }
+    });
 }
 
 /// A[ic..ic+mc, pc..pc+kc] as consecutive MR-tall slivers, each kc columns of MR values
