@@ -86,20 +86,32 @@ fn rank_of(row: &[f32], label: usize) -> usize {
         .count()
 }
 
-/// The classifier's accuracy on `split`, in batches of `batch_size` images of side
-/// `image_size` normalised with `norm`. `progress(done, total)` is called after each batch.
+/// How evaluation views are made and batched.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalViews {
+    pub batch_size: usize,
+    /// Side of the square input.
+    pub image_size: usize,
+    pub norm: Normalization,
+}
+
+/// The classifier's accuracy on `split` (labels in 0..classes). `progress(done, total)` is
+/// called after each batch.
 pub fn evaluate(
     net: &dyn Network,
     split: &Arc<Split>,
     classes: usize,
-    batch_size: usize,
-    image_size: usize,
-    norm: &Normalization,
+    views: &EvalViews,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Tally> {
     let _no_grad = no_grad();
-    let loader = Loader::eval(split.clone(), batch_size, image_size, norm)?;
+    let loader = Loader::eval(
+        split.clone(),
+        views.batch_size,
+        views.image_size,
+        &views.norm,
+    )?;
     let batches = loader.len();
     let mut tally = Tally::new(classes);
     for (i, batch) in loader.enumerate() {

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::error::{Result, TrainError};
-use super::eval::{evaluate, Tally};
+use super::eval::{evaluate, EvalViews, Tally};
 use super::gradcheck::{self, GradcheckOptions};
 use super::metrics::{EpochRecord, MetricsLog, Record, StepRecord};
 use super::network::{GroupOptions, Mode, Network, Output};
@@ -334,13 +334,16 @@ fn check_gradients(s: &Session, reporter: &mut Reporter, opt: &AdamW, batch: &Ba
 fn test_accuracy(s: &Session, reporter: &mut Reporter) -> Result<Tally> {
     let batches = s.data.test.len().div_ceil(s.cfg.eval_batch_size);
     reporter.start_bar("test".into(), batches);
+    let views = EvalViews {
+        batch_size: s.cfg.eval_batch_size,
+        image_size: s.cfg.image_size,
+        norm: s.augment.norm,
+    };
     let tally = evaluate(
         s.net,
         &s.data.test,
         s.data.num_classes(),
-        s.cfg.eval_batch_size,
-        s.cfg.image_size,
-        &s.augment.norm,
+        &views,
         &s.device,
         &mut |done, _| reporter.advance_bar(done, String::new()),
     );
