@@ -44,6 +44,10 @@ pub struct TrainFlags {
     /// Where CIFAR's files are looked for [data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Classes of the classifier head [the data's]; more than the data has is allowed (the
+    /// extra classes are never seen).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
     /// Input side in pixels [the model's: 224 for beit-base and the ResNets, 32 for beit-tiny].
     #[arg(long)]
     pub image_size: Option<usize>,
@@ -221,6 +225,7 @@ impl TrainFlags {
         check(self.weights.is_some(), "--weights");
         check(self.data.is_some(), "--data");
         check(self.image_size.is_some(), "--image-size");
+        check(self.num_classes.is_some(), "--num-classes");
         check(self.loss.is_some(), "--loss");
         check(self.lambda.is_some(), "--lambda");
         check(self.tau.is_some(), "--tau");

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use clce_engine::{no_grad, Device};
+use serde_json::json;
 
 use super::error::Result;
 use super::network::{Mode, Network};
@@ -124,6 +125,44 @@ pub fn evaluate(
     Ok(tally)
 }
 
+/// (class name, top-1 or None without images, images) for every class.
+pub fn per_class_rows(names: &[String], tally: &Tally) -> Vec<(String, Option<f64>, usize)> {
+    tally
+        .per_class()
+        .into_iter()
+        .enumerate()
+        .map(|(c, acc)| {
+            let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            (name, acc, tally.total[c])
+        })
+        .collect()
+}
+
+/// Per-class accuracy, three classes to a line.
+pub fn per_class_table(rows: &[(String, Option<f64>, usize)]) -> String {
+    let cells: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (name, acc, _))| {
+            let acc = acc.map_or("   -  ".into(), |a| format!("{:5.1}%", 100.0 * a));
+            let name: String = name.chars().take(20).collect();
+            format!("{i:>4} {name:<20} {acc}")
+        })
+        .collect();
+    let mut out = String::from("per-class top-1 accuracy:");
+    for line in cells.chunks(3) {
+        out.push('\n');
+        out.push_str(line.join("   ").trim_end());
+    }
+    out
+}
+
+pub fn per_class_json(rows: &[(String, Option<f64>, usize)]) -> serde_json::Value {
+    rows.iter()
+        .map(|(name, acc, n)| json!({"class": name, "top1": acc, "images": n}))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +201,25 @@ mod tests {
         let mut t = Tally::new(3);
         t.add(&[f32::NAN, f32::NAN, f32::NAN], &[1]);
         assert_eq!((t.top1(), t.top5()), (0.0, 0.0));
+    }
+
+    #[test]
+    fn per_class_rows_name_every_class() {
+        let mut t = Tally::new(3);
+        t.add(&[1.0, 0.0, 0.0, 1.0, 0.0, 0.0], &[0, 1]);
+        let names = vec!["cat".to_string(), "dog".to_string(), "emu".to_string()];
+        let rows = per_class_rows(&names, &t);
+        assert_eq!(
+            rows,
+            [
+                ("cat".to_string(), Some(1.0), 1),
+                ("dog".to_string(), Some(0.0), 1),
+                ("emu".to_string(), None, 0)
+            ]
+        );
+        let table = per_class_table(&rows);
+        assert!(table.contains("cat") && table.contains("100.0%") && table.contains("-"));
+        assert_eq!(per_class_json(&rows)[2]["top1"], serde_json::Value::Null);
     }
 
     #[test]

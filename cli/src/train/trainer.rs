@@ -16,7 +16,7 @@ use serde_json::json;
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::error::{Result, TrainError};
-use super::eval::{evaluate, EvalViews, Tally};
+use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
 use super::gradcheck::{self, GradcheckOptions};
 use super::metrics::{EpochRecord, MetricsLog, Record, StepRecord};
 use super::network::{GroupOptions, Mode, Network, Output};
@@ -353,28 +353,11 @@ fn test_accuracy(s: &Session, reporter: &mut Reporter) -> Result<Tally> {
 
 /// `per_class_accuracy.json`: the final test accuracy of every class, by name.
 fn write_per_class(s: &Session, tally: &Tally) -> Result<()> {
-    let classes: Vec<_> = per_class_rows(&s.data.class_names, tally)
-        .into_iter()
-        .map(|(name, acc, n)| json!({"class": name, "top1": acc, "images": n}))
-        .collect();
     let text = serde_json::to_string_pretty(&json!({
         "test_top1": tally.top1(),
         "test_top5": tally.top5(),
-        "classes": classes,
+        "classes": per_class_json(&per_class_rows(&s.data.class_names, tally)),
     }))
     .expect("JSON serialises");
     write_atomic(&s.run.per_class_path(), text.as_bytes())
-}
-
-/// (class name, top-1 or None without images, images) for every class.
-pub fn per_class_rows(names: &[String], tally: &Tally) -> Vec<(String, Option<f64>, usize)> {
-    tally
-        .per_class()
-        .into_iter()
-        .enumerate()
-        .map(|(c, acc)| {
-            let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
-            (name, acc, tally.total[c])
-        })
-        .collect()
 }
