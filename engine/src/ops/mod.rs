@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod batch_norm;
 pub mod binary;
+pub mod conv2d;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod l2_normalize;
@@ -11,6 +12,7 @@ mod lanes;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
 pub mod softmax;
 pub mod unary;
@@ -29,6 +31,8 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(reduce::gradcheck_cases());
     cases.extend(layout::gradcheck_cases());
     cases.extend(matmul::gradcheck_cases());
+    cases.extend(conv2d::gradcheck_cases());
+    cases.extend(pool::gradcheck_cases());
     cases.extend(softmax::gradcheck_cases());
     cases.extend(layer_norm::gradcheck_cases());
     cases.extend(batch_norm::gradcheck_cases());
