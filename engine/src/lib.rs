@@ -5,11 +5,13 @@
 //! Where to look:
 //! - `tensor.rs`: the `Tensor` type; `autograd.rs`: the tape and the reverse pass;
 //! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
-//! - `gradcheck.rs`: finite-difference checking of every op.
+//! - `gradcheck.rs`: finite-difference checking of every op;
+//! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`.
 pub mod autograd;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod gpu;
 pub mod gradcheck;
 pub mod ops;
 pub mod shape;

@@ -32,6 +32,7 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         (Storage::Cpu(x), Storage::Cpu(y)) => {
             Storage::Cpu(cpu::binary(x, a.shape(), y, b.shape(), &out_shape, op))
         }
+        _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
     };
     Ok(Tensor::from_op(
         storage,

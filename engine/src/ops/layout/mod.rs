@@ -42,6 +42,7 @@ impl Tensor {
         let out_shape = Shape::from(dims.iter().map(|&d| self.dims()[d]).collect::<Vec<_>>());
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::permute(s, self.shape(), dims)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         Ok(Tensor::from_op(
             storage,
@@ -74,6 +75,7 @@ impl Tensor {
         let (outer, _, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::narrow(s, outer, n, inner, start, len)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         let out_shape = self.shape().with_dim(axis, len);
         Ok(Tensor::from_op(
@@ -114,10 +116,12 @@ impl Tensor {
                     .zip(tensors)
                     .map(|(g, t)| match &**g {
                         Storage::Cpu(s) => (s, t.dims()[axis]),
+                        _ => unreachable!(),
                     })
                     .collect();
                 Storage::Cpu(cpu::concat(&parts, outer, inner))
             }
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         drop(guards);
         let sizes = tensors.iter().map(|t| t.dims()[axis]).collect();
@@ -143,6 +147,7 @@ impl Tensor {
         let (outer, _, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         let out_shape = self.shape().with_dim(axis, indices.len());
         let op = IndexSelectBackward {
@@ -180,6 +185,7 @@ impl Tensor {
         let (outer, _, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         let op = GatherBackward {
             axis,
@@ -313,6 +319,7 @@ impl BackwardOp for IndexSelectBackward {
         let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_add(s, outer, n, inner, &self.indices)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,
@@ -341,6 +348,7 @@ impl BackwardOp for GatherBackward {
         let k = g.dims()[self.axis];
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::scatter_add(s, outer, n, inner, &self.indices, k)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

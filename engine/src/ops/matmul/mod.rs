@@ -81,6 +81,7 @@ impl Tensor {
         let (dims, out_shape) = matmul_dims(self.shape(), rhs.shape(), trans_a, trans_b)?;
         let storage = match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, &dims)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         Ok(Tensor::from_op(
             storage,

@@ -24,6 +24,7 @@ fn reduce(x: &Tensor, axis: isize, keepdim: bool, op: ReduceOp) -> Result<Tensor
     ensure_shape!(n > 0 || op == ReduceOp::Sum, name, "max over an empty axis");
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::reduce_axis(s, outer, n, inner, op)),
+        _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
     };
     let kept = kept_shape(x, axis);
     let backward = ReduceBackward { op, axis };
@@ -60,6 +61,7 @@ impl BackwardOp for ReduceBackward {
                     (Storage::Cpu(xs), Storage::Cpu(os), Storage::Cpu(gs)) => {
                         Storage::Cpu(cpu::max_backward(xs, os, gs, outer, n, inner))
                     }
+                    _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
                 };
                 Tensor::from_storage(storage, x.shape().clone(), x.device().clone())
             }
@@ -105,6 +107,7 @@ impl Tensor {
         );
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::sum_to(s, self.shape(), shape)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         Ok(Tensor::from_op(
             storage,
@@ -130,6 +133,7 @@ impl Tensor {
         );
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::broadcast_to(s, self.shape(), shape)),
+            _ => return Err(crate::Error::Gpu("this op has no GPU kernel yet".into())),
         };
         Ok(Tensor::from_op(
             storage,
