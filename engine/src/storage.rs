@@ -95,3 +95,9 @@ impl Storage {
         self.len() == 0
     }
 }
+
+/// The error for storages of different kinds meeting in one op. `check_same` rules this out
+/// before dispatch; this keeps the dispatch total without a panic.
+pub(crate) fn mixed_devices(op: &'static str) -> crate::Error {
+    crate::Error::invalid(op, "operands live on different devices")
+}

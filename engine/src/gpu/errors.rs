@@ -9,11 +9,20 @@ use std::sync::{Arc, Mutex};
 use crate::{Error, Result};
 
 fn describe(e: &wgpu::Error) -> String {
-    match e {
-        wgpu::Error::OutOfMemory { .. } => "out of GPU memory".to_string(),
-        wgpu::Error::Validation { description, .. } => format!("validation error: {description}"),
-        wgpu::Error::Internal { description, .. } => format!("internal error: {description}"),
+    let kind = match e {
+        wgpu::Error::OutOfMemory { .. } => "out of GPU memory",
+        wgpu::Error::Validation { .. } => "validation error",
+        wgpu::Error::Internal { .. } => "internal error",
+    };
+    // The top-level description is often generic ("Validation Error"); the causes say what.
+    let mut text = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text
 }
 
 /// Runs `f` inside validation, out-of-memory and internal error scopes; an error raised

@@ -28,6 +28,8 @@ pub(crate) struct Launch<'a> {
 
 /// The uniform parameter block of a launch, built in the order of the WGSL `Params` struct:
 /// scalar fields (`u32`, `f32`) first, then shape-like arrays of up to [`MAX_RANK`] values.
+/// Every field of the struct must be given, even those an entry point does not read: the
+/// binding must be as large as the struct.
 #[derive(Default)]
 pub(crate) struct Params(Vec<u32>);
 

@@ -13,6 +13,7 @@
 //!   host round trips.
 //! - `kernel.rs` is what an op's `gpu.rs` calls: [`Launch`] names a kernel, its uniform
 //!   parameters, the buffers it reads and the buffers it writes.
+//! - `layout_params.rs` prepares shapes and strides for kernels that index through them.
 //! - `storage.rs` holds a tensor's buffer ([`GpuStorage`]) and moves data in and out.
 //! - `errors.rs` turns wgpu errors (validation, out of memory, device lost) into
 //!   [`crate::Error::Gpu`] instead of panics.
@@ -24,6 +25,7 @@ mod adapters;
 mod device;
 mod errors;
 mod kernel;
+mod layout_params;
 mod pipelines;
 mod pool;
 mod recorder;
@@ -36,5 +38,6 @@ mod tests;
 pub use adapters::{adapters, AdapterSummary};
 pub use device::GpuDevice;
 pub(crate) use kernel::{linear_grid, Launch, Params, MAX_RANK};
+pub(crate) use layout_params::{check_rank, collapse};
 pub use pool::MemoryStats;
 pub use storage::{GpuBuffer, GpuStorage};
