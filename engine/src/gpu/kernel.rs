@@ -130,8 +130,9 @@ impl GpuDevice {
                 layout: &layout,
                 entries: &entries,
             });
+            // The label names the kernel in errors found when the batch is submitted.
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
+                label: Some(&what),
                 timestamp_writes: None,
             });
             pass.set_pipeline(&pipeline);
