@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List the devices --device can name: the CPU and every GPU adapter, best first.
+    Devices(commands::devices::Args),
     /// Check every op's analytic gradient against central finite differences.
     Gradcheck(commands::gradcheck::Args),
 }
@@ -27,6 +29,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Devices(args) => commands::devices::run(args),
         Command::Gradcheck(args) => commands::gradcheck::run(args),
     };
     match result {

@@ -1,3 +1,4 @@
+pub mod devices;
 pub mod gradcheck;
 
 /// What a command returns: an exit code, or an error printed as `error: ...` with exit 1.

@@ -28,16 +28,57 @@ impl Layout {
     }
 }
 
-/// Per-channel reduction of f(value index) over the n * s values of channel `ch`.
-fn channel_sum<T: Elem>(l: Layout, ch: usize, f: impl Fn(usize) -> T) -> T {
-    let mut acc = T::zero();
-    for i in 0..l.n {
-        let base = (i * l.c + ch) * l.s;
-        for j in base..base + l.s {
-            acc += f(j);
+/// Σ f(x, g) over the n * s positions of channel `ch` of two [n, c, s] arrays.
+fn channel_sum<T: Elem>(l: Layout, ch: usize, [x, g]: [&[T]; 2], f: impl Fn(T, T) -> T) -> T {
+    (0..l.n)
+        .map(|i| {
+            let range = (i * l.c + ch) * l.s..(i * l.c + ch + 1) * l.s;
+            sum8(&x[range.clone()], &g[range], &f)
+        })
+        .sum()
+}
+
+/// Σ f(x_i, g_i) with eight running partial sums: one running sum would wait on each add's
+/// latency; eight independent ones pipeline (and vectorise), and round a little better.
+fn sum8<T: Elem>(x: &[T], g: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut partial = [T::zero(); 8];
+    let (xs, gs) = (x.chunks_exact(8), g.chunks_exact(8));
+    let (x_rest, g_rest) = (xs.remainder(), gs.remainder());
+    for (x, g) in xs.zip(gs) {
+        for k in 0..8 {
+            partial[k] += f(x[k], g[k]);
         }
     }
-    acc
+    let rest: T = x_rest.iter().zip(g_rest).map(|(&x, &g)| f(x, g)).sum();
+    partial.into_iter().sum::<T>() + rest
+}
+
+/// y = a[ch] u + b[ch] v + c[ch] over [n, c, s], parallel over samples. Every elementwise
+/// pass of batch norm is linear per channel: the forward (u = x, b = 0) in both modes, and
+/// dx (u = x, v = g) in both modes.
+fn channel_linear<T: Elem>(l: Layout, [u, v]: [&[T]; 2], [a, b, c]: [&[T]; 3]) -> Vec<T> {
+    let mut y = vec![T::zero(); u.len()];
+    if y.is_empty() {
+        return y;
+    }
+    let sample = l.c * l.s;
+    y.par_chunks_mut(sample)
+        .zip(u.par_chunks(sample).zip(v.par_chunks(sample)))
+        .with_min_len(l.min_samples())
+        .for_each(|(y, (u, v))| {
+            for ch in 0..l.c {
+                let range = ch * l.s..(ch + 1) * l.s;
+                let (a, b, c) = (a[ch], b[ch], c[ch]);
+                for ((y, &u), &v) in y[range.clone()]
+                    .iter_mut()
+                    .zip(&u[range.clone()])
+                    .zip(&v[range])
+                {
+                    *y = a * u + b * v + c;
+                }
+            }
+        });
+    y
 }
 
 /// [mean, biased variance] of every channel over the batch (and space).
@@ -55,9 +96,9 @@ fn stats<T: Elem>(x: &[T], l: Layout) -> [Vec<T>; 2] {
         .with_min_len(l.min_channels())
         .map(|ch| {
             // Two passes (mean, then squared deviations) avoid the cancellation of E[x²]-E[x]².
-            let mean = channel_sum(l, ch, |j| x[j]) * inv_count;
-            let var = channel_sum(l, ch, |j| (x[j] - mean) * (x[j] - mean)) * inv_count;
-            (mean, var)
+            let mean = channel_sum(l, ch, [x, x], |x, _| x) * inv_count;
+            let var = channel_sum(l, ch, [x, x], |x, _| (x - mean) * (x - mean));
+            (mean, var * inv_count)
         })
         .unzip();
     [mean, var]
@@ -87,23 +128,9 @@ pub(crate) fn normalize(
 }
 
 fn normalize_t<T: Elem>(x: &[T], [mean, rstd, weight, bias]: [&[T]; 4], l: Layout) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    if y.is_empty() {
-        return y;
-    }
-    y.par_chunks_mut(l.c * l.s)
-        .zip(x.par_chunks(l.c * l.s))
-        .with_min_len(l.min_samples())
-        .for_each(|(y, x)| {
-            for ch in 0..l.c {
-                let scale = rstd[ch] * weight[ch];
-                let range = ch * l.s..(ch + 1) * l.s;
-                for (y, &x) in y[range.clone()].iter_mut().zip(&x[range]) {
-                    *y = (x - mean[ch]) * scale + bias[ch];
-                }
-            }
-        });
-    y
+    let scale: Vec<T> = (0..l.c).map(|ch| rstd[ch] * weight[ch]).collect();
+    let shift: Vec<T> = (0..l.c).map(|ch| bias[ch] - mean[ch] * scale[ch]).collect();
+    channel_linear(l, [x, x], [&scale, &vec![T::zero(); l.c], &shift])
 }
 
 /// [dx, dweight, dbias]. `training` says whether mean and rstd were batch statistics (and
@@ -138,6 +165,7 @@ pub(crate) fn backward(
 /// With x̂ = (x - mean) * rstd: dbias = Σ g and dweight = Σ g x̂ per channel. In eval mode
 /// y is affine in x, dx = g * weight * rstd. In training mode mean and rstd move with x too:
 /// dx = weight * rstd * (g - mean(g) - x̂ * mean(g x̂)), means over the channel's values.
+/// Both are linear per channel in (x, g), which is how they run.
 fn backward_t<T: Elem>(
     x: &[T],
     g: &[T],
@@ -145,39 +173,32 @@ fn backward_t<T: Elem>(
     l: Layout,
     training: bool,
 ) -> [Vec<T>; 3] {
-    let xhat = |ch: usize, j: usize| (x[j] - mean[ch]) * rstd[ch];
-    let (dbias, dweight): (Vec<T>, Vec<T>) = (0..l.c)
+    let (dbias, sum_g_xc): (Vec<T>, Vec<T>) = (0..l.c)
         .into_par_iter()
         .with_min_len(l.min_channels())
         .map(|ch| {
-            (
-                channel_sum(l, ch, |j| g[j]),
-                channel_sum(l, ch, |j| g[j] * xhat(ch, j)),
-            )
+            let sum_g = channel_sum(l, ch, [x, g], |_, g| g);
+            let sum_g_xc = channel_sum(l, ch, [x, g], |x, g| g * (x - mean[ch]));
+            (sum_g, sum_g_xc)
         })
         .unzip();
-    let mut dx = vec![T::zero(); x.len()];
-    if dx.is_empty() {
-        return [dx, dweight, dbias];
-    }
+    let dweight: Vec<T> = (0..l.c).map(|ch| sum_g_xc[ch] * rstd[ch]).collect();
     let inv_count = T::one() / T::c(l.count() as f64);
-    dx.par_chunks_mut(l.c * l.s)
-        .enumerate()
-        .with_min_len(l.min_samples())
-        .for_each(|(i, dx)| {
-            for ch in 0..l.c {
-                let scale = weight[ch] * rstd[ch];
-                let base = (i * l.c + ch) * l.s;
-                for (k, d) in dx[ch * l.s..(ch + 1) * l.s].iter_mut().enumerate() {
-                    let j = base + k;
-                    *d = if training {
-                        scale
-                            * (g[j] - dbias[ch] * inv_count - xhat(ch, j) * dweight[ch] * inv_count)
-                    } else {
-                        scale * g[j]
-                    };
-                }
-            }
-        });
+    // dx = a x + b g + c per channel.
+    let (mut a, mut b, mut c) = (
+        vec![T::zero(); l.c],
+        vec![T::zero(); l.c],
+        vec![T::zero(); l.c],
+    );
+    for ch in 0..l.c {
+        b[ch] = weight[ch] * rstd[ch];
+        if training {
+            // b * (g - mean(g) - (x - mean) * rstd * mean(g x̂)).
+            let slope = b[ch] * rstd[ch] * dweight[ch] * inv_count;
+            a[ch] = -slope;
+            c[ch] = slope * mean[ch] - b[ch] * dbias[ch] * inv_count;
+        }
+    }
+    let dx = channel_linear(l, [x, g], [&a, &b, &c]);
     [dx, dweight, dbias]
 }

@@ -10,17 +10,25 @@ mod tests;
 use crate::autograd::BackwardOp;
 use crate::{ensure_shape, Error, Result, Storage, Tensor};
 
-/// The mask's random bits for element (dropout) or sample (drop path) `index`: a
-/// counter-based generator, so every bit is computable alone, in any order, on any device.
-/// `shaders/dropout.wgsl` must mirror this function (and `pcg_hash`) bit for bit, which is why
-/// it uses only wrapping u32 arithmetic, xor and shifts (WGSL has no u64). Indices wrap at 2^32.
-pub(crate) fn random_bits(seed: u64, index: u32) -> u32 {
-    let (lo, hi) = (seed as u32, (seed >> 32) as u32);
-    let key = pcg_hash(lo ^ pcg_hash(hi));
+/// The mask's random bits for element (dropout) or sample (drop path) `index`, under the
+/// call's `key` (from [`seed_key`]): a counter-based generator, so every bit is computable
+/// alone, in any order, on any device. `shaders/dropout.wgsl` must mirror this function (and
+/// `pcg_hash`) bit for bit, which is why it uses only wrapping u32 arithmetic, xor and
+/// shifts (WGSL has no u64). Indices wrap at 2^32.
+#[inline]
+pub(crate) fn random_bits(key: u32, index: u32) -> u32 {
     pcg_hash(pcg_hash(index ^ key).wrapping_add(key))
 }
 
+/// Folds a 64-bit seed into the 32-bit key of [`random_bits`] (computed once per call, on the
+/// host, so the GPU receives the key rather than the seed).
+pub(crate) fn seed_key(seed: u64) -> u32 {
+    let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+    pcg_hash(lo ^ pcg_hash(hi))
+}
+
 /// PCG-RXS-M-XS as a hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020).
+#[inline]
 fn pcg_hash(x: u32) -> u32 {
     let state = x.wrapping_mul(747796405).wrapping_add(2891336453);
     let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
@@ -30,7 +38,8 @@ fn pcg_hash(x: u32) -> u32 {
 /// Where the mask of one dropout call comes from and what survivors are multiplied by.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mask {
-    pub seed: u64,
+    /// `seed_key(seed)`.
+    pub key: u32,
     /// An index is dropped when its random bits are below this: probability threshold / 2^32.
     pub threshold: u32,
     /// 1 / (1 - p).
@@ -45,7 +54,7 @@ impl Mask {
             return Err(Error::invalid(op, format!("p = {p} is outside [0, 1)")));
         }
         Ok(Mask {
-            seed,
+            key: seed_key(seed),
             threshold: (p * 4294967296.0) as u32,
             scale: 1.0 / (1.0 - p),
             group,
@@ -53,7 +62,7 @@ impl Mask {
     }
 
     pub(crate) fn keeps(&self, index: usize) -> bool {
-        random_bits(self.seed, index as u32) >= self.threshold
+        random_bits(self.key, index as u32) >= self.threshold
     }
 }
 

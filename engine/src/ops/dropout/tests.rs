@@ -1,4 +1,4 @@
-use super::{pcg_hash, random_bits};
+use super::{pcg_hash, random_bits, seed_key};
 use crate::{DType, Device, Tensor};
 
 fn ones(shape: &[usize]) -> Tensor {
@@ -47,7 +47,9 @@ fn same_seed_same_mask_other_seed_independent_mask() {
             "seed {other}: agreement {agree}"
         );
     }
-    assert_ne!(random_bits(1, 0), random_bits(2, 0));
+    assert_ne!(seed_key(1), seed_key(2));
+    assert_ne!(seed_key(1), seed_key(1 << 32));
+    assert_ne!(random_bits(seed_key(1), 0), random_bits(seed_key(2), 0));
 }
 
 #[test]
