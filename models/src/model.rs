@@ -1,0 +1,380 @@
+//! A model as CLCE uses it: an encoder (BEiT or ResNet) that gives the pooled feature h, the
+//! classifier head (logits = Linear(h)) and our contrastive projection head
+//! g(h) = Linear(d, proj_dim)(ReLU(Linear(d, d)(h))) (METHOD.md, step 3).
+//!
+//! Models are built fresh ([`Model::new`]) or from a checkpoint file ([`Model::load`]), and
+//! saved in timm's naming ([`Model::save`]) with their configuration in the file's metadata.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clce_engine::{Device, Tensor};
+
+use crate::beit::Beit;
+use crate::checkpoint::{Checkpoint, FileDType, FileTensor, LoadReport, Values};
+use crate::config::{self, Architecture, ModelConfig, DEFAULT_PROJ_DIM};
+use crate::layers::Linear;
+use crate::params::{Builder, ParamStore, Role};
+use crate::resnet::ResNet;
+use crate::{Error, Result};
+
+/// Prefix of our projection head's tensors in saved files (`proj.0` and `proj.2`, the
+/// indices of `nn.Sequential(Linear, ReLU, Linear)`, so PyTorch users can load it).
+pub const PROJ_PREFIX: &str = "proj.";
+
+pub enum Encoder {
+    Beit(Beit),
+    ResNet(ResNet),
+}
+
+/// g(h) = fc2(ReLU(fc1(h))).
+pub struct ProjectionHead {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl ProjectionHead {
+    fn build(b: &mut Builder, dim: usize, proj_dim: usize) -> Result<ProjectionHead> {
+        Ok(ProjectionHead {
+            fc1: Linear::build_default(b, "proj.0", dim, dim)?,
+            fc2: Linear::build_default(b, "proj.2", dim, proj_dim)?,
+        })
+    }
+}
+
+pub struct Model {
+    config: ModelConfig,
+    store: ParamStore,
+    pub encoder: Encoder,
+    pub proj: Option<ProjectionHead>,
+    class_names: Option<Vec<String>>,
+    /// Recompute each block's activations in the backward pass instead of keeping them.
+    pub checkpointing: bool,
+}
+
+/// How to build a model from a checkpoint file.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// A preset name (`beit-base`, `resnet-101`, ...: every shape is checked against it),
+    /// `beit` or `resnet` (any size, read from the file, but that architecture), or None
+    /// (whatever the file holds).
+    pub model: Option<String>,
+    /// Classes of the classifier head; when it differs from the file's, the head is
+    /// initialised afresh. None: the file's.
+    pub num_classes: Option<usize>,
+    /// Output size of the projection head (0: none). None: the file's, else 128.
+    pub proj_dim: Option<usize>,
+    pub device: Device,
+    /// Seed of whatever is initialised rather than loaded.
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            model: None,
+            num_classes: None,
+            proj_dim: None,
+            device: Device::Cpu,
+            seed: 0,
+        }
+    }
+}
+
+/// How to save a model.
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    /// Float type of the weights (F32, F16, BF16 or F64).
+    pub dtype: FileDType,
+    /// Whether to write our projection head (`proj.*`); timm's models have no place for it.
+    pub projection_head: bool,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        SaveOptions {
+            dtype: FileDType::F32,
+            projection_head: true,
+        }
+    }
+}
+
+impl Model {
+    /// A freshly initialised model (timm's initialisation).
+    pub fn new(config: ModelConfig, device: &Device, seed: u64) -> Result<Model> {
+        let mut b = Builder::new(device, seed);
+        let (encoder, proj) = build(&config, &mut b)?;
+        let (store, _) = b.finish();
+        Ok(Model {
+            config,
+            store,
+            encoder,
+            proj,
+            class_names: None,
+            checkpointing: false,
+        })
+    }
+
+    /// Loads a checkpoint in timm, torchvision or transformers naming (F32, F16 or BF16).
+    /// Anything that does not load is an error listing every problem, except what is meant
+    /// to be initialised: the classifier head when `num_classes` differs from the file's, and
+    /// the projection head when the file has none. The report says what was done.
+    pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<(Model, LoadReport)> {
+        let path = path.as_ref();
+        let mut ckpt = Checkpoint::read(path)?.into_timm()?;
+        let shapes = ckpt.shapes();
+
+        let preset = match opts.model.as_deref() {
+            None => None,
+            Some(name) if name == "beit" || name == "resnet" => {
+                if name != ckpt.arch.name() {
+                    return Err(Error::config(format!(
+                        "{} holds a {}, not a {name}",
+                        path.display(),
+                        ckpt.arch
+                    )));
+                }
+                None
+            }
+            Some(name) => Some(ModelConfig::preset(name)?),
+        };
+        if let Some(p) = &preset {
+            if p.kind() != ckpt.arch {
+                return Err(Error::config(format!(
+                    "{} holds a {}, not a {}",
+                    path.display(),
+                    ckpt.arch,
+                    opts.model.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        let arch = match &preset {
+            Some(p) => p.arch.clone(),
+            None => config::infer(ckpt.arch, &shapes)?.arch,
+        };
+
+        let mut notes = Vec::new();
+        let mut reinit = Vec::new();
+        let mut optional = vec![PROJ_PREFIX.to_string()];
+
+        let head_prefix = match arch {
+            Architecture::Beit(_) => "head.",
+            Architecture::ResNet(_) => "fc.",
+        };
+        let file_classes = shapes
+            .get(&format!("{head_prefix}weight"))
+            .and_then(|s| s.first().copied());
+        let num_classes = opts
+            .num_classes
+            .or(file_classes)
+            .or(preset.as_ref().map(|p| p.num_classes))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "{} has no classifier head ({head_prefix}weight): say how many classes",
+                    path.display()
+                ))
+            })?;
+        match file_classes {
+            Some(n) if n != num_classes => {
+                reinit.push(head_prefix.to_string());
+                notes.push(format!(
+                    "classifier head re-initialised: the file's has {n} classes, the model {num_classes}"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                optional.push(head_prefix.to_string());
+                notes.push(format!(
+                    "the file has no classifier head: initialised one for {num_classes} classes"
+                ));
+            }
+        }
+
+        let file_proj = shapes.get("proj.2.weight").and_then(|s| s.first().copied());
+        let proj_dim = opts.proj_dim.or(file_proj).unwrap_or(DEFAULT_PROJ_DIM);
+        if proj_dim == 0 && file_proj.is_some() {
+            ckpt.tensors.retain(|n, _| !n.starts_with(PROJ_PREFIX));
+            notes.push("the file's projection head was dropped (proj_dim 0)".into());
+        } else if let Some(p) = file_proj.filter(|&p| p != proj_dim) {
+            reinit.push(PROJ_PREFIX.to_string());
+            notes.push(format!(
+                "projection head re-initialised: the file's projects to {p}, the model to {proj_dim}"
+            ));
+        }
+
+        let config = ModelConfig {
+            arch,
+            num_classes,
+            proj_dim,
+        };
+        config.validate()?;
+        let class_names = if reinit.iter().any(|p| p == head_prefix) {
+            None
+        } else {
+            class_names_from(&ckpt.metadata, num_classes)
+        };
+        let mut b = Builder::from_checkpoint(ckpt, &opts.device, opts.seed, reinit, optional);
+        let (encoder, proj) = build(&config, &mut b)?;
+        let (store, report) = b.finish();
+        let mut report = report.expect("a checkpoint build has a report");
+        report.notes.extend(notes);
+        if !report.is_ok() {
+            return Err(Error::Mismatch {
+                path: path.to_path_buf(),
+                report: Box::new(report),
+            });
+        }
+        let model = Model {
+            config,
+            store,
+            encoder,
+            proj,
+            class_names,
+            checkpointing: false,
+        };
+        Ok((model, report))
+    }
+
+    /// Every tensor under its timm name, with the metadata that describes the model.
+    /// Floats are written as `opts.dtype`; counters and index tables as I64.
+    pub fn to_checkpoint(&self, opts: &SaveOptions) -> Result<Checkpoint> {
+        let dtype = opts.dtype;
+        if !dtype.is_float() {
+            return Err(Error::config(format!(
+                "weights are saved as a float type, not {dtype}"
+            )));
+        }
+        let mut tensors = BTreeMap::new();
+        for e in self.store.iter() {
+            if !opts.projection_head && e.name.starts_with(PROJ_PREFIX) {
+                continue;
+            }
+            let values = e.tensor.to_vec_f32()?;
+            let shape = e.tensor.dims().to_vec();
+            let t = if e.role.is_integer() {
+                FileTensor::i64(shape, values.iter().map(|&v| v as i64).collect())
+            } else {
+                FileTensor {
+                    dtype,
+                    shape,
+                    values: Values::F32(values),
+                }
+            };
+            tensors.insert(e.name.clone(), t);
+        }
+        let mut metadata = BTreeMap::new();
+        metadata.insert("format".into(), "pt".into());
+        metadata.insert(
+            "library".into(),
+            format!("clce-models {}", env!("CARGO_PKG_VERSION")),
+        );
+        metadata.insert("architecture".into(), self.config.kind().name().into());
+        metadata.insert("config".into(), self.config.to_json());
+        metadata.insert("num_classes".into(), self.config.num_classes.to_string());
+        if let Some(names) = &self.class_names {
+            metadata.insert(
+                "class_names".into(),
+                serde_json::to_string(names).expect("strings serialise"),
+            );
+        }
+        Ok(Checkpoint { tensors, metadata })
+    }
+
+    /// Saves in timm's naming. timm loads the file with
+    /// `model.load_state_dict(safetensors.torch.load_file(path))`, strictly when it was saved
+    /// without the projection head (`projection_head: false`; timm has no `proj.*`), and so
+    /// does [`Model::load`].
+    pub fn save(&self, path: impl AsRef<Path>, opts: &SaveOptions) -> Result<()> {
+        self.to_checkpoint(opts)?.write(path)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.class_names.as_deref()
+    }
+
+    /// Names the classes (saved with the model); one name per class.
+    pub fn set_class_names(&mut self, names: Vec<String>) -> Result<()> {
+        if names.len() != self.config.num_classes {
+            return Err(Error::config(format!(
+                "{} class names for a {}-class head",
+                names.len(),
+                self.config.num_classes
+            )));
+        }
+        self.class_names = Some(names);
+        Ok(())
+    }
+
+    /// Trainable parameters of the encoder and classifier head, as timm counts them (not
+    /// our projection head).
+    pub fn num_params(&self) -> usize {
+        self.store.num_trainable() - self.store.num_trainable_under(PROJ_PREFIX)
+    }
+
+    /// Trainable parameters of the projection head alone.
+    pub fn num_proj_params(&self) -> usize {
+        self.store.num_trainable_under(PROJ_PREFIX)
+    }
+
+    /// Layer id of a parameter for layer-wise learning-rate decay, in 0..num_layer_ids():
+    /// BEiT: embeddings 0, block i -> i + 1, head and projection depth + 1; ResNet: stem 0,
+    /// stage s -> s, head and projection stages + 1.
+    pub fn layer_id(&self, name: &str) -> usize {
+        match &self.encoder {
+            Encoder::Beit(m) => m.layer_id(name),
+            Encoder::ResNet(m) => m.layer_id(name),
+        }
+    }
+
+    pub fn num_layer_ids(&self) -> usize {
+        match &self.config.arch {
+            Architecture::Beit(c) => c.depth + 2,
+            Architecture::ResNet(c) => c.layers.len() + 2,
+        }
+    }
+
+    /// Recompute each block's activations during the backward pass instead of keeping them
+    /// (less memory, one more forward per block; gradients are identical).
+    pub fn set_activation_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
+    }
+
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.store.trainable()
+    }
+
+    pub fn buffers(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.store
+            .iter()
+            .filter(|e| e.role != Role::Trainable)
+            .map(|e| (e.name.as_str(), &e.tensor))
+    }
+}
+
+fn build(config: &ModelConfig, b: &mut Builder) -> Result<(Encoder, Option<ProjectionHead>)> {
+    config.validate()?;
+    let encoder = match &config.arch {
+        Architecture::Beit(c) => Encoder::Beit(Beit::build(c, config.num_classes, b)?),
+        Architecture::ResNet(c) => Encoder::ResNet(ResNet::build(c, config.num_classes, b)?),
+    };
+    let proj = (config.proj_dim > 0)
+        .then(|| ProjectionHead::build(b, config.feature_dim(), config.proj_dim))
+        .transpose()?;
+    Ok((encoder, proj))
+}
+
+/// Class names saved by [`Model::save`] (a JSON list under `class_names`), when they fit.
+fn class_names_from(
+    metadata: &BTreeMap<String, String>,
+    num_classes: usize,
+) -> Option<Vec<String>> {
+    let names: Vec<String> = serde_json::from_str(metadata.get("class_names")?).ok()?;
+    (names.len() == num_classes).then_some(names)
+}
