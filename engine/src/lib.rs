@@ -5,13 +5,15 @@
 //! Where to look:
 //! - `tensor.rs`: the `Tensor` type; `autograd.rs`: the tape and the reverse pass;
 //! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
-//! - `gradcheck.rs`: finite-difference checking of every op.
+//! - `gradcheck.rs`: finite-difference checking of every op;
+//! - `optim/`: AdamW, SGD, gradient clipping and the warm-up + cosine lr schedule.
 pub mod autograd;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod gradcheck;
 pub mod ops;
+pub mod optim;
 pub mod shape;
 pub mod storage;
 pub mod tensor;
