@@ -22,12 +22,18 @@ struct Cli {
 enum Command {
     /// Check every op's analytic gradient against central finite differences.
     Gradcheck(commands::gradcheck::Args),
+    /// Show a checkpoint's tensors, dtypes, shapes, architecture, config and parameter count.
+    Inspect(commands::inspect::Args),
+    /// Re-write a checkpoint (timm, torchvision or transformers naming) in timm's naming.
+    Convert(commands::convert::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Convert(args) => commands::convert::run(args),
     };
     match result {
         Ok(code) => code,

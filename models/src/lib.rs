@@ -21,4 +21,4 @@ pub use checkpoint::{ArchKind, Checkpoint, FileDType, LoadReport, Naming};
 pub use config::{Architecture, BeitConfig, ModelConfig, ResNetConfig};
 pub use error::{Error, Result};
 pub use model::{LoadOptions, Model, SaveOptions};
-pub use params::{no_weight_decay, ParamStore, Role};
+pub use params::{ParamStore, Role};

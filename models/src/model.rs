@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use clce_engine::optim::{skips_weight_decay, ParamGroup};
 use clce_engine::{Device, Tensor};
 
 use crate::beit::Beit;
@@ -331,6 +332,32 @@ impl Model {
             Encoder::Beit(m) => m.layer_id(name),
             Encoder::ResNet(m) => m.layer_id(name),
         }
+    }
+
+    /// Optimiser groups of the fine-tuning recipe (METHOD.md): weight decay on weight
+    /// matrices only (`skips_weight_decay`: no decay on biases, norms, layer scales, the cls
+    /// token and relative position tables), and with `layer_decay` Some(d) layer-wise lr
+    /// decay: a parameter of layer id i gets lr scale d^(num_layer_ids() - 1 - i), so the
+    /// head and projection train at the full lr and the embeddings at the smallest.
+    pub fn param_groups(&self, weight_decay: f64, layer_decay: Option<f64>) -> Vec<ParamGroup> {
+        let top = self.num_layer_ids() - 1;
+        let mut groups: BTreeMap<(usize, bool), ParamGroup> = BTreeMap::new();
+        for (name, t) in self.store.trainable() {
+            let layer = if layer_decay.is_some() {
+                self.layer_id(name)
+            } else {
+                top
+            };
+            let decays = !skips_weight_decay(name, t.shape());
+            groups
+                .entry((layer, decays))
+                .or_insert_with(|| {
+                    let lr_scale = layer_decay.map_or(1.0, |d| d.powi((top - layer) as i32));
+                    ParamGroup::new(lr_scale, if decays { weight_decay } else { 0.0 })
+                })
+                .push(name, t);
+        }
+        groups.into_values().collect()
     }
 
     pub fn num_layer_ids(&self) -> usize {

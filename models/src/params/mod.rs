@@ -113,16 +113,6 @@ impl ParamStore {
     }
 }
 
-/// Whether a parameter is exempt from weight decay. timm's rule: vectors (biases, norm
-/// weights, layer-scale gammas, q/v biases) and the named tokens and tables.
-pub fn no_weight_decay(name: &str, shape: &[usize]) -> bool {
-    shape.len() <= 1
-        || name.ends_with(".bias")
-        || name == "cls_token"
-        || name == "pos_embed"
-        || name.ends_with("relative_position_bias_table")
-}
-
 /// Joins a module prefix and a tensor name with a dot (`""` is the root).
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
