@@ -7,7 +7,7 @@
 //! F16/BF16/F64 values to f32 (the engine's working type) as we go.
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
@@ -190,30 +190,9 @@ fn decode(dtype: FileDType, bytes: &[u8]) -> Values {
     }
 }
 
-/// One tensor ready to be written: its bytes in the file's dtype.
-struct Encoded {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl safetensors::View for &Encoded {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-fn encode(t: &FileTensor) -> Result<Encoded> {
-    let bytes: Vec<u8> = match (&t.values, t.dtype) {
+/// A tensor's values as little-endian bytes of its file dtype.
+fn encode(t: &FileTensor) -> Result<Vec<u8>> {
+    Ok(match (&t.values, t.dtype) {
         (Values::F32(v), FileDType::F32) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         (Values::F32(v), FileDType::F64) => {
             v.iter().flat_map(|&x| (x as f64).to_le_bytes()).collect()
@@ -233,33 +212,70 @@ fn encode(t: &FileTensor) -> Result<Encoded> {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|_| Error::config("an integer tensor does not fit I32"))?
             .concat(),
-        (values, dtype) => {
-            return Err(Error::config(format!(
-                "cannot write {} values as {dtype}",
-                values.kind()
-            )))
-        }
-    };
-    Ok(Encoded {
-        dtype: t.dtype.to_safetensors(),
-        shape: t.shape.clone(),
-        bytes,
+        (values, dtype) => unreachable!("{} values as {dtype} were refused", values.kind()),
     })
 }
 
-/// Writes a checkpoint as safetensors (to a temporary file renamed into place, so that an
-/// interrupted save never leaves a half-written file under `path`).
+fn element_size(dtype: FileDType) -> usize {
+    match dtype {
+        FileDType::F64 | FileDType::I64 => 8,
+        FileDType::F32 | FileDType::I32 => 4,
+        FileDType::F16 | FileDType::BF16 => 2,
+    }
+}
+
+/// Writes a checkpoint as safetensors, one tensor at a time (no second copy of the weights
+/// in memory), to a temporary file renamed into place: an interrupted save never leaves a
+/// half-written file under `path`.
 pub fn write(path: &Path, checkpoint: &Checkpoint) -> Result<()> {
-    let encoded: Vec<(String, Encoded)> = checkpoint
-        .tensors
-        .iter()
-        .map(|(name, t)| Ok((name.clone(), encode(t)?)))
-        .collect::<Result<_>>()?;
+    let mut infos = Vec::new();
+    let mut offset = 0;
+    for (name, t) in &checkpoint.tensors {
+        let numel: usize = t.shape.iter().product();
+        if t.values.len() != numel {
+            return Err(Error::config(format!(
+                "{name}: {} values for shape {:?}",
+                t.values.len(),
+                t.shape
+            )));
+        }
+        if t.dtype.is_float() != matches!(t.values, Values::F32(_)) {
+            return Err(Error::config(format!(
+                "{name}: cannot write {} values as {}",
+                t.values.kind(),
+                t.dtype
+            )));
+        }
+        let end = offset + numel * element_size(t.dtype);
+        let info = TensorInfo {
+            dtype: t.dtype.to_safetensors(),
+            shape: t.shape.clone(),
+            data_offsets: (offset, end),
+        };
+        infos.push((name.clone(), info));
+        offset = end;
+    }
     let metadata: HashMap<String, String> = checkpoint.metadata.clone().into_iter().collect();
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    safetensors::serialize_to_file(encoded.iter().map(|(n, e)| (n.as_str(), e)), metadata, path)
-        .map_err(|e| match e {
-            safetensors::SafeTensorError::IoError(source) => io_error(path, source),
-            other => format_error(path, format!("cannot write: {other}")),
-        })
+    let header = Metadata::new((!metadata.is_empty()).then_some(metadata), infos)
+        .map_err(|e| format_error(path, format!("cannot write: {e}")))?;
+    let mut header = serde_json::to_vec(&header).expect("a safetensors header serialises");
+    // The format pads the header with spaces so that tensor data starts 8-byte aligned.
+    header.resize(header.len().next_multiple_of(8), b' ');
+
+    let partial = path.with_extension("safetensors.partial");
+    let result = (|| -> std::io::Result<()> {
+        let mut out = BufWriter::new(File::create(&partial)?);
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(&header)?;
+        for t in checkpoint.tensors.values() {
+            let bytes = encode(t).map_err(std::io::Error::other)?;
+            out.write_all(&bytes)?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&partial, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        io_error(path, e)
+    })
 }
