@@ -4,12 +4,14 @@
 //! Tensor names are timm's (`blocks.{i}.attn.qkv.weight`, ...).
 use std::sync::Arc;
 
-use clce_engine::Tensor;
+use clce_engine::ops::attention::attention;
+use clce_engine::{DType, Result as EngineResult, Shape, Tensor};
 
 use crate::config::BeitConfig;
 use crate::layers::{Conv2d, ConvSpec, LayerNorm, Linear};
+use crate::mode::{run_block, Mode, Residual};
 use crate::params::{join, Builder, Init};
-use crate::Result;
+use crate::{Error, Result};
 
 /// timm's std for Linear weights, the cls token and the head (before head_init_scale).
 const INIT_STD: f64 = 0.02;
@@ -68,6 +70,9 @@ pub struct Block {
     pub mlp: Mlp,
     /// Stochastic depth rate of this block.
     pub drop_path: f64,
+    /// Position in the network (names the drop-path masks' seeds).
+    pub index: usize,
+    pub params: Vec<Tensor>,
 }
 
 pub struct Beit {
@@ -120,6 +125,37 @@ impl Beit {
         &self.head
     }
 
+    /// The pooled feature h [N, width] of images x [N, C, H, W]: LayerNorm of the mean of
+    /// the patch tokens after the last block.
+    pub fn forward_features(&self, x: &Tensor, mode: Mode, checkpointing: bool) -> Result<Tensor> {
+        let c = &self.config;
+        let expected = [c.in_chans, c.image_size, c.image_size];
+        if x.rank() != 4 || x.dims()[1..] != expected {
+            return Err(Error::config(format!(
+                "this BEiT takes [N, {}, {}, {}] images (its relative position tables fix the \
+                 size), got {:?}",
+                c.in_chans,
+                c.image_size,
+                c.image_size,
+                x.shape()
+            )));
+        }
+        let (n, d, patches) = (x.dims()[0], c.width, c.grid() * c.grid());
+        // [N, D, grid, grid] -> [N, patches, D], patches in row-major (row, col) order.
+        let tokens = self
+            .patch_embed
+            .forward(x)?
+            .reshape([n, d, patches])?
+            .transpose(1, 2)?;
+        let cls = self.cls_token.broadcast_to(&Shape::from([n, 1, d]))?;
+        let mut h = Tensor::concat(&[cls, tokens], 1)?;
+        for block in &self.blocks {
+            h = run_block(block, &h, mode, checkpointing)?;
+        }
+        let patch_mean = h.narrow(1, 1, patches)?.mean(1, false)?;
+        Ok(self.fc_norm.forward(&patch_mean)?)
+    }
+
     /// Layer id for layer-wise learning-rate decay: embeddings 0, block i -> i + 1, and
     /// everything after the blocks (fc_norm, head, projection) depth + 1.
     pub fn layer_id(&self, name: &str) -> usize {
@@ -127,7 +163,7 @@ impl Beit {
     }
 }
 
-pub(crate) fn beit_layer_id(name: &str, depth: usize) -> usize {
+fn beit_layer_id(name: &str, depth: usize) -> usize {
     if name == "cls_token"
         || name == "pos_embed"
         || name.starts_with("patch_embed.")
@@ -139,6 +175,54 @@ pub(crate) fn beit_layer_id(name: &str, depth: usize) -> usize {
         .and_then(|rest| rest.split('.').next())
         .and_then(|i| i.parse::<usize>().ok())
         .map_or(depth + 1, |i| i + 1)
+}
+
+impl Residual for Block {
+    /// x + gamma_1 * Attn(LN1(x)), then + gamma_2 * MLP(LN2(x)); each branch dropped per
+    /// sample in train mode (stochastic depth).
+    fn forward(&self, x: &Tensor, mode: Mode, _update_stats: bool) -> EngineResult<Tensor> {
+        let scaled = |y: Tensor, gamma: &Option<Tensor>| match gamma {
+            Some(g) => y.mul(g),
+            None => Ok(y),
+        };
+        let a = scaled(self.attn.forward(&self.norm1.forward(x)?)?, &self.gamma_1)?;
+        let site = format!("blocks.{}.drop_path", self.index);
+        let x = x.add(&mode.drop_path(a, self.drop_path, &format!("{site}1"))?)?;
+        let hidden = self.mlp.fc1.forward(&self.norm2.forward(&x)?)?.gelu()?;
+        let m = scaled(self.mlp.fc2.forward(&hidden)?, &self.gamma_2)?;
+        x.add(&mode.drop_path(m, self.drop_path, &format!("{site}2"))?)
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+}
+
+impl Attention {
+    /// Multi-head self-attention of x [N, T, D] with the block's relative position bias.
+    fn forward(&self, x: &Tensor) -> EngineResult<Tensor> {
+        let (n, t, d) = (x.dims()[0], x.dims()[1], x.dims()[2]);
+        let (h, dh) = (self.heads, d / self.heads);
+        // q and v have biases, k has none (a zero block keeps one fused matmul).
+        let k_bias = Tensor::zeros([d], DType::F32, x.device())?;
+        let bias = Tensor::concat(&[self.q_bias.clone(), k_bias, self.v_bias.clone()], 0)?;
+        let qkv = x
+            .matmul_t(&self.qkv_weight, false, true)?
+            .add(&bias)?
+            .reshape([n, t, 3, h, dh])?
+            .permute(&[2, 0, 3, 1, 4])?; // [3, N, H, T, dh]
+        let part = |i: usize| qkv.narrow(0, i, 1)?.reshape([n, h, t, dh]);
+        // table[index] -> [T, T, H] -> [H, T, T]: the bias of query i and key j per head.
+        let rel = self
+            .table
+            .index_select(0, &self.index)?
+            .reshape([t, t, h])?
+            .permute(&[2, 0, 1])?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let out = attention(&part(0)?, &part(1)?, &part(2)?, Some(&rel), scale)?;
+        self.proj
+            .forward(&out.permute(&[0, 2, 1, 3])?.reshape([n, t, d])?)
+    }
 }
 
 impl Block {
@@ -213,6 +297,8 @@ impl Block {
             norm2,
             mlp,
             drop_path,
+            index: i,
+            params: b.trainable_under(&format!("{p}.")),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The layers both encoders are made of, each holding its tensors under PyTorch's names
 //! (`weight`, `bias`, `running_mean`, ...) below a module prefix.
-use clce_engine::Tensor;
+use clce_engine::{no_grad, Result as EngineResult, Tensor};
 
+use crate::mode::Mode;
 use crate::params::{join, Builder, Init};
 use crate::Result;
 
@@ -40,12 +41,12 @@ impl Linear {
         Linear::build(b, prefix, in_dim, out_dim, init, Some(init))
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> EngineResult<Tensor> {
         let y = x.matmul_t(&self.weight, false, true)?;
-        Ok(match &self.bias {
-            Some(bias) => y.add(bias)?,
-            None => y,
-        })
+        match &self.bias {
+            Some(bias) => y.add(bias),
+            None => Ok(y),
+        }
     }
 }
 
@@ -64,6 +65,10 @@ impl LayerNorm {
             bias: b.param(&join(prefix, "bias"), &[dim], Init::ZEROS)?,
             eps,
         })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> EngineResult<Tensor> {
+        x.layer_norm(Some(&self.weight), Some(&self.bias), self.eps)
     }
 }
 
@@ -104,6 +109,10 @@ impl Conv2d {
             padding: spec.padding,
         })
     }
+
+    pub fn forward(&self, x: &Tensor) -> EngineResult<Tensor> {
+        x.conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding)
+    }
 }
 
 /// BatchNorm over the channels of [N, C, H, W] maps, with running statistics for eval mode
@@ -139,5 +148,52 @@ impl BatchNorm2d {
             eps,
             momentum,
         })
+    }
+
+    /// Eval mode normalises with the running statistics. Train mode normalises with the
+    /// batch's statistics and, when `update_stats`, moves the running ones towards them and
+    /// counts the batch.
+    pub fn forward(&self, x: &Tensor, mode: Mode, update_stats: bool) -> EngineResult<Tensor> {
+        if !mode.is_train() {
+            let (m, v) = (&self.running_mean, &self.running_var);
+            return x.batch_norm(
+                &self.weight,
+                &self.bias,
+                m,
+                v,
+                false,
+                self.momentum,
+                self.eps,
+            );
+        }
+        if !update_stats {
+            // Scratch copies take the update instead.
+            let (m, v) = (
+                self.running_mean.mul_scalar(1.0)?,
+                self.running_var.mul_scalar(1.0)?,
+            );
+            return x.batch_norm(
+                &self.weight,
+                &self.bias,
+                &m,
+                &v,
+                true,
+                self.momentum,
+                self.eps,
+            );
+        }
+        let y = x.batch_norm(
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+            true,
+            self.momentum,
+            self.eps,
+        )?;
+        let _g = no_grad();
+        let counted = self.num_batches_tracked.add_scalar(1.0)?;
+        self.num_batches_tracked.assign(&counted)?;
+        Ok(y)
     }
 }

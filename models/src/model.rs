@@ -11,9 +11,10 @@ use clce_engine::optim::{skips_weight_decay, ParamGroup};
 use clce_engine::{Device, Tensor};
 
 use crate::beit::Beit;
-use crate::checkpoint::{Checkpoint, FileDType, FileTensor, LoadReport, Values};
+use crate::checkpoint::{Checkpoint, FileDType, FileTensor, LoadReport, TimmCheckpoint, Values};
 use crate::config::{self, Architecture, ModelConfig, DEFAULT_PROJ_DIM};
 use crate::layers::Linear;
+use crate::mode::Mode;
 use crate::params::{Builder, ParamStore, Role};
 use crate::resnet::ResNet;
 use crate::{Error, Result};
@@ -49,7 +50,16 @@ pub struct Model {
     pub proj: Option<ProjectionHead>,
     class_names: Option<Vec<String>>,
     /// Recompute each block's activations in the backward pass instead of keeping them.
-    pub checkpointing: bool,
+    checkpointing: bool,
+}
+
+/// What a forward pass gives: the pooled feature h [N, d], the logits [N, classes], and the
+/// contrastive projection g(h) [N, proj_dim] (h itself when the model has no projection
+/// head). The projection is not normalised: the contrastive losses L2-normalise it.
+pub struct Output {
+    pub pooled: Tensor,
+    pub logits: Tensor,
+    pub projection: Tensor,
 }
 
 /// How to build a model from a checkpoint file.
@@ -64,6 +74,9 @@ pub struct LoadOptions {
     pub num_classes: Option<usize>,
     /// Output size of the projection head (0: none). None: the file's, else 128.
     pub proj_dim: Option<usize>,
+    /// BEiT's stochastic depth rate at the last block (timm's drop_path_rate; the recipe
+    /// fine-tunes with 0.15). A training setting: files do not fix it, ResNets have none.
+    pub drop_path_rate: f64,
     pub device: Device,
     /// Seed of whatever is initialised rather than loaded.
     pub seed: u64,
@@ -75,6 +88,7 @@ impl Default for LoadOptions {
             model: None,
             num_classes: None,
             proj_dim: None,
+            drop_path_rate: 0.0,
             device: Device::Cpu,
             seed: 0,
         }
@@ -123,96 +137,32 @@ impl Model {
         let path = path.as_ref();
         let mut ckpt = Checkpoint::read(path)?.into_timm()?;
         let shapes = ckpt.shapes();
-
-        let preset = match opts.model.as_deref() {
-            None => None,
-            Some(name) if name == "beit" || name == "resnet" => {
-                if name != ckpt.arch.name() {
-                    return Err(Error::config(format!(
-                        "{} holds a {}, not a {name}",
-                        path.display(),
-                        ckpt.arch
-                    )));
-                }
-                None
-            }
-            Some(name) => Some(ModelConfig::preset(name)?),
-        };
-        if let Some(p) = &preset {
-            if p.kind() != ckpt.arch {
-                return Err(Error::config(format!(
-                    "{} holds a {}, not a {}",
-                    path.display(),
-                    ckpt.arch,
-                    opts.model.as_deref().unwrap_or_default()
-                )));
-            }
+        let (mut arch, preset_classes) = resolve_arch(path, opts, &ckpt)?;
+        if let Architecture::Beit(c) = &mut arch {
+            c.drop_path_rate = opts.drop_path_rate;
         }
-        let arch = match &preset {
-            Some(p) => p.arch.clone(),
-            None => config::infer(ckpt.arch, &shapes)?.arch,
-        };
-
-        let mut notes = Vec::new();
-        let mut reinit = Vec::new();
-        let mut optional = vec![PROJ_PREFIX.to_string()];
-
-        let head_prefix = match arch {
-            Architecture::Beit(_) => "head.",
-            Architecture::ResNet(_) => "fc.",
-        };
-        let file_classes = shapes
-            .get(&format!("{head_prefix}weight"))
-            .and_then(|s| s.first().copied());
-        let num_classes = opts
-            .num_classes
-            .or(file_classes)
-            .or(preset.as_ref().map(|p| p.num_classes))
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "{} has no classifier head ({head_prefix}weight): say how many classes",
-                    path.display()
-                ))
-            })?;
-        match file_classes {
-            Some(n) if n != num_classes => {
-                reinit.push(head_prefix.to_string());
-                notes.push(format!(
-                    "classifier head re-initialised: the file's has {n} classes, the model {num_classes}"
-                ));
-            }
-            Some(_) => {}
-            None => {
-                optional.push(head_prefix.to_string());
-                notes.push(format!(
-                    "the file has no classifier head: initialised one for {num_classes} classes"
-                ));
-            }
-        }
-
-        let file_proj = shapes.get("proj.2.weight").and_then(|s| s.first().copied());
-        let proj_dim = opts.proj_dim.or(file_proj).unwrap_or(DEFAULT_PROJ_DIM);
-        if proj_dim == 0 && file_proj.is_some() {
+        let heads = HeadPlan::new(path, opts, &arch, &shapes, preset_classes)?;
+        if heads.drop_file_proj {
             ckpt.tensors.retain(|n, _| !n.starts_with(PROJ_PREFIX));
-            notes.push("the file's projection head was dropped (proj_dim 0)".into());
-        } else if let Some(p) = file_proj.filter(|&p| p != proj_dim) {
-            reinit.push(PROJ_PREFIX.to_string());
-            notes.push(format!(
-                "projection head re-initialised: the file's projects to {p}, the model to {proj_dim}"
-            ));
         }
-
         let config = ModelConfig {
             arch,
-            num_classes,
-            proj_dim,
+            num_classes: heads.num_classes,
+            proj_dim: heads.proj_dim,
         };
         config.validate()?;
-        let class_names = if reinit.iter().any(|p| p == head_prefix) {
+        let head_prefix = config.head_prefix();
+        let class_names = if heads.reinit.iter().any(|p| p == head_prefix) {
             None
         } else {
-            class_names_from(&ckpt.metadata, num_classes)
+            class_names_from(&ckpt.metadata, config.num_classes)
         };
+        let HeadPlan {
+            reinit,
+            optional,
+            notes,
+            ..
+        } = heads;
         let mut b = Builder::from_checkpoint(ckpt, &opts.device, opts.seed, reinit, optional);
         let (encoder, proj) = build(&config, &mut b)?;
         let (store, report) = b.finish();
@@ -233,6 +183,26 @@ impl Model {
             checkpointing: false,
         };
         Ok((model, report))
+    }
+
+    /// Runs the model on images x [N, C, H, W] (normalised as `config().normalization()`
+    /// says).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Output> {
+        let checkpointing = self.checkpointing;
+        let (pooled, head) = match &self.encoder {
+            Encoder::Beit(m) => (m.forward_features(x, mode, checkpointing)?, m.head()),
+            Encoder::ResNet(m) => (m.forward_features(x, mode, checkpointing)?, m.head()),
+        };
+        let logits = head.forward(&pooled)?;
+        let projection = match &self.proj {
+            Some(p) => p.fc2.forward(&p.fc1.forward(&pooled)?.relu()?)?,
+            None => pooled.clone(),
+        };
+        Ok(Output {
+            pooled,
+            logits,
+            projection,
+        })
     }
 
     /// Every tensor under its timm name, with the metadata that describes the model.
@@ -404,4 +374,115 @@ fn class_names_from(
 ) -> Option<Vec<String>> {
     let names: Vec<String> = serde_json::from_str(metadata.get("class_names")?).ok()?;
     (names.len() == num_classes).then_some(names)
+}
+
+/// The architecture to build: a preset's (checked against the file's kind), or the file's
+/// own, inferred from its shapes. Also the preset's class count, if any.
+fn resolve_arch(
+    path: &Path,
+    opts: &LoadOptions,
+    ckpt: &TimmCheckpoint,
+) -> Result<(Architecture, Option<usize>)> {
+    let wrong_kind = |wanted: &str| {
+        Error::config(format!(
+            "{} holds a {}, not a {wanted}",
+            path.display(),
+            ckpt.arch
+        ))
+    };
+    match opts.model.as_deref() {
+        Some(kind @ ("beit" | "resnet")) if kind != ckpt.arch.name() => Err(wrong_kind(kind)),
+        Some("beit" | "resnet") | None => {
+            Ok((config::infer(ckpt.arch, &ckpt.shapes())?.arch, None))
+        }
+        Some(name) => {
+            let preset = ModelConfig::preset(name)?;
+            if preset.kind() != ckpt.arch {
+                return Err(wrong_kind(name));
+            }
+            Ok((preset.arch, Some(preset.num_classes)))
+        }
+    }
+}
+
+/// What to do with the two heads: sizes, and which of the file's tensors to load.
+struct HeadPlan {
+    num_classes: usize,
+    proj_dim: usize,
+    /// Prefixes initialised even though the file has them (a size that changed).
+    reinit: Vec<String>,
+    /// Prefixes the file may lack.
+    optional: Vec<String>,
+    /// Whether to ignore the file's projection head (the model has none).
+    drop_file_proj: bool,
+    notes: Vec<String>,
+}
+
+impl HeadPlan {
+    fn new(
+        path: &Path,
+        opts: &LoadOptions,
+        arch: &Architecture,
+        shapes: &BTreeMap<String, Vec<usize>>,
+        preset_classes: Option<usize>,
+    ) -> Result<HeadPlan> {
+        let rows = |name: &str| shapes.get(name).and_then(|s| s.first().copied());
+        let head = arch.head_prefix();
+        let mut plan = HeadPlan {
+            num_classes: 0,
+            proj_dim: 0,
+            reinit: Vec::new(),
+            optional: vec![PROJ_PREFIX.to_string()],
+            drop_file_proj: false,
+            notes: Vec::new(),
+        };
+
+        let file_classes = rows(&format!("{head}weight"));
+        plan.num_classes = opts
+            .num_classes
+            .or(file_classes)
+            .or(preset_classes)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "{} has no classifier head ({head}weight): say how many classes",
+                    path.display()
+                ))
+            })?;
+        match file_classes {
+            Some(n) if n != plan.num_classes => {
+                plan.reinit.push(head.to_string());
+                plan.notes.push(format!(
+                    "classifier head re-initialised: the file's has {n} classes, the model {}",
+                    plan.num_classes
+                ));
+            }
+            Some(_) => {}
+            None => {
+                plan.optional.push(head.to_string());
+                plan.notes.push(format!(
+                    "the file has no classifier head: initialised one for {} classes",
+                    plan.num_classes
+                ));
+            }
+        }
+
+        let file_proj = rows("proj.2.weight");
+        plan.proj_dim = opts.proj_dim.or(file_proj).unwrap_or(DEFAULT_PROJ_DIM);
+        match file_proj {
+            Some(_) if plan.proj_dim == 0 => {
+                plan.drop_file_proj = true;
+                plan.notes
+                    .push("the file's projection head was left out (proj_dim 0)".into());
+            }
+            Some(p) if p != plan.proj_dim => {
+                plan.reinit.push(PROJ_PREFIX.to_string());
+                plan.notes.push(format!(
+                    "projection head re-initialised: the file's projects to {p}, the model to {}",
+                    plan.proj_dim
+                ));
+            }
+            _ => {}
+        }
+        Ok(plan)
+    }
 }

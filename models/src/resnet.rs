@@ -3,10 +3,13 @@
 //! head. Tensor names are timm's and torchvision's (`layer3.7.conv2.weight`, ...).
 use std::sync::Arc;
 
+use clce_engine::{Result as EngineResult, Tensor};
+
 use crate::config::ResNetConfig;
 use crate::layers::{BatchNorm2d, Conv2d, ConvSpec, Linear};
+use crate::mode::{run_block, Mode, Residual};
 use crate::params::{join, Builder, Init};
-use crate::Result;
+use crate::{Error, Result};
 
 pub struct Bottleneck {
     pub conv1: Conv2d,
@@ -17,6 +20,7 @@ pub struct Bottleneck {
     pub bn3: BatchNorm2d,
     /// 1x1 conv + BatchNorm on the shortcut, when the block changes shape.
     pub downsample: Option<(Conv2d, BatchNorm2d)>,
+    pub params: Vec<Tensor>,
 }
 
 pub struct ResNet {
@@ -86,6 +90,7 @@ impl ResNet {
                     conv3,
                     bn3,
                     downsample,
+                    params: b.trainable_under(&format!("{p}.")),
                 }));
                 in_chans = out;
             }
@@ -105,6 +110,27 @@ impl ResNet {
         &self.fc
     }
 
+    /// The pooled feature h [N, 4 * last width] of images x [N, C, H, W] (any size the
+    /// strides leave at least one pixel of): global average of the last stage's maps.
+    pub fn forward_features(&self, x: &Tensor, mode: Mode, checkpointing: bool) -> Result<Tensor> {
+        if x.rank() != 4 || x.dims()[1] != self.config.in_chans {
+            return Err(Error::config(format!(
+                "this ResNet takes [N, {}, H, W] images, got {:?}",
+                self.config.in_chans,
+                x.shape()
+            )));
+        }
+        let stem = self
+            .bn1
+            .forward(&self.conv1.forward(x)?, mode, true)?
+            .relu()?;
+        let mut h = stem.max_pool2d(3, 2, 1)?;
+        for block in self.stages.iter().flatten() {
+            h = run_block(block, &h, mode, checkpointing)?;
+        }
+        Ok(h.global_avg_pool2d()?)
+    }
+
     /// Layer id for layer-wise learning-rate decay: the stem 0, stage s (layer{s}) s, and the
     /// head and projection stages + 1.
     pub fn layer_id(&self, name: &str) -> usize {
@@ -112,7 +138,28 @@ impl ResNet {
     }
 }
 
-pub(crate) fn resnet_layer_id(name: &str, stages: usize) -> usize {
+impl Residual for Bottleneck {
+    /// ReLU(bn3(conv3(ReLU(bn2(conv2(ReLU(bn1(conv1(x))))))) + shortcut(x)).
+    fn forward(&self, x: &Tensor, mode: Mode, update_stats: bool) -> EngineResult<Tensor> {
+        let conv_bn = |conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor| {
+            bn.forward(&conv.forward(x)?, mode, update_stats)
+        };
+        let out = conv_bn(&self.conv1, &self.bn1, x)?.relu()?;
+        let out = conv_bn(&self.conv2, &self.bn2, &out)?.relu()?;
+        let out = conv_bn(&self.conv3, &self.bn3, &out)?;
+        let shortcut = match &self.downsample {
+            Some((conv, bn)) => conv_bn(conv, bn, x)?,
+            None => x.clone(),
+        };
+        out.add(&shortcut)?.relu()
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+}
+
+fn resnet_layer_id(name: &str, stages: usize) -> usize {
     if name.starts_with("conv1.") || name.starts_with("bn1.") {
         return 0;
     }

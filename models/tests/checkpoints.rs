@@ -349,30 +349,37 @@ fn save_then_load_is_exact() {
 }
 
 #[test]
-fn half_precision_saves_round_weights_to_f16() {
-    let dir = Scratch::new("f16");
+fn half_precision_saves_round_weights() {
+    let dir = Scratch::new("half");
     let (model, _) = Model::load(model_fixture("beit_timm_tiny.safetensors"), &opts(None)).unwrap();
-    let path = dir.path("half.safetensors");
-    let save = SaveOptions {
-        dtype: FileDType::F16,
-        projection_head: false,
-    };
-    model.save(&path, &save).unwrap();
-    let header = checkpoint::read_header(&path).unwrap();
-    assert_eq!(header.tensors["blocks.0.attn.qkv.weight"].0, FileDType::F16);
-    assert!(!header.tensors.keys().any(|n| n.starts_with("proj.")));
-    let (back, report) = Model::load(&path, &opts(None)).unwrap();
-    assert_eq!(
-        report.initialised.len(),
-        4,
-        "the projection head was not saved"
-    );
     let w = values(model.store().get("blocks.0.attn.qkv.weight").unwrap());
-    let rounded: Vec<f32> = w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
-    assert_eq!(
-        values(back.store().get("blocks.0.attn.qkv.weight").unwrap()),
-        rounded
-    );
+    type Round = fn(f32) -> f32;
+    let rounders: [(FileDType, Round); 2] = [
+        (FileDType::F16, |x| half::f16::from_f32(x).to_f32()),
+        (FileDType::BF16, |x| half::bf16::from_f32(x).to_f32()),
+    ];
+    for (dtype, round) in rounders {
+        let path = dir.path("half.safetensors");
+        let save = SaveOptions {
+            dtype,
+            projection_head: false,
+        };
+        model.save(&path, &save).unwrap();
+        let header = checkpoint::read_header(&path).unwrap();
+        assert_eq!(header.tensors["blocks.0.attn.qkv.weight"].0, dtype);
+        assert!(!header.tensors.keys().any(|n| n.starts_with("proj.")));
+        let (back, report) = Model::load(&path, &opts(None)).unwrap();
+        assert_eq!(
+            report.initialised.len(),
+            4,
+            "the projection head was not saved"
+        );
+        let rounded: Vec<f32> = w.iter().map(|&x| round(x)).collect();
+        assert_eq!(
+            values(back.store().get("blocks.0.attn.qkv.weight").unwrap()),
+            rounded
+        );
+    }
 }
 
 #[test]
@@ -405,5 +412,27 @@ fn presets_and_inference_agree_on_the_tiny_files() {
         let inferred = config::infer(arch, &shapes).unwrap();
         assert_eq!(inferred.arch, ModelConfig::preset(preset).unwrap().arch);
         assert_eq!(inferred.num_classes, Some(10));
+    }
+}
+
+#[test]
+fn what_we_save_is_what_timm_saved() {
+    // The transformers BEiT written in timm's naming, and the timm ResNet written back, hold
+    // exactly the tensors timm itself wrote: names, dtypes, shapes, values, integer buffers.
+    for (source, timm_file) in [
+        ("beit_hf_tiny.safetensors", "beit_timm_tiny.safetensors"),
+        (
+            "resnet_timm_tiny.safetensors",
+            "resnet_timm_tiny.safetensors",
+        ),
+    ] {
+        let load = LoadOptions {
+            proj_dim: Some(0),
+            ..opts(None)
+        };
+        let (model, _) = Model::load(model_fixture(source), &load).unwrap();
+        let ours = model.to_checkpoint(&SaveOptions::default()).unwrap();
+        let timm = Checkpoint::read(model_fixture(timm_file)).unwrap();
+        assert_eq!(ours.tensors, timm.tensors, "{source} vs {timm_file}");
     }
 }

@@ -72,6 +72,16 @@ pub enum Architecture {
     ResNet(ResNetConfig),
 }
 
+impl Architecture {
+    /// Name prefix of the classifier head (`head.` in BEiT, `fc.` in ResNet).
+    pub fn head_prefix(&self) -> &'static str {
+        match self {
+            Architecture::Beit(_) => "head.",
+            Architecture::ResNet(_) => "fc.",
+        }
+    }
+}
+
 /// Everything needed to build a model: the encoder, the class count of the classifier head,
 /// and the output size of our contrastive projection head (0: no projection head).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -185,10 +195,7 @@ impl ModelConfig {
 
     /// Name prefix of the classifier head (`head.` in BEiT, `fc.` in ResNet).
     pub fn head_prefix(&self) -> &'static str {
-        match self.arch {
-            Architecture::Beit(_) => "head.",
-            Architecture::ResNet(_) => "fc.",
-        }
+        self.arch.head_prefix()
     }
 
     /// Errors on configurations that cannot be built.

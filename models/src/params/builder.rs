@@ -81,6 +81,16 @@ impl Builder {
         &self.device
     }
 
+    /// The trainable tensors created so far whose names start with `prefix` (a block's
+    /// parameters, for activation checkpointing).
+    pub fn trainable_under(&self, prefix: &str) -> Vec<Tensor> {
+        self.store
+            .trainable()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
     /// A trainable parameter.
     pub fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
         let t = self.float(name, shape, init)?.set_requires_grad(true);
