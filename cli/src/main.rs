@@ -24,6 +24,8 @@ enum Command {
     Gradcheck(commands::gradcheck::Args),
     /// Show a checkpoint's tensors, dtypes, shapes, architecture, config and parameter count.
     Inspect(commands::inspect::Args),
+    /// Run a checkpoint on a batch (from a file, or random) and write logits and pooled features.
+    Forward(commands::forward::Args),
     /// Re-write a checkpoint (timm, torchvision or transformers naming) in timm's naming.
     Convert(commands::convert::Args),
 }
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(args) => commands::gradcheck::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Forward(args) => commands::forward::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clce_models::checkpoint::{self, FileDType};
+use clce_models::checkpoint::FileDType;
 use clce_models::{LoadOptions, Model, SaveOptions};
 
 use super::inspect::thousands;
@@ -26,12 +26,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> CmdResult {
     // Keep the projection head only if the file has one: converting must not invent weights.
-    let header = checkpoint::read_header(&args.input)?;
-    let has_proj = checkpoint::to_timm_names(header.tensors)?
-        .tensors
-        .contains_key("proj.2.weight");
+    let file_proj = super::file_proj_dim(&args.input)?;
     let opts = LoadOptions {
-        proj_dim: (!has_proj || args.drop_proj).then_some(0),
+        proj_dim: if args.drop_proj {
+            Some(0)
+        } else {
+            file_proj.or(Some(0))
+        },
         ..LoadOptions::default()
     };
     let (model, report) = Model::load(&args.input, &opts)?;
