@@ -121,7 +121,8 @@ pub struct TrainFlags {
     /// Gradient check: coordinates per checked tensor [2].
     #[arg(long)]
     pub gradcheck_coords: Option<usize>,
-    /// Gradient check: largest relative error accepted [see the gradcheck module; 2e-2].
+    /// Gradient check: largest relative error beyond f32 resolution accepted [0.1; see
+    /// train/gradcheck.rs].
     #[arg(long)]
     pub gradcheck_tol: Option<f64>,
 }

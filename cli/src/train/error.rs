@@ -9,6 +9,8 @@ pub enum TrainError {
     #[error(transparent)]
     Engine(#[from] clce_engine::Error),
     #[error(transparent)]
+    Model(#[from] clce_models::Error),
+    #[error(transparent)]
     Data(#[from] DataError),
     #[error("{path}: {source}")]
     Io {

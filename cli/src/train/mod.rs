@@ -6,13 +6,14 @@
 //! - `gradcheck.rs`: the finite-difference check of the whole objective before training;
 //! - `eval.rs`: top-1, top-5 and per-class accuracy;
 //! - `metrics.rs`, `checkpoint.rs`, `progress.rs`: what a run writes and shows;
-//! - `network.rs`: what all of this needs from a model.
+//! - `network.rs`: what all of this needs from a model; `model.rs`: the product's models.
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
 pub mod gradcheck;
 pub mod metrics;
+pub mod model;
 pub mod network;
 pub mod progress;
 pub mod run_dir;

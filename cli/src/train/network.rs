@@ -8,22 +8,10 @@ use clce_engine::Tensor;
 
 use super::error::Result;
 
-/// How a forward pass behaves: train mode uses batch statistics in BatchNorm and drop path
-/// with masks drawn from `seed` (a fresh seed each step, derived from the run's seed and the
-/// step number, so a resumed run draws the same masks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Eval,
-    Train { seed: u64 },
-}
-
-/// What a forward pass gives: the pooled feature h [N, d], the logits [N, classes] and the
-/// contrastive projection g(h) [N, proj_dim] (h itself with `--proj-dim 0`), not normalised.
-pub struct Output {
-    pub pooled: Tensor,
-    pub logits: Tensor,
-    pub projection: Tensor,
-}
+/// Train or eval mode (drop path and BatchNorm statistics), and the forward pass's outputs
+/// (pooled feature h, logits, contrastive projection g(h), not normalised), as the models
+/// crate defines them.
+pub use clce_models::{Mode, Output};
 
 /// Which parameters the optimiser updates, and how.
 #[derive(Clone, Copy, Debug, PartialEq)]

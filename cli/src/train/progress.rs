@@ -91,12 +91,21 @@ impl Reporter {
     pub fn gradcheck(&self, report: &Report) {
         let verdict = if report.passed() { "passed" } else { "FAILED" };
         self.info(&format!(
-            "gradient check {verdict}: {} coordinates, max relative error {:.2e} (tolerance {:.0e}), loss {:.4}",
+            "gradient check {verdict}: {} coordinates ({} below f32 resolution), max relative \
+             error {:.2e}, {:.2e} beyond f32 noise (tolerance {:.0e}); loss {:.4}",
             report.coords(),
+            report.unresolved(),
+            report.max_raw_error(),
             report.max_error(),
             report.tolerance,
             report.loss
         ));
+        if report.coords() > 0 && report.unresolved() == report.coords() {
+            self.warn(
+                "every gradient checked is below what f32 differences resolve: the check was \
+                 inconclusive",
+            );
+        }
         self.info(report.table().trim_end());
         let rows: Vec<_> = report
             .rows
@@ -106,8 +115,10 @@ impl Reporter {
                     "layer_type": r.layer_type,
                     "tensors": r.tensors,
                     "coords": r.coords,
+                    "unresolved": r.unresolved,
                     // JSON has no NaN: a NaN error is reported as null (and fails).
                     "max_rel_error": r.max_rel_error.is_finite().then_some(r.max_rel_error),
+                    "max_unexplained": r.max_unexplained.is_finite().then_some(r.max_unexplained),
                 })
             })
             .collect();
