@@ -20,5 +20,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(reduce::gradcheck_cases());
     cases.extend(layout::gradcheck_cases());
     cases.extend(matmul::gradcheck_cases());
+    cases.extend(crate::loss::gradcheck_cases());
     cases
 }
