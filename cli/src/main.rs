@@ -22,12 +22,15 @@ struct Cli {
 enum Command {
     /// Check every op's analytic gradient against central finite differences.
     Gradcheck(commands::gradcheck::Args),
+    /// Evaluate a loss (clce, lacln, supcon, ...) and its gradients on a saved batch.
+    Loss(commands::loss::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Loss(args) => commands::loss::run(args),
     };
     match result {
         Ok(code) => code,
