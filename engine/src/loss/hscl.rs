@@ -11,7 +11,7 @@ use crate::{CpuStorage, Elem, Result, Storage, Tensor};
 
 use super::pairwise::{
     check_inputs, features_grad, fill_rows, map_rows, role, scalar_output, sigmoid, similarity,
-    softplus, Role, WeightedNegatives,
+    softplus, split_row, Role, WeightedNegatives,
 };
 
 /// H-SCL of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
@@ -30,31 +30,37 @@ struct Anchor<T> {
     /// log g_i; -inf when g_i = 0 (no negatives, or M = 2), which makes every ℓ_ip 0.
     log_negatives: T,
     negatives: WeightedNegatives<T>,
+    /// Σ_{p∈P(i)} ℓ_ip, the anchor's share of the loss before the mean over pairs.
+    loss: T,
 }
 
 impl<T: Elem> Anchor<T> {
     fn of(row: &[T], labels: &[usize], i: usize, beta: T) -> Self {
         let m = labels.len();
-        let negatives = WeightedNegatives::of(row, labels, i, beta);
+        let (positives, negatives) = split_row(row, labels, i);
+        let negatives = WeightedNegatives::of(&negatives, beta);
         let log_mean = negatives.log_weighted_mean();
         let log_negatives = if m <= 2 || log_mean == T::neg_infinity() {
             T::neg_infinity()
         } else {
             T::c((m - 2) as f64).ln() + log_mean
         };
+        let loss = positives
+            .iter()
+            .map(|&s_ip| softplus(log_ratio(log_negatives, s_ip)))
+            .sum();
         Anchor {
-            positives: (0..m)
-                .filter(|&j| role(labels, i, j) == Role::Positive)
-                .count(),
+            positives: positives.len(),
             log_negatives,
             negatives,
+            loss,
         }
     }
+}
 
-    /// log g_i - s_ip, so that ℓ_ip = softplus of it.
-    fn log_ratio(&self, s_ip: T) -> T {
-        self.log_negatives - s_ip
-    }
+/// log g_i - s_ip, so that ℓ_ip = softplus of it.
+fn log_ratio<T: Elem>(log_negatives: T, s_ip: T) -> T {
+    log_negatives - s_ip
 }
 
 fn forward<T: Elem>(
@@ -67,17 +73,11 @@ fn forward<T: Elem>(
 ) -> Tensor {
     let s = similarity(zs, m, d, tau);
     let anchors = map_rows(&s, m, |i, row| Anchor::of(row, labels, i, T::c(beta)));
-    let pair_losses = map_rows(&s, m, |i, row| {
-        (0..m)
-            .filter(|&p| role(labels, i, p) == Role::Positive)
-            .map(|p| softplus(anchors[i].log_ratio(row[p])))
-            .sum::<T>()
-    });
     let pairs: usize = anchors.iter().map(|a| a.positives).sum();
     let loss = if pairs == 0 {
         T::zero()
     } else {
-        pair_losses.into_iter().sum::<T>() / T::c(pairs as f64)
+        anchors.iter().map(|a| a.loss).sum::<T>() / T::c(pairs as f64)
     };
     let saved = HsclBackward {
         labels: labels.to_vec(),
@@ -111,7 +111,7 @@ impl<T: Elem> HsclBackward<T> {
         let pairs = T::c(self.pairs.max(1) as f64);
         fill_rows(&self.similarity, m, |i, s_row, g_row| {
             let anchor = &self.anchors[i];
-            let rho = |s_ip: T| sigmoid(anchor.log_ratio(s_ip)) / pairs;
+            let rho = |s_ip: T| sigmoid(log_ratio(anchor.log_negatives, s_ip)) / pairs;
             let positive = |j| role(&self.labels, i, j) == Role::Positive;
             let push: T = (0..m).filter(|&p| positive(p)).map(|p| rho(s_row[p])).sum();
             if push == T::zero() {

@@ -13,7 +13,7 @@ use crate::{CpuStorage, Elem, Result, Storage, Tensor};
 
 use super::pairwise::{
     check_inputs, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output, sigmoid,
-    similarity, softplus, Role, WeightedNegatives,
+    similarity, softplus, split_row, Role, WeightedNegatives,
 };
 
 /// LACLN of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
@@ -48,11 +48,11 @@ struct Anchor<T> {
 
 impl<T: Elem> Anchor<T> {
     fn of(row: &[T], labels: &[usize], i: usize, beta: T) -> Self {
-        let positive = |j| role(labels, i, j) == Role::Positive;
+        let (positives, negatives) = split_row(row, labels, i);
         Anchor {
-            positives: (0..labels.len()).filter(|&j| positive(j)).count(),
-            lse_positives: log_sum_exp(row, T::one(), positive),
-            negatives: WeightedNegatives::of(row, labels, i, beta),
+            positives: positives.len(),
+            lse_positives: log_sum_exp(&positives, T::one()),
+            negatives: WeightedNegatives::of(&negatives, beta),
         }
     }
 

@@ -110,21 +110,34 @@ pub(crate) fn fill_rows<T: Elem>(
     g
 }
 
-/// log Σ_{j : in_set(j)} exp(scale · row[j]), shifted by the set's largest term so that no
-/// exp overflows (at τ = 0.07, s reaches 14.3 and (1+β)s twice that). An empty set gives
-/// -inf, the log of an empty sum.
-pub(crate) fn log_sum_exp<T: Elem>(row: &[T], scale: T, in_set: impl Fn(usize) -> bool) -> T {
-    let terms = || {
-        row.iter()
-            .enumerate()
-            .filter(|&(j, _)| in_set(j))
-            .map(|(_, &s)| scale * s)
-    };
-    let max = terms().fold(T::neg_infinity(), T::max);
+/// Row i of S split into the similarities of i's positives and of its negatives.
+pub(crate) fn split_row<T: Elem>(row: &[T], labels: &[usize], i: usize) -> (Vec<T>, Vec<T>) {
+    let (mut positives, mut negatives) = (Vec::new(), Vec::new());
+    for (j, &s) in row.iter().enumerate() {
+        match role(labels, i, j) {
+            Role::Itself => {}
+            Role::Positive => positives.push(s),
+            Role::Negative => negatives.push(s),
+        }
+    }
+    (positives, negatives)
+}
+
+/// log Σ_j exp(scale · values[j]), shifted by the largest term so that no exp overflows (at
+/// τ = 0.07, s reaches 14.3 and (1+β)s twice that). An empty set gives -inf, the log of an
+/// empty sum.
+pub(crate) fn log_sum_exp<T: Elem>(values: &[T], scale: T) -> T {
+    let max = values
+        .iter()
+        .fold(T::neg_infinity(), |m, &v| m.max(scale * v));
     if max == T::neg_infinity() {
         return max;
     }
-    max + terms().map(|t| (t - max).exp()).sum::<T>().ln()
+    max + values
+        .iter()
+        .map(|&v| (scale * v - max).exp())
+        .sum::<T>()
+        .ln()
 }
 
 /// log(1 + e^u) without overflow; 0 at u = -inf.
@@ -155,12 +168,12 @@ pub(crate) struct WeightedNegatives<T> {
 }
 
 impl<T: Elem> WeightedNegatives<T> {
-    pub fn of(row: &[T], labels: &[usize], i: usize, beta: T) -> Self {
-        let negative = |j| role(labels, i, j) == Role::Negative;
+    /// From the anchor's similarities s_ik to its negatives.
+    pub fn of(negatives: &[T], beta: T) -> Self {
         WeightedNegatives {
-            lse_beta: log_sum_exp(row, beta, negative),
-            lse_weighted: log_sum_exp(row, T::one() + beta, negative),
-            count: (0..labels.len()).filter(|&j| negative(j)).count(),
+            lse_beta: log_sum_exp(negatives, beta),
+            lse_weighted: log_sum_exp(negatives, T::one() + beta),
+            count: negatives.len(),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::{CpuStorage, Elem, Result, Storage, Tensor};
 
 use super::pairwise::{
     check_inputs, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output, similarity,
-    Role,
+    split_row, Role,
 };
 
 /// SupCon of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
@@ -33,14 +33,11 @@ struct Anchor<T> {
 
 impl<T: Elem> Anchor<T> {
     fn of(row: &[T], labels: &[usize], i: usize) -> Self {
-        let positive = |j| role(labels, i, j) == Role::Positive;
+        let (positives, negatives) = split_row(row, labels, i);
         Anchor {
-            positives: (0..labels.len()).filter(|&j| positive(j)).count(),
-            sum_positives: (0..labels.len())
-                .filter(|&j| positive(j))
-                .map(|j| row[j])
-                .sum(),
-            lse_others: log_sum_exp(row, T::one(), |j| j != i),
+            positives: positives.len(),
+            sum_positives: positives.iter().copied().sum(),
+            lse_others: log_sum_exp(&[positives, negatives].concat(), T::one()),
         }
     }
 
