@@ -2,8 +2,10 @@
 //! its backward rule), `cpu.rs` its CPU kernels, `gpu.rs` its GPU dispatch (WGSL in
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
 pub mod binary;
+pub mod conv2d;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
 pub mod unary;
 
@@ -20,6 +22,8 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(reduce::gradcheck_cases());
     cases.extend(layout::gradcheck_cases());
     cases.extend(matmul::gradcheck_cases());
+    cases.extend(conv2d::gradcheck_cases());
+    cases.extend(pool::gradcheck_cases());
     cases.extend(crate::loss::gradcheck_cases());
     cases
 }
