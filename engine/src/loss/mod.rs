@@ -164,8 +164,8 @@ impl LossConfig {
         if !(0.0..=1.0).contains(&self.lambda) {
             return bad("lambda must lie in [0, 1];", self.lambda);
         }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label smoothing must lie in [0, 1);", self.label_smoothing);
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return bad("label smoothing must lie in [0, 1];", self.label_smoothing);
         }
         Ok(())
     }
@@ -188,7 +188,9 @@ pub fn objective(
     let contrastive = match kind.contrastive() {
         None => None,
         Some(c) => {
-            let z = l2_normalize_rows(features)?;
+            // z_i = x_i / max(||x_i||, ε), as F.normalize: part of the graph, so the
+            // gradients reach the raw features through it.
+            let z = features.l2_normalize(-1, 1e-12)?;
             Some(match c {
                 Contrastive::Lacln { hard_negatives } => {
                     lacln(&z, labels, cfg.tau, cfg.beta, hard_negatives)?
@@ -205,7 +207,7 @@ pub fn objective(
                 format!("`{kind}` has a cross-entropy term and needs logits [M, C]"),
             )
         })?;
-        Some(cross_entropy(logits, labels, cfg.label_smoothing)?)
+        Some(logits.cross_entropy(labels, cfg.label_smoothing)?)
     } else {
         None
     };
@@ -217,36 +219,6 @@ pub fn objective(
         (None, Some(con)) => Ok(con),
         (None, None) => unreachable!("every loss has a cross-entropy or a contrastive term"),
     }
-}
-
-/// z_i = x_i / ||x_i|| over the last axis.
-// Composed from elementwise ops until `Tensor::l2_normalize` lands on main; then this becomes
-// `x.l2_normalize(-1, 1e-12)`.
-fn l2_normalize_rows(x: &Tensor) -> Result<Tensor> {
-    x.div(&x.mul(x)?.sum(-1, true)?.sqrt()?)
-}
-
-/// Mean cross-entropy of `logits` [M, C] against `labels`, with label smoothing ε:
-/// (1-ε) (-log p_y) + ε mean_c (-log p_c).
-// Composed from generic ops until `Tensor::cross_entropy` lands on main; then this becomes
-// `logits.cross_entropy(labels, label_smoothing)`.
-fn cross_entropy(logits: &Tensor, labels: &[usize], label_smoothing: f64) -> Result<Tensor> {
-    crate::ensure_shape!(
-        logits.rank() == 2 && logits.dims()[0] == labels.len(),
-        "cross_entropy",
-        "logits {:?} for {} labels",
-        logits.shape(),
-        labels.len()
-    );
-    let shifted = logits.sub(&logits.max(-1, true)?.detach())?;
-    let log_p = shifted.sub(&shifted.exp()?.sum(-1, true)?.log()?)?;
-    let nll = log_p.gather(1, labels, 1)?.neg()?.mean_all()?;
-    if label_smoothing == 0.0 {
-        return Ok(nll);
-    }
-    let uniform = log_p.mean(-1, false)?.neg()?.mean_all()?;
-    nll.mul_scalar(1.0 - label_smoothing)?
-        .add(&uniform.mul_scalar(label_smoothing)?)
 }
 
 /// Finite-difference checks of every objective (raw features in, so the normalisation is

@@ -343,7 +343,7 @@ fn bad_inputs_are_errors() {
         },
         LossConfig { lambda: 1.5, ..cfg },
         LossConfig {
-            label_smoothing: 1.0,
+            label_smoothing: 1.5,
             ..cfg
         },
     ] {
