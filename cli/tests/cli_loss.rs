@@ -156,7 +156,7 @@ fn bad_inputs_fail_with_clear_messages() {
         .status
         .success());
     fails_with(&["--input", &good, "--loss", "clce"], "no tensor `logits`");
-    let only_labels = write_file("only_labels.safetensors", &[labels.clone()]);
+    let only_labels = write_file("only_labels.safetensors", std::slice::from_ref(&labels));
     fails_with(
         &["--input", &only_labels, "--loss", "lacln"],
         "no tensor `features`",
