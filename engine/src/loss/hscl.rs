@@ -7,21 +7,20 @@
 //! In log space ℓ_ip = softplus(log g_i - s_ip) with g_i = (M-2) Σ_k q_ik e^{s_ik}, the same
 //! hard-negative-weighted sum as LACLN's n_i up to the constant in front.
 use crate::autograd::BackwardOp;
-use crate::{CpuStorage, Elem, Result, Storage, Tensor};
+use crate::{CpuStorage, Elem, Result, Tensor};
 
 use super::pairwise::{
-    check_inputs, features_grad, fill_rows, map_rows, role, scalar_output, sigmoid, similarity,
-    softplus, split_row, Role, WeightedNegatives,
+    check_inputs, cpu_values, features_grad, fill_rows, map_rows, role, scalar_output, sigmoid,
+    similarity, softplus, split_row, Role, WeightedNegatives,
 };
 
 /// H-SCL of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
 pub fn hscl(z: &Tensor, labels: &[usize], tau: f64, beta: f64) -> Result<Tensor> {
     let (m, d) = check_inputs("hscl", z, labels, tau)?;
-    let out = match &*z.storage() {
-        Storage::Cpu(CpuStorage::F32(zs)) => forward(z, zs, (m, d), labels, tau, beta),
-        Storage::Cpu(CpuStorage::F64(zs)) => forward(z, zs, (m, d), labels, tau, beta),
-    };
-    Ok(out)
+    match cpu_values(z)? {
+        CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau, beta),
+        CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau, beta),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +69,7 @@ fn forward<T: Elem>(
     labels: &[usize],
     tau: f64,
     beta: f64,
-) -> Tensor {
+) -> Result<Tensor> {
     let s = similarity(zs, m, d, tau);
     let anchors = map_rows(&s, m, |i, row| Anchor::of(row, labels, i, T::c(beta)));
     let pairs: usize = anchors.iter().map(|a| a.positives).sum();
@@ -87,7 +86,7 @@ fn forward<T: Elem>(
         anchors,
         pairs,
     };
-    scalar_output(loss, z.device(), saved, z)
+    scalar_output(loss, saved, z)
 }
 
 struct HsclBackward<T> {

@@ -9,11 +9,11 @@
 //! Computed in log space: -log(m/(m+n)) = log(1 + n/m) = softplus(log n - log m), where
 //! log m_i and log n_i are log-sum-exps over row i of S (see `Anchor`).
 use crate::autograd::BackwardOp;
-use crate::{CpuStorage, Elem, Result, Storage, Tensor};
+use crate::{CpuStorage, Elem, Result, Tensor};
 
 use super::pairwise::{
-    check_inputs, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output, sigmoid,
-    similarity, softplus, split_row, Role, WeightedNegatives,
+    check_inputs, cpu_values, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output,
+    sigmoid, similarity, softplus, split_row, Role, WeightedNegatives,
 };
 
 /// LACLN of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
@@ -29,11 +29,10 @@ pub fn lacln(
 ) -> Result<Tensor> {
     let (m, d) = check_inputs("lacln", z, labels, tau)?;
     let beta = if hard_negatives { beta } else { 0.0 };
-    let out = match &*z.storage() {
-        Storage::Cpu(CpuStorage::F32(zs)) => forward(z, zs, (m, d), labels, tau, beta),
-        Storage::Cpu(CpuStorage::F64(zs)) => forward(z, zs, (m, d), labels, tau, beta),
-    };
-    Ok(out)
+    match cpu_values(z)? {
+        CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau, beta),
+        CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau, beta),
+    }
 }
 
 /// The log-space statistics of one anchor i, read off row i of S.
@@ -85,7 +84,7 @@ fn forward<T: Elem>(
     labels: &[usize],
     tau: f64,
     beta: f64,
-) -> Tensor {
+) -> Result<Tensor> {
     let s = similarity(zs, m, d, tau);
     let anchors = map_rows(&s, m, |i, row| Anchor::of(row, labels, i, T::c(beta)));
     let counted = anchors.iter().filter(|a| a.counted()).count();
@@ -108,7 +107,7 @@ fn forward<T: Elem>(
         anchors,
         counted,
     };
-    scalar_output(loss, z.device(), saved, z)
+    scalar_output(loss, saved, z)
 }
 
 /// What the backward pass needs: S and every anchor's statistics (M×M + O(M) values).

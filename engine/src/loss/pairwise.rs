@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::ops::matmul::cpu::gemm;
 use crate::ops::CPU_PAR_MIN;
-use crate::{ensure_shape, Device, Elem, Error, Result, Shape, Storage, Tensor};
+use crate::{ensure_shape, CpuStorage, Elem, Error, Result, Shape, Tensor};
 
 /// Checks the inputs every contrastive loss takes: z [M, D], one label per row, τ > 0.
 pub(crate) fn check_inputs(
@@ -37,13 +37,14 @@ pub(crate) fn check_inputs(
             format!("temperature tau must be > 0, got {tau}"),
         ));
     }
-    if !z.device().is_cpu() {
-        return Err(Error::invalid(
-            op,
-            format!("the fused loss runs on the CPU; z lives on {}", z.device()),
-        ));
-    }
     Ok((m, d))
+}
+
+/// z's values on the CPU, where the fused kernels run. A tensor on another device is read back
+/// (M×D values, small next to the M×M×D products), and the loss and dz are sent back to it,
+/// until a GPU kernel takes over.
+pub(crate) fn cpu_values(z: &Tensor) -> Result<CpuStorage> {
+    z.to_cpu_storage()
 }
 
 /// How sample j relates to anchor i.
@@ -208,34 +209,29 @@ pub(crate) fn features_grad<T: Elem>(
 ) -> Result<Tensor> {
     let (m, d) = (z.dims()[0], z.dims()[1]);
     let scale = T::c(grad_output.to_scalar()? / tau);
+    let zs = cpu_values(z)?;
+    let zs = zs.as_slice::<T>();
     let mut dz = vec![T::zero(); m * d];
-    match &*z.storage() {
-        Storage::Cpu(zs) => {
-            let zs = zs.as_slice::<T>();
-            gemm((m, m, d), g, false, zs, false, &mut dz, false, true);
-            gemm((m, m, d), g, true, zs, false, &mut dz, true, true);
-        }
-    }
+    gemm((m, m, d), g, false, zs, false, &mut dz, false, true);
+    gemm((m, m, d), g, true, zs, false, &mut dz, true, true);
     dz.iter_mut().for_each(|v| *v *= scale);
-    Ok(Tensor::from_storage(
-        Storage::Cpu(T::into_storage(dz)),
-        z.shape().clone(),
-        z.device().clone(),
-    ))
+    Tensor::from_vec(dz, z.shape().clone(), z.device())
 }
 
-/// The scalar loss value as a recorded op output.
+/// The scalar loss value, on z's device, as the output of the recorded op `op`.
 pub(crate) fn scalar_output<T: Elem>(
     value: T,
-    device: &Device,
     op: impl crate::autograd::BackwardOp + 'static,
     z: &Tensor,
-) -> Tensor {
-    Tensor::from_op(
-        Storage::Cpu(T::into_storage(vec![value])),
+) -> Result<Tensor> {
+    let storage = Tensor::from_vec(vec![value], Shape::scalar(), z.device())?
+        .storage()
+        .clone();
+    Ok(Tensor::from_op(
+        storage,
         Shape::scalar(),
-        device.clone(),
+        z.device().clone(),
         op,
         vec![z.clone()],
-    )
+    ))
 }

@@ -5,21 +5,20 @@
 //!
 //! The original multiplies by τ / base_τ; we use factor 1 (METHOD.md).
 use crate::autograd::BackwardOp;
-use crate::{CpuStorage, Elem, Result, Storage, Tensor};
+use crate::{CpuStorage, Elem, Result, Tensor};
 
 use super::pairwise::{
-    check_inputs, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output, similarity,
-    split_row, Role,
+    check_inputs, cpu_values, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output,
+    similarity, split_row, Role,
 };
 
 /// SupCon of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
 pub fn supcon(z: &Tensor, labels: &[usize], tau: f64) -> Result<Tensor> {
     let (m, d) = check_inputs("supcon", z, labels, tau)?;
-    let out = match &*z.storage() {
-        Storage::Cpu(CpuStorage::F32(zs)) => forward(z, zs, (m, d), labels, tau),
-        Storage::Cpu(CpuStorage::F64(zs)) => forward(z, zs, (m, d), labels, tau),
-    };
-    Ok(out)
+    match cpu_values(z)? {
+        CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau),
+        CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +55,7 @@ fn forward<T: Elem>(
     (m, d): (usize, usize),
     labels: &[usize],
     tau: f64,
-) -> Tensor {
+) -> Result<Tensor> {
     let s = similarity(zs, m, d, tau);
     let anchors = map_rows(&s, m, |i, row| Anchor::of(row, labels, i));
     let counted = anchors.iter().filter(|a| a.counted()).count();
@@ -77,7 +76,7 @@ fn forward<T: Elem>(
         anchors,
         counted,
     };
-    scalar_output(loss, z.device(), saved, z)
+    scalar_output(loss, saved, z)
 }
 
 struct SupConBackward<T> {
