@@ -31,6 +31,22 @@ pub struct Node {
     pub inputs: Vec<Tensor>,
 }
 
+impl Drop for Node {
+    /// Frees the graph behind this node without recursion: dropping the last handle to a
+    /// 10,000-op chain would otherwise nest one drop per op and overflow the stack. Inputs this
+    /// node owns alone have their own nodes unhooked onto a work list instead.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.inputs);
+        while let Some(mut t) = pending.pop() {
+            if let Some(inner) = Arc::get_mut(&mut t.0) {
+                if let Some(mut node) = inner.node.take() {
+                    pending.append(&mut node.inputs);
+                }
+            }
+        }
+    }
+}
+
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
 }
@@ -219,3 +235,6 @@ impl BackwardOp for CheckpointBackward {
         Ok(grads)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,8 @@
 //! - `tensor.rs`: the `Tensor` type; `autograd.rs`: the tape and the reverse pass;
 //! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
 //! - `gradcheck.rs`: finite-difference checking of every op;
-//! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`.
+//! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`;
+//! - `optim/`: AdamW, SGD, gradient clipping and the warm-up + cosine lr schedule.
 pub mod autograd;
 pub mod device;
 pub mod dtype;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod gpu;
 pub mod gradcheck;
 pub mod ops;
+pub mod optim;
 pub mod shape;
 pub mod storage;
 pub mod tensor;

@@ -1,0 +1,3 @@
+//! The library half of `clce-cli`: the pieces its commands share and that integration tests
+//! reach directly.
+pub mod data;

@@ -1,0 +1,171 @@
+//! AdamW (Loshchilov & Hutter), exactly as torch.optim.AdamW with its defaults
+//! (amsgrad=False, maximize=False): weight decay decoupled from the gradient, bias-corrected
+//! moments.
+use super::group::{check_groups, check_lr, checked_grad, describe, flat};
+use super::state::{saved_copy, step_tensor, SavedState};
+use super::{cpu, gpu, Optimizer, ParamGroup};
+use crate::{Error, Result, Storage, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamWConfig {
+    /// torch's defaults, which are also the CLCE recipe's.
+    fn default() -> Self {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// Everything one update of one parameter needs besides its tensors (what a GPU kernel takes
+/// as uniforms).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AdamWUpdate {
+    /// The scheduled lr times the group's lr scale.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// 1 on this parameter's first update (bias correction uses it).
+    pub step: u64,
+}
+
+/// The running moments of one parameter, on the parameter's device and in its dtype.
+struct Moments {
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    /// Updates applied so far; like torch, counted per parameter.
+    step: u64,
+}
+
+impl Moments {
+    fn zeros_like(p: &Tensor) -> Result<Self> {
+        // Zero moments at step 0 are exactly torch's lazily created state, so allocating them
+        // up front changes no result and makes every state_dict complete.
+        Ok(Moments {
+            exp_avg: p.zeros_like()?,
+            exp_avg_sq: p.zeros_like()?,
+            step: 0,
+        })
+    }
+}
+
+pub struct AdamW {
+    groups: Vec<ParamGroup>,
+    config: AdamWConfig,
+    /// One entry per parameter, in `flat` order.
+    moments: Vec<Moments>,
+}
+
+impl AdamW {
+    pub fn new(groups: Vec<ParamGroup>, config: AdamWConfig) -> Result<AdamW> {
+        check_groups("adamw", &groups)?;
+        let AdamWConfig { beta1, beta2, eps } = config;
+        for (name, beta) in [("beta1", beta1), ("beta2", beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(Error::invalid(
+                    "adamw",
+                    format!("{name} = {beta} must be in [0, 1)"),
+                ));
+            }
+        }
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(Error::invalid(
+                "adamw",
+                format!("eps {eps} must be finite and >= 0"),
+            ));
+        }
+        let moments = flat(&groups)
+            .map(|(_, _, p)| Moments::zeros_like(&p.tensor))
+            .collect::<Result<_>>()?;
+        Ok(AdamW {
+            groups,
+            config,
+            moments,
+        })
+    }
+
+    pub fn config(&self) -> AdamWConfig {
+        self.config
+    }
+}
+
+impl Optimizer for AdamW {
+    fn step(&mut self, lr: f64) -> Result<()> {
+        check_lr("adamw", lr)?;
+        // Every gradient is checked before any parameter changes.
+        let grads = flat(&self.groups)
+            .map(|(i, _, p)| checked_grad("adamw", i, p))
+            .collect::<Result<Vec<_>>>()?;
+        for ((i, group, p), grad) in flat(&self.groups).zip(grads) {
+            let Some(grad) = grad else { continue };
+            let moments = &mut self.moments[i];
+            moments.step += 1;
+            let update = AdamWUpdate {
+                lr: lr * group.lr_scale,
+                weight_decay: group.weight_decay,
+                beta1: self.config.beta1,
+                beta2: self.config.beta2,
+                eps: self.config.eps,
+                step: moments.step,
+            };
+            apply(&p.tensor, &grad, moments, &update)?;
+        }
+        Ok(())
+    }
+
+    fn groups(&self) -> &[ParamGroup] {
+        &self.groups
+    }
+
+    fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(3 * self.moments.len());
+        for (i, m) in self.moments.iter().enumerate() {
+            out.push((format!("adamw.{i}.step"), step_tensor(m.step)?));
+            out.push((format!("adamw.{i}.exp_avg"), saved_copy(&m.exp_avg)?));
+            out.push((format!("adamw.{i}.exp_avg_sq"), saved_copy(&m.exp_avg_sq)?));
+        }
+        Ok(out)
+    }
+
+    fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let mut saved = SavedState::new(state)?;
+        let mut loaded = Vec::with_capacity(self.moments.len());
+        for (i, _, p) in flat(&self.groups) {
+            let owner = describe(i, p);
+            loaded.push(Moments {
+                step: saved.take_step(&format!("adamw.{i}.step"), &owner)?,
+                exp_avg: saved.take_like(&format!("adamw.{i}.exp_avg"), &p.tensor, &owner)?,
+                exp_avg_sq: saved.take_like(&format!("adamw.{i}.exp_avg_sq"), &p.tensor, &owner)?,
+            });
+        }
+        saved.finish()?;
+        self.moments = loaded;
+        Ok(())
+    }
+}
+
+/// One AdamW update of one parameter, in place, on the parameter's device.
+fn apply(p: &Tensor, g: &Tensor, m: &Moments, u: &AdamWUpdate) -> Result<()> {
+    let grad = g.storage();
+    let mut param = p.storage_mut();
+    let mut exp_avg = m.exp_avg.storage_mut();
+    let mut exp_avg_sq = m.exp_avg_sq.storage_mut();
+    match (&mut *param, &*grad, &mut *exp_avg, &mut *exp_avg_sq) {
+        (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
+            cpu::adamw(p, g, m, v, u)
+        }
+        (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
+            gpu::adamw(p, g, m, v, u)
+        }
+        _ => Err(crate::storage::mixed_devices("adamw")),
+    }
+}
