@@ -24,6 +24,12 @@ enum Command {
     Devices(commands::devices::Args),
     /// Check every op's analytic gradient against central finite differences.
     Gradcheck(commands::gradcheck::Args),
+    /// Show a checkpoint's tensors, dtypes, shapes, architecture, config and parameter count.
+    Inspect(commands::inspect::Args),
+    /// Run a checkpoint on a batch (from a file, or random) and write logits and pooled features.
+    Forward(commands::forward::Args),
+    /// Re-write a checkpoint (timm, torchvision or transformers naming) in timm's naming.
+    Convert(commands::convert::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices(args) => commands::devices::run(args),
         Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Forward(args) => commands::forward::run(args),
     };
     match result {
         Ok(code) => code,
