@@ -24,6 +24,9 @@ pub(crate) struct Inner {
     pub(crate) pipelines: Mutex<PipelineCache>,
     pub(crate) recorder: Mutex<Recorder>,
     pub(crate) errors: Arc<ErrorSink>,
+    /// Submit and check after every command (`CLCE_GPU_CHECK=1`): slow, but an error found
+    /// when a batch is submitted then names the kernel that caused it.
+    pub(crate) check_each: bool,
 }
 
 impl PartialEq for GpuDevice {
@@ -54,6 +57,19 @@ impl GpuDevice {
         if let Some(d) = open.get(&index) {
             return Ok(d.clone());
         }
+        let d = GpuDevice::create(index)?;
+        open.insert(index, d.clone());
+        Ok(d)
+    }
+
+    /// A new device on adapter `index`, not shared with `open`'s (tests that break a device
+    /// on purpose use one of their own).
+    pub(crate) fn create(index: usize) -> Result<GpuDevice> {
+        let check_each = std::env::var("CLCE_GPU_CHECK").is_ok_and(|v| v == "1");
+        GpuDevice::create_with(index, check_each)
+    }
+
+    pub(crate) fn create_with(index: usize, check_each: bool) -> Result<GpuDevice> {
         let ranked = adapters::ranked();
         let adapter = ranked.get(index).ok_or_else(|| {
             Error::Gpu(if ranked.is_empty() {
@@ -85,8 +101,8 @@ impl GpuDevice {
             pipelines: Default::default(),
             recorder: Default::default(),
             errors,
+            check_each,
         }));
-        open.insert(index, d.clone());
         Ok(d)
     }
 
@@ -166,7 +182,7 @@ impl GpuDevice {
             recorder.discard();
             return result;
         }
-        if recorder.is_full() {
+        if recorder.is_full() || self.0.check_each {
             recorder.submit(&self.0.queue);
         }
         drop(recorder);
@@ -176,7 +192,9 @@ impl GpuDevice {
     /// Submits the recorded work without waiting for it.
     pub fn flush(&self) -> Result<()> {
         self.0.recorder.lock().unwrap().submit(&self.0.queue);
-        self.0.errors.check("submitting")
+        self.0.errors.check(
+            "submitting (CLCE_GPU_CHECK=1 checks every kernel as it is recorded, naming the one that fails)",
+        )
     }
 
     /// Submits the recorded work and waits until the GPU has finished it (for timing).

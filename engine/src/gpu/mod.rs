@@ -18,6 +18,19 @@
 //! - `errors.rs` turns wgpu errors (validation, out of memory, device lost) into
 //!   [`crate::Error::Gpu`] instead of panics.
 //!
+//! Adding an op's GPU kernel:
+//! 1. write `shaders/<family>.wgsl`: a `Params` uniform struct at binding 0, then the buffers
+//!    the entry point reads (`var<storage, read>`), then those it writes (`read_write`),
+//!    numbered in that order; one invocation per output element (index
+//!    `gid.x + gid.y * nwg.x * WG`, skipping indices past the end) or one workgroup per lane
+//!    for row reductions;
+//! 2. name the file in `shaders.rs`;
+//! 3. in `ops/<family>/gpu.rs`, allocate the output with `GpuStorage::alloc` and record a
+//!    [`Launch`]: the entry point, a [`Params`] built field by field in the struct's order,
+//!    the read and write buffers, and `linear_grid(device, threads, WG)` workgroups;
+//! 4. add the `Storage::Gpu` arm beside the `Storage::Cpu` one in `ops/<family>/mod.rs`;
+//! 5. test with `gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on}`.
+//!
 //! One rule keeps this simple: a buffer is written once, by the kernel that creates it, and
 //! never changed afterwards. Kernels always write into a freshly allocated buffer, so sharing
 //! a buffer between tensors (clones, reshapes, `assign`) is always safe.

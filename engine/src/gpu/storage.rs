@@ -120,6 +120,37 @@ impl GpuStorage {
         Ok(bytemuck::pod_collect_to_vec(&self.buffer.read_bytes()?))
     }
 
+    /// Elements `start .. start + len` as storage of their own (a copy).
+    pub(crate) fn slice(&self, start: usize, len: usize, what: &str) -> Result<GpuStorage> {
+        let out = GpuStorage::alloc(self.device(), len, what)?;
+        self.copy_into(&out, start, 0, len, what)?;
+        Ok(out)
+    }
+
+    /// Copies `len` elements from `start` into `dst` at `dst_start`. Only for filling a result
+    /// that no one has seen yet: buffers are never changed once an op has returned them.
+    pub(crate) fn copy_into(
+        &self,
+        dst: &GpuStorage,
+        start: usize,
+        dst_start: usize,
+        len: usize,
+        what: &str,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.device().record(what, |enc| {
+            enc.copy_buffer_to_buffer(
+                self.buffer.raw(),
+                4 * start as u64,
+                dst.buffer.raw(),
+                4 * dst_start as u64,
+                4 * len as u64,
+            )
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -104,3 +104,41 @@ fn oversized_tensors_name_the_size_and_the_limit() {
         "{err}"
     );
 }
+
+/// Records binary.wgsl with a 16-byte parameter block where the shader expects 112: a
+/// validation error found when the batch is submitted.
+fn broken_launch(gpu: &super::GpuDevice) -> crate::Result<super::GpuStorage> {
+    let x = super::GpuStorage::from_slice(gpu, &[1.0, 2.0, 3.0])?;
+    let out = super::GpuStorage::alloc(gpu, 3, "test")?;
+    gpu.launch(super::Launch {
+        shader: &super::shaders::BINARY,
+        entry: "same_shape",
+        constants: &[("OP", 0.0)],
+        params: super::Params::new().u32(3),
+        reads: &[x.buffer(), x.buffer()],
+        writes: &[out.buffer()],
+        workgroups: [1, 1, 1],
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn a_failing_kernel_is_an_error_and_the_device_recovers() {
+    if test_device().is_none() {
+        return;
+    }
+    // Devices of their own: the errors must not reach tests sharing gpu:0.
+    let batched = super::GpuDevice::create_with(0, false).unwrap();
+    let out = broken_launch(&batched).unwrap();
+    let err = out.to_vec().unwrap_err().to_string();
+    assert!(
+        err.contains("validation error") && err.contains("CLCE_GPU_CHECK"),
+        "{err}"
+    );
+    let y = super::GpuStorage::from_slice(&batched, &[4.0, 5.0]).unwrap();
+    assert_eq!(y.to_vec().unwrap(), [4.0, 5.0]);
+
+    let checked = super::GpuDevice::create_with(0, true).unwrap();
+    let err = broken_launch(&checked).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("binary.wgsl:same_shape"), "{err}");
+}

@@ -3,7 +3,7 @@
 //! moments.
 use super::group::{check_groups, check_lr, checked_grad, describe, flat};
 use super::state::{saved_copy, step_tensor, SavedState};
-use super::{cpu, Optimizer, ParamGroup};
+use super::{cpu, gpu, Optimizer, ParamGroup};
 use crate::{Error, Result, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -163,6 +163,9 @@ fn apply(p: &Tensor, g: &Tensor, m: &Moments, u: &AdamWUpdate) -> Result<()> {
         (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
             cpu::adamw(p, g, m, v, u)
         }
-        _ => Err(crate::ops::no_gpu_kernel("AdamW")),
+        (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
+            gpu::adamw(p, g, m, v, u)
+        }
+        _ => Err(crate::storage::mixed_devices("adamw")),
     }
 }

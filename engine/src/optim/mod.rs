@@ -4,12 +4,13 @@
 //! that share an lr scale and a weight decay, so that BEiT's layer-wise lr decay and the
 //! "no decay on biases and norms" rule are just differently configured groups. `step(lr)`
 //! reads every parameter's accumulated `.grad()` and updates the parameter's storage in place;
-//! the per-element arithmetic lives in one small function per device (`cpu.rs` here), so a
-//! GPU kernel slots in beside it. The training loop owns the step counter, asks the
+//! the per-element arithmetic lives in one small function per device (`cpu.rs`, and `gpu.rs`
+//! with shaders/optim.wgsl). The training loop owns the step counter, asks the
 //! [`WarmupCosine`] schedule for the step's lr and passes it to `step`.
 mod adamw;
 mod clip;
 mod cpu;
+mod gpu;
 mod group;
 mod schedule;
 mod sgd;

@@ -2,7 +2,7 @@
 //! decay is added to the gradient (coupled), optionally Nesterov momentum.
 use super::group::{check_groups, check_lr, checked_grad, describe, flat};
 use super::state::{saved_copy, SavedState};
-use super::{cpu, Optimizer, ParamGroup};
+use super::{cpu, gpu, Optimizer, ParamGroup};
 use crate::{Error, Result, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -118,6 +118,8 @@ fn apply(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, u: &SgdUpdate) -> Resu
     match (&mut *param, &*grad, buffer.as_deref_mut()) {
         (Storage::Cpu(p), Storage::Cpu(g), None) => cpu::sgd(p, g, None, u),
         (Storage::Cpu(p), Storage::Cpu(g), Some(Storage::Cpu(b))) => cpu::sgd(p, g, Some(b), u),
-        _ => Err(crate::ops::no_gpu_kernel("SGD")),
+        (Storage::Gpu(p), Storage::Gpu(g), None) => gpu::sgd(p, g, None, u),
+        (Storage::Gpu(p), Storage::Gpu(g), Some(Storage::Gpu(b))) => gpu::sgd(p, g, Some(b), u),
+        _ => Err(crate::storage::mixed_devices("sgd")),
     }
 }

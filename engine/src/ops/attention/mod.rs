@@ -5,6 +5,7 @@
 //!   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
 //!   dQ = scale · dS K,  dK = scale · dSᵀ Q,  dbias = Σ_B dS.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -20,10 +21,6 @@ pub fn attention(
     bias: Option<&Tensor>,
     scale: f64,
 ) -> Result<Tensor> {
-    crate::ops::ensure_cpu("attention", &[q, k, v])?;
-    if let Some(b) = bias {
-        crate::ops::ensure_cpu("attention", &[b])?;
-    }
     ensure_shape!(
         q.rank() == 4,
         "attention",
@@ -56,14 +53,24 @@ pub fn attention(
     let bias_storage = bias.map(|t| t.storage());
     let (out, probs) = match (&*q.storage(), &*k.storage(), &*v.storage()) {
         (Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v)) => {
-            let bias = bias_storage.as_deref().map(|s| match s {
-                Storage::Cpu(s) => s,
-                _ => crate::ops::cpu_only!(),
-            });
+            let bias = match bias_storage.as_deref() {
+                None => None,
+                Some(Storage::Cpu(s)) => Some(s),
+                Some(Storage::Gpu(_)) => return Err(crate::storage::mixed_devices("attention")),
+            };
             let (out, probs) = cpu::forward(q, k, v, bias, dims, scale);
             (Storage::Cpu(out), Storage::Cpu(probs))
         }
-        _ => crate::ops::cpu_only!(),
+        (Storage::Gpu(q), Storage::Gpu(k), Storage::Gpu(v)) => {
+            let bias = match bias_storage.as_deref() {
+                None => None,
+                Some(Storage::Gpu(s)) => Some(s),
+                Some(Storage::Cpu(_)) => return Err(crate::storage::mixed_devices("attention")),
+            };
+            let (out, probs) = gpu::forward(q, k, v, bias, dims, scale)?;
+            (Storage::Gpu(out), Storage::Gpu(probs))
+        }
+        _ => return Err(crate::storage::mixed_devices("attention")),
     };
     drop(bias_storage);
     let device = q.device().clone();

@@ -110,3 +110,35 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::ops::attention::attention;
+
+    fn awkward_cases() -> Vec<Case> {
+        let s: &[usize] = &[2, 3, 67, 9];
+        let long: &[usize] = &[1, 2, 300, 4];
+        vec![
+            Case::new("attention", &[s, s, s, &[3, 67, 67]], |x| {
+                attention(&x[0], &x[1], &x[2], Some(&x[3]), 0.33)
+            }),
+            Case::new("attention_no_bias", &[long, long, long], |x| {
+                attention(&x[0], &x[1], &x[2], None, 0.5)
+            }),
+        ]
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-4);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

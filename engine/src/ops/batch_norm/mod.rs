@@ -3,6 +3,7 @@
 //! moves the running statistics towards them in place (the variance unbiased, as PyTorch
 //! does); eval mode normalises with the running statistics, an affine map of x.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -25,10 +26,6 @@ impl Tensor {
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor> {
-        crate::ops::ensure_cpu(
-            "batch_norm",
-            &[self, weight, bias, running_mean, running_var],
-        )?;
         let l = layout(self)?;
         for p in [weight, bias, running_mean, running_var] {
             self.check_same("batch_norm", p)?;
@@ -68,7 +65,7 @@ impl Tensor {
             let (mean, var) = if training {
                 let [mean, var] = match &*self.storage() {
                     Storage::Cpu(x) => cpu::batch_stats(x, l).map(Storage::Cpu),
-                    _ => crate::ops::cpu_only!(),
+                    Storage::Gpu(x) => gpu::batch_stats(x, l)?.map(Storage::Gpu),
                 };
                 let channels =
                     |s| Tensor::from_storage(s, Shape::from([l.c]), self.device().clone());
@@ -97,7 +94,14 @@ impl Tensor {
                 Storage::Cpu(w),
                 Storage::Cpu(b),
             ) => Storage::Cpu(cpu::normalize(x, m, r, w, b, l)),
-            _ => crate::ops::cpu_only!(),
+            (
+                Storage::Gpu(x),
+                Storage::Gpu(m),
+                Storage::Gpu(r),
+                Storage::Gpu(w),
+                Storage::Gpu(b),
+            ) => Storage::Gpu(gpu::normalize(x, [m, r, w, b], l)?),
+            _ => return Err(crate::storage::mixed_devices("batch_norm")),
         };
         Ok(Tensor::from_op(
             y,
@@ -170,7 +174,14 @@ impl BackwardOp for BatchNormBackward {
                 Storage::Cpu(r),
                 Storage::Cpu(w),
             ) => cpu::backward(x, g, [m, r, w], l, self.training).map(Storage::Cpu),
-            _ => crate::ops::cpu_only!(),
+            (
+                Storage::Gpu(x),
+                Storage::Gpu(g),
+                Storage::Gpu(m),
+                Storage::Gpu(r),
+                Storage::Gpu(w),
+            ) => gpu::backward(x, g, [m, r, w], l, self.training)?.map(Storage::Gpu),
+            _ => return Err(crate::storage::mixed_devices("batch_norm")),
         };
         let shapes = [x.shape().clone(), Shape::from([l.c]), Shape::from([l.c])];
         Ok(grads

@@ -162,3 +162,60 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::{DType, Device, Tensor};
+
+    fn awkward_cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for training in [true, false] {
+            for shape in [vec![3, 5, 11, 13], vec![300, 3], vec![2, 1, 17, 1]] {
+                let c = shape[1];
+                cases.push(Case::new("batch_norm", &[&shape, &[c], &[c]], move |x| {
+                    let (dtype, device) = (x[0].dtype(), x[0].device());
+                    let rm = Tensor::randn([c], 0.5, 11, dtype, device)?;
+                    let rv = Tensor::rand_uniform([c], 0.5, 2.0, 12, dtype, device)?;
+                    x[0].batch_norm(&x[1], &x[2], &rm, &rv, training, 0.1, 1e-5)
+                }));
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-4);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-4);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+
+    #[test]
+    fn running_statistics_update_alike() {
+        let Some(gpu) = test_device() else { return };
+        let run = |device: &Device| {
+            let on = |t: Tensor| t.to_device(device).unwrap();
+            let x = on(Tensor::randn([4, 3, 5, 2], 2.0, 1, DType::F32, &Device::Cpu).unwrap());
+            let (w, b) = (
+                on(Tensor::ones([3], DType::F32, &Device::Cpu).unwrap()),
+                on(Tensor::zeros([3], DType::F32, &Device::Cpu).unwrap()),
+            );
+            let rm = on(Tensor::zeros([3], DType::F32, &Device::Cpu).unwrap());
+            let rv = on(Tensor::ones([3], DType::F32, &Device::Cpu).unwrap());
+            x.batch_norm(&w, &b, &rm, &rv, true, 0.1, 1e-5).unwrap();
+            [rm.to_vec_f64().unwrap(), rv.to_vec_f64().unwrap()]
+        };
+        for (want, got) in run(&Device::Cpu).iter().zip(run(&gpu)) {
+            for (a, b) in want.iter().zip(&got) {
+                assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Broadcasting arithmetic of two tensors: add, sub, mul, div (NumPy broadcasting rules).
 mod cpu;
-mod gpu;
+pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
 

@@ -8,6 +8,7 @@
 //! d cols = Wᵀ · dy, folded back onto the input by col2im (the adjoint of im2col), and
 //! dW = Σ_samples dy · colsᵀ.
 pub(crate) mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -96,10 +97,6 @@ impl Tensor {
         stride: usize,
         padding: usize,
     ) -> Result<Tensor> {
-        crate::ops::ensure_cpu("conv2d", &[self, weight])?;
-        if let Some(b) = bias {
-            crate::ops::ensure_cpu("conv2d", &[b])?;
-        }
         self.check_same("conv2d", weight)?;
         let d = Conv2dDims::new(self.shape(), weight.shape(), stride, padding)?;
         let mut inputs = vec![self.clone(), weight.clone()];
@@ -127,7 +124,13 @@ impl Tensor {
                 (Storage::Cpu(x), Storage::Cpu(w), Some(Storage::Cpu(b))) => {
                     Storage::Cpu(cpu::forward(x, w, Some(b), &d))
                 }
-                _ => crate::ops::cpu_only!(),
+                (Storage::Gpu(x), Storage::Gpu(w), None) => {
+                    Storage::Gpu(gpu::forward(x, w, None, &d)?)
+                }
+                (Storage::Gpu(x), Storage::Gpu(w), Some(Storage::Gpu(b))) => {
+                    Storage::Gpu(gpu::forward(x, w, Some(b), &d)?)
+                }
+                _ => return Err(crate::storage::mixed_devices("conv2d")),
             }
         };
         Ok(Tensor::from_op(
@@ -170,18 +173,24 @@ impl BackwardOp for Conv2dBackward {
         };
         let grads = match (&*x.storage(), &*w.storage(), &*g.storage()) {
             (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(gs)) => {
-                cpu::backward(xs, ws, gs, &self.dims, wanted)
+                let g = cpu::backward(xs, ws, gs, &self.dims, wanted);
+                let cpu = |s: Option<crate::CpuStorage>| s.map(Storage::Cpu);
+                [cpu(g.input), cpu(g.weight), cpu(g.bias)]
             }
-            _ => crate::ops::cpu_only!(),
+            (Storage::Gpu(xs), Storage::Gpu(ws), Storage::Gpu(gs)) => {
+                let g = gpu::backward(xs, ws, gs, &self.dims, wanted)?;
+                let gpu = |s: Option<crate::gpu::GpuStorage>| s.map(Storage::Gpu);
+                [gpu(g.input), gpu(g.weight), gpu(g.bias)]
+            }
+            _ => return Err(crate::storage::mixed_devices("conv2d")),
         };
-        let wrap = |s: Option<crate::CpuStorage>, like: &Tensor| {
-            s.map(|s| {
-                Tensor::from_storage(Storage::Cpu(s), like.shape().clone(), like.device().clone())
-            })
+        let [input, weight, bias] = grads;
+        let wrap = |s: Option<Storage>, like: &Tensor| {
+            s.map(|s| Tensor::from_storage(s, like.shape().clone(), like.device().clone()))
         };
-        let mut out = vec![wrap(grads.input, x), wrap(grads.weight, w)];
+        let mut out = vec![wrap(input, x), wrap(weight, w)];
         if let Some(b) = inputs.get(2) {
-            out.push(wrap(grads.bias, b));
+            out.push(wrap(bias, b));
         }
         Ok(out)
     }

@@ -272,3 +272,97 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use super::super::gpu::{backward_in_chunks, forward_in_chunks};
+    use super::super::{Conv2dDims, Wanted};
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::{DType, Device, Storage, Tensor};
+
+    fn awkward_cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        // (x shape, kernel, out channels, stride, padding)
+        for (xs, k, o, s, p) in [
+            ([2, 3, 9, 7], 3, 5, 2, 1),
+            ([3, 4, 5, 5], 5, 2, 1, 2),
+            ([2, 7, 4, 3], 1, 3, 1, 0),
+            ([1, 2, 11, 13], 7, 3, 2, 3),
+            ([0, 2, 4, 4], 3, 2, 1, 1),
+        ] {
+            let ws = [o, xs[1], k, k];
+            cases.push(Case::new("conv2d", &[&xs, &ws, &[o]], move |t| {
+                t[0].conv2d(&t[1], Some(&t[2]), s, p)
+            }));
+        }
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+
+    /// Batches too big for one binding run in chunks of samples; one sample per chunk must
+    /// give what the whole batch at once gives.
+    #[test]
+    fn chunks_of_samples_give_the_whole_batch_result() {
+        let Some(gpu) = test_device() else { return };
+        let on_gpu = |s: &[usize], seed| {
+            Tensor::randn(s, 1.0, seed, DType::F32, &Device::Cpu)
+                .unwrap()
+                .to_device(&gpu)
+                .unwrap()
+        };
+        for (pointwise, stride) in [(false, 2), (true, 1)] {
+            let k = if pointwise { 1 } else { 3 };
+            let (x, w, b) = (
+                on_gpu(&[3, 2, 7, 6], 1),
+                on_gpu(&[4, 2, k, k], 2),
+                on_gpu(&[4], 3),
+            );
+            let d = Conv2dDims::new(x.shape(), w.shape(), stride, if pointwise { 0 } else { 1 })
+                .unwrap();
+            let g = on_gpu(&[3, 4, d.ho, d.wo], 4);
+            let (Storage::Gpu(xs), Storage::Gpu(ws), Storage::Gpu(bs), Storage::Gpu(gs)) =
+                (&*x.storage(), &*w.storage(), &*b.storage(), &*g.storage())
+            else {
+                unreachable!("moved to the GPU above")
+            };
+            let all = Wanted {
+                input: true,
+                weight: true,
+                bias: true,
+            };
+            let whole = forward_in_chunks(xs, ws, Some(bs), &d, 3)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let split = forward_in_chunks(xs, ws, Some(bs), &d, 1)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            assert_eq!(whole, split);
+            let whole = backward_in_chunks(xs, ws, gs, &d, all, 3).unwrap();
+            let split = backward_in_chunks(xs, ws, gs, &d, all, 1).unwrap();
+            for (a, b) in [
+                (whole.input, split.input),
+                (whole.weight, split.weight),
+                (whole.bias, split.bias),
+            ] {
+                let (a, b) = (a.unwrap().to_vec().unwrap(), b.unwrap().to_vec().unwrap());
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
+                }
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! One fused op: a stable log-softmax forward that keeps the probabilities, and the backward
 //! (p - target) / M.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -15,7 +16,6 @@ impl Tensor {
     /// as torch.nn.functional.cross_entropy(logits, labels, label_smoothing=...). Returns a
     /// scalar (shape []).
     pub fn cross_entropy(&self, labels: &[usize], label_smoothing: f64) -> Result<Tensor> {
-        crate::ops::ensure_cpu("cross_entropy", &[self])?;
         ensure_shape!(
             self.rank() == 2,
             "cross_entropy",
@@ -47,7 +47,10 @@ impl Tensor {
                 let (loss, probs) = cpu::forward(s, labels, label_smoothing);
                 (Storage::Cpu(loss), Storage::Cpu(probs))
             }
-            _ => crate::ops::cpu_only!(),
+            Storage::Gpu(s) => {
+                let (loss, probs) = gpu::forward(s, labels, label_smoothing)?;
+                (Storage::Gpu(loss), Storage::Gpu(probs))
+            }
         };
         let device = self.device().clone();
         let backward = CrossEntropyBackward {
@@ -86,7 +89,10 @@ impl BackwardOp for CrossEntropyBackward {
             (Storage::Cpu(p), Storage::Cpu(g)) => {
                 Storage::Cpu(cpu::backward(p, g, &self.labels, self.label_smoothing))
             }
-            _ => crate::ops::cpu_only!(),
+            (Storage::Gpu(p), Storage::Gpu(g)) => {
+                Storage::Gpu(gpu::backward(p, g, &self.labels, self.label_smoothing)?)
+            }
+            _ => return Err(crate::storage::mixed_devices("cross_entropy")),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

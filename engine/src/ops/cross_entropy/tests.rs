@@ -142,3 +142,38 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    fn awkward_cases() -> Vec<Case> {
+        let labels: Vec<usize> = (0..37).map(|i| (i * 7919) % 300).collect();
+        let few = labels.clone();
+        vec![
+            Case::new("cross_entropy", &[&[37, 300]], move |x| {
+                x[0].mul_scalar(3.0)?.cross_entropy(&labels, 0.0)
+            }),
+            Case::new("cross_entropy_smoothed", &[&[37, 300]], move |x| {
+                x[0].cross_entropy(&few, 0.1)
+            }),
+            Case::new("cross_entropy", &[&[257, 2]], |x| {
+                let labels: Vec<usize> = (0..257).map(|i| i % 2).collect();
+                x[0].cross_entropy(&labels, 0.2)
+            }),
+        ]
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

@@ -4,6 +4,7 @@
 //! (seed, index): nothing is stored, the backward pass recomputes it, and the GPU backend
 //! draws exactly the same mask from the same seed.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -89,12 +90,11 @@ impl Tensor {
 }
 
 fn apply(x: &Tensor, p: f64, mask: Mask) -> Result<Tensor> {
-    crate::ops::ensure_cpu("dropout", &[x])?;
     if p == 0.0 {
         return Ok(x.clone());
     }
     Ok(Tensor::from_op(
-        masked(x, &mask),
+        masked(x, &mask)?,
         x.shape().clone(),
         x.device().clone(),
         DropoutBackward(mask),
@@ -103,11 +103,11 @@ fn apply(x: &Tensor, p: f64, mask: Mask) -> Result<Tensor> {
 }
 
 /// x * mask * scale, unrecorded.
-fn masked(x: &Tensor, mask: &Mask) -> Storage {
-    match &*x.storage() {
+fn masked(x: &Tensor, mask: &Mask) -> Result<Storage> {
+    Ok(match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::masked(s, mask)),
-        _ => crate::ops::cpu_only!(),
-    }
+        Storage::Gpu(s) => Storage::Gpu(gpu::masked(s, mask)?),
+    })
 }
 
 /// Dropout is linear in x with a fixed mask, so its backward is the same masking of the
@@ -128,7 +128,7 @@ impl BackwardOp for DropoutBackward {
         _out: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let dx = Tensor::from_storage(masked(g, &self.0), g.shape().clone(), g.device().clone());
+        let dx = Tensor::from_storage(masked(g, &self.0)?, g.shape().clone(), g.device().clone());
         Ok(vec![Some(dx)])
     }
 }

@@ -108,3 +108,30 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    /// The mask is a function of (seed, index) on both devices: outputs agree exactly.
+    fn awkward_cases() -> Vec<Case> {
+        vec![
+            Case::new("dropout", &[&[3, 1001]], |x| x[0].dropout(0.25, 1234)),
+            Case::new("dropout", &[&[257]], |x| x[0].dropout(0.9, u64::MAX)),
+            Case::new("drop_path", &[&[33, 2, 5]], |x| x[0].drop_path(0.5, 99)),
+        ]
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-6);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

@@ -1,6 +1,7 @@
 //! L2 normalisation along an axis, x / max(||x||, eps), as torch.nn.functional.normalize:
 //! the CLCE losses compare embeddings by cosine similarity, i.e. dot products of these.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -10,7 +11,6 @@ use crate::{Error, Result, Storage, Tensor};
 impl Tensor {
     /// x / max(||x||₂, eps) along `axis`; `eps` keeps near-zero vectors from blowing up.
     pub fn l2_normalize(&self, axis: isize, eps: f64) -> Result<Tensor> {
-        crate::ops::ensure_cpu("l2_normalize", &[self])?;
         let axis = self.shape().axis("l2_normalize", axis)?;
         if !(eps > 0.0 && eps.is_finite()) {
             return Err(Error::invalid(
@@ -18,10 +18,10 @@ impl Tensor {
                 format!("eps {eps} must be > 0"),
             ));
         }
-        let (_, n, inner) = self.shape().split_at_axis(axis);
+        let (outer, n, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, n, inner, eps)),
-            _ => crate::ops::cpu_only!(),
+            Storage::Gpu(s) => Storage::Gpu(gpu::forward(s, (outer, n, inner), eps)?),
         };
         Ok(Tensor::from_op(
             storage,
@@ -44,12 +44,15 @@ impl BackwardOp for L2NormalizeBackward {
     }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let x = &inputs[0];
-        let (_, n, inner) = x.shape().split_at_axis(self.axis);
+        let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let storage = match (&*x.storage(), &*out.storage(), &*g.storage()) {
             (Storage::Cpu(x), Storage::Cpu(y), Storage::Cpu(g)) => {
                 Storage::Cpu(cpu::backward(x, y, g, n, inner, self.eps))
             }
-            _ => crate::ops::cpu_only!(),
+            (Storage::Gpu(x), Storage::Gpu(y), Storage::Gpu(g)) => {
+                Storage::Gpu(gpu::backward(x, y, g, (outer, n, inner), self.eps)?)
+            }
+            _ => return Err(crate::storage::mixed_devices("l2_normalize")),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

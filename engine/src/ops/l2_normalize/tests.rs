@@ -71,3 +71,35 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    fn awkward_cases() -> Vec<Case> {
+        vec![
+            Case::new("l2_normalize", &[&[3, 513]], |x| {
+                x[0].l2_normalize(-1, 1e-12)
+            }),
+            Case::new("l2_normalize", &[&[2, 300, 3]], |x| {
+                x[0].l2_normalize(1, 1e-12)
+            }),
+            Case::new("l2_normalize", &[&[257, 1]], |x| {
+                x[0].l2_normalize(0, 1e-12)
+            }),
+        ]
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

@@ -3,10 +3,12 @@
 //! scaled by `weight` and shifted by `bias`. The backward kernel gets dx, dweight and dbias
 //! in one pass over the rows, reusing the mean and 1/std saved by the forward.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::gpu::GpuStorage;
 use crate::{ensure_shape, CpuStorage, Error, Result, Shape, Storage, Tensor};
 
 impl Tensor {
@@ -17,10 +19,6 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
-        crate::ops::ensure_cpu("layer_norm", &[self])?;
-        for p in [weight, bias].into_iter().flatten() {
-            crate::ops::ensure_cpu("layer_norm", &[p])?;
-        }
         ensure_shape!(
             self.rank() >= 1,
             "layer_norm",
@@ -47,10 +45,13 @@ impl Tensor {
         let (ws, bs) = (weight.map(|w| w.storage()), bias.map(|b| b.storage()));
         let [y, mean, rstd] = match &*self.storage() {
             Storage::Cpu(x) => {
-                cpu::forward(x, cpu_part(ws.as_deref()), cpu_part(bs.as_deref()), d, eps)
-                    .map(Storage::Cpu)
+                let (w, b) = (cpu_part(ws.as_deref())?, cpu_part(bs.as_deref())?);
+                cpu::forward(x, w, b, d, eps).map(Storage::Cpu)
             }
-            _ => crate::ops::cpu_only!(),
+            Storage::Gpu(x) => {
+                let (w, b) = (gpu_part(ws.as_deref())?, gpu_part(bs.as_deref())?);
+                gpu::forward(x, w, b, d, eps)?.map(Storage::Gpu)
+            }
         };
         drop((ws, bs));
         let device = self.device().clone();
@@ -74,11 +75,21 @@ impl Tensor {
 }
 
 /// The CPU storage of an optional operand that `check_same` put on the same device as x.
-fn cpu_part(s: Option<&Storage>) -> Option<&CpuStorage> {
+fn cpu_part(s: Option<&Storage>) -> Result<Option<&CpuStorage>> {
     s.map(|s| match s {
-        Storage::Cpu(s) => s,
-        _ => crate::ops::cpu_only!(),
+        Storage::Cpu(s) => Ok(s),
+        Storage::Gpu(_) => Err(crate::storage::mixed_devices("layer_norm")),
     })
+    .transpose()
+}
+
+/// The GPU storage of an optional operand (see `cpu_part`).
+fn gpu_part(s: Option<&Storage>) -> Result<Option<&GpuStorage>> {
+    s.map(|s| match s {
+        Storage::Gpu(s) => Ok(s),
+        Storage::Cpu(_) => Err(crate::storage::mixed_devices("layer_norm")),
+    })
+    .transpose()
 }
 
 struct LayerNormBackward {
@@ -110,9 +121,12 @@ impl BackwardOp for LayerNormBackward {
             &*self.rstd.storage(),
         ) {
             (Storage::Cpu(x), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(r)) => {
-                cpu::backward(x, cpu_part(ws.as_deref()), g, m, r, d).map(Storage::Cpu)
+                cpu::backward(x, cpu_part(ws.as_deref())?, g, m, r, d).map(Storage::Cpu)
             }
-            _ => crate::ops::cpu_only!(),
+            (Storage::Gpu(x), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(r)) => {
+                gpu::backward(x, gpu_part(ws.as_deref())?, g, m, r, d)?.map(Storage::Gpu)
+            }
+            _ => return Err(crate::storage::mixed_devices("layer_norm")),
         };
         let device = x.device();
         let param = |s: Storage| Tensor::from_storage(s, Shape::from([d]), device.clone());

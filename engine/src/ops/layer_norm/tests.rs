@@ -120,3 +120,38 @@ fn large_input_matches_composed_ops() {
         close(f, r, 1e-10);
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    fn awkward_cases() -> Vec<Case> {
+        vec![
+            Case::new("layer_norm", &[&[3, 769], &[769], &[769]], |x| {
+                x[0].layer_norm(Some(&x[1]), Some(&x[2]), 1e-6)
+            }),
+            Case::new("layer_norm", &[&[2, 131, 5], &[5], &[5]], |x| {
+                x[0].layer_norm(Some(&x[1]), Some(&x[2]), 1e-5)
+            }),
+            Case::new("layer_norm_plain", &[&[300, 1]], |x| {
+                x[0].layer_norm(None, None, 1e-5)
+            }),
+            Case::new("layer_norm_weight_only", &[&[4, 17], &[17]], |x| {
+                x[0].layer_norm(Some(&x[1]), None, 1e-5)
+            }),
+        ]
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-4);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-4);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

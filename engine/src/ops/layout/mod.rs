@@ -1,7 +1,7 @@
 //! Ops that move values without arithmetic: reshape, permute/transpose, narrow, concat,
 //! index_select and gather. Each backward is the adjoint move (pad, split, scatter-add).
 mod cpu;
-mod gpu;
+pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
 

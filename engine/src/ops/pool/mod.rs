@@ -8,6 +8,7 @@
 //! padding as zeros in the mean (PyTorch's default count_include_pad=True), so every window
 //! divides by kernel².
 pub(crate) mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -97,11 +98,10 @@ fn pool2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    crate::ops::ensure_cpu("pool2d", &[x])?;
     let dims = Pool2dDims::new(kind.name(), x.shape(), kernel, stride, padding)?;
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, kind, &dims)),
-        _ => crate::ops::cpu_only!(),
+        Storage::Gpu(s) => Storage::Gpu(gpu::forward(s, kind, &dims)?),
     };
     Ok(Tensor::from_op(
         storage,
@@ -133,7 +133,10 @@ impl BackwardOp for Pool2dBackward {
             (Storage::Cpu(xs), Storage::Cpu(gs)) => {
                 Storage::Cpu(cpu::backward(xs, gs, self.kind, &self.dims))
             }
-            _ => crate::ops::cpu_only!(),
+            (Storage::Gpu(xs), Storage::Gpu(gs)) => {
+                Storage::Gpu(gpu::backward(xs, gs, self.kind, &self.dims)?)
+            }
+            _ => return Err(crate::storage::mixed_devices(self.kind.name())),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

@@ -192,3 +192,46 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    fn awkward_cases() -> Vec<Case> {
+        let distinct = |_: usize, s: &[usize], seed: u64| {
+            super::super::distinct_values(s.iter().product(), seed)
+        };
+        let mut cases = Vec::new();
+        for (shape, k, s, p) in [
+            ([2, 3, 17, 13], 3, 2, 1),
+            ([1, 2, 9, 11], 2, 2, 0),
+            ([3, 1, 7, 7], 3, 1, 1),
+            ([1, 1, 5, 6], 5, 3, 2),
+        ] {
+            cases.push(
+                Case::new("max_pool2d", &[&shape], move |x| x[0].max_pool2d(k, s, p))
+                    .with_init(distinct),
+            );
+            cases.push(Case::new("avg_pool2d", &[&shape], move |x| {
+                x[0].avg_pool2d(k, s, p)
+            }));
+        }
+        cases.push(Case::new("global_avg_pool2d", &[&[2, 5, 7, 3]], |x| {
+            x[0].global_avg_pool2d()
+        }));
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

@@ -1,7 +1,7 @@
 //! Reductions: sum, mean and max over an axis, whole-tensor sum/mean, and the pair
 //! `sum_to` / `broadcast_to` that move between a shape and a broadcast of it.
 pub(crate) mod cpu;
-mod gpu;
+pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
 

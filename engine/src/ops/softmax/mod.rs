@@ -1,6 +1,7 @@
 //! softmax and log_softmax along any axis, numerically stable (each lane is shifted by its
 //! maximum), each with a dedicated backward kernel that needs only the op's output.
 pub(crate) mod cpu;
+pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -20,13 +21,12 @@ impl Tensor {
 }
 
 fn softmax(x: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
-    crate::ops::ensure_cpu("softmax", &[x])?;
     let name = if log { "log_softmax" } else { "softmax" };
     let axis = x.shape().axis(name, axis)?;
-    let (_, n, inner) = x.shape().split_at_axis(axis);
+    let (outer, n, inner) = x.shape().split_at_axis(axis);
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::softmax(s, n, inner, log)),
-        _ => crate::ops::cpu_only!(),
+        Storage::Gpu(s) => Storage::Gpu(gpu::softmax(s, outer, n, inner, log)?),
     };
     Ok(Tensor::from_op(
         storage,
@@ -41,12 +41,15 @@ fn softmax(x: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
 /// output `y` and the output gradient `g`. Not recorded; attention reuses it.
 pub(crate) fn softmax_grad(y: &Tensor, g: &Tensor, axis: usize, log: bool) -> Result<Tensor> {
     y.check_same("softmax_backward", g)?;
-    let (_, n, inner) = y.shape().split_at_axis(axis);
+    let (outer, n, inner) = y.shape().split_at_axis(axis);
     let storage = match (&*y.storage(), &*g.storage()) {
         (Storage::Cpu(y), Storage::Cpu(g)) => {
             Storage::Cpu(cpu::softmax_backward(y, g, n, inner, log))
         }
-        _ => crate::ops::cpu_only!(),
+        (Storage::Gpu(y), Storage::Gpu(g)) => {
+            Storage::Gpu(gpu::softmax_backward(y, g, outer, n, inner, log)?)
+        }
+        _ => return Err(crate::storage::mixed_devices("softmax_backward")),
     };
     Ok(Tensor::from_storage(
         storage,

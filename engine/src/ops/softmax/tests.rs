@@ -75,3 +75,45 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    fn awkward_cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for log in [false, true] {
+            let name = if log { "log_softmax" } else { "softmax" };
+            // Lanes longer than a workgroup, strided lanes, many short lanes.
+            for (dims, axis) in [
+                (vec![3, 700], -1isize),
+                (vec![2, 300, 3], 1),
+                (vec![257, 2], 1),
+                (vec![5, 1, 7], 1),
+            ] {
+                cases.push(Case::new(name, &[&dims], move |x| {
+                    let x = x[0].mul_scalar(4.0)?;
+                    if log {
+                        x.log_softmax(axis)
+                    } else {
+                        x.softmax(axis)
+                    }
+                }));
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

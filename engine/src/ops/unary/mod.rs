@@ -1,7 +1,7 @@
 //! Elementwise functions of one tensor: exp, log, sqrt, neg, relu, gelu (exact, erf), tanh,
 //! sigmoid, powf, and the scalar ops. One enum, so one CPU loop and one WGSL kernel serve all.
 mod cpu;
-mod gpu;
+pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,7 @@
 //! Optimiser tests against arithmetic written out by hand for tiny parameters.
 mod adamw;
 mod clip;
+mod gpu;
 mod groups;
 mod schedule;
 mod sgd;
