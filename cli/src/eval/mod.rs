@@ -1,7 +1,20 @@
-//! Evaluation as in the paper. Few-shot classifier: [`logreg`] fits the multinomial logistic
-//! regression (with [`lbfgs`]); [`confidence`] reports a mean with its 95% interval using
-//! [`student_t`].
+//! Evaluation as in the paper: few-shot episodes on frozen features (Table 1).
+//!
+//! Few-shot, top to bottom: [`images`] picks the images of a split (CIFAR-FS and FC100 class
+//! lists in [`benchmarks`]), [`features`] turns them into pooled features once, [`episodes`]
+//! draws N-way K-shot episodes, [`logreg`] fits the classifier (with [`lbfgs`]) and
+//! [`fewshot`] reports the mean accuracy with its interval ([`confidence`], [`student_t`]).
+pub mod benchmarks;
 pub mod confidence;
+pub mod embeddings;
+pub mod episodes;
+pub mod error;
+pub mod features;
+pub mod fewshot;
+pub mod images;
 pub mod lbfgs;
 pub mod logreg;
 pub mod student_t;
+
+pub use embeddings::Embeddings;
+pub use error::{EvalError, Result};
