@@ -22,12 +22,24 @@ struct Cli {
 enum Command {
     /// Check every op's analytic gradient against central finite differences.
     Gradcheck(commands::gradcheck::Args),
+    /// Few-shot evaluation (N-way K-shot episodes, logistic regression, mean ± 95% CI).
+    Fewshot(commands::fewshot::Args),
+    /// Write the pooled features of every image of a split to a safetensors file.
+    Embed(commands::embed::Args),
+    /// Isotropy, positive/negative similarity histograms and t-SNE of an embeddings file.
+    Analyze(commands::analyze::Args),
+    /// Loss, accuracy and learning-rate curves of a training run, as PNG.
+    Plot(commands::plot::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Fewshot(args) => commands::fewshot::run(args),
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Analyze(args) => commands::analyze::run(args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     match result {
         Ok(code) => code,
