@@ -3,7 +3,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{render, FONT, PALETTE};
+use super::{render, tick, FONT, PALETTE};
 use crate::eval::error::{EvalError, Result};
 
 /// A named curve of (x, y) points, drawn in order.
@@ -106,21 +106,6 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     Ok(())
 }
 
-/// An axis label: whole numbers without decimals, small ones in scientific notation, and
-/// never "-0".
-fn tick(v: f64) -> String {
-    if v.abs() < 1e-12 {
-        "0".into()
-    } else if v.fract() == 0.0 && v.abs() < 1e7 {
-        format!("{v:.0}")
-    } else if v.abs() < 1e-2 {
-        format!("{v:.1e}")
-    } else {
-        let text = format!("{v:.3}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
 /// The range of `values`, widened when it is a single value.
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
@@ -159,14 +144,5 @@ mod tests {
         }];
         assert!(line_chart(&path, "t", ("x", "y"), &negative, true, corner()).is_err());
         assert!(line_chart(&path, "t", ("x", "y"), &[], false, corner()).is_err());
-    }
-
-    #[test]
-    fn tick_labels_are_short() {
-        assert_eq!(tick(-1e-20), "0");
-        assert_eq!(tick(450.0), "450");
-        assert_eq!(tick(0.0006), "6.0e-4");
-        assert_eq!(tick(2.5), "2.5");
-        assert_eq!(tick(97.125), "97.125");
     }
 }

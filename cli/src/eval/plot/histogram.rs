@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{render, FONT, PALETTE};
+use super::{render, tick, FONT, PALETTE};
 use crate::eval::error::{EvalError, Result};
 
 /// One distribution: its legend label and its samples.
@@ -53,6 +53,8 @@ pub fn overlaid_histograms(
             .configure_mesh()
             .x_desc(x_label)
             .y_desc("density")
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .label_style((FONT, 16))
             .axis_desc_style((FONT, 18))
             .draw()?;

@@ -48,6 +48,21 @@ pub(crate) const PALETTE: [RGBColor; 20] = [
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// An axis label: whole numbers without decimals, small ones in scientific notation, and
+/// never "-0".
+pub(crate) fn tick(v: f64) -> String {
+    if v.abs() < 1e-12 {
+        "0".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e7 {
+        format!("{v:.0}")
+    } else if v.abs() < 1e-2 {
+        format!("{v:.1e}")
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 /// Draws a `width × height` chart with `draw` on a white canvas and writes it to `path` as PNG.
 pub(crate) fn render(
     path: &Path,
@@ -82,6 +97,8 @@ pub(crate) fn render(
 pub(crate) mod tests {
     use std::path::Path;
 
+    use super::tick;
+
     /// Decodes a written PNG and checks its size and that it is not one flat colour; returns
     /// the number of distinct colours.
     pub(crate) fn check_png(path: &Path, width: u32, height: u32) -> usize {
@@ -92,5 +109,14 @@ pub(crate) mod tests {
         let colours: std::collections::HashSet<[u8; 3]> = image.pixels().map(|p| p.0).collect();
         assert!(colours.len() > 8, "{} is (nearly) blank", path.display());
         colours.len()
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick(-1e-20), "0");
+        assert_eq!(tick(450.0), "450");
+        assert_eq!(tick(0.0006), "6.0e-4");
+        assert_eq!(tick(2.5), "2.5");
+        assert_eq!(tick(97.125), "97.125");
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{render, FONT, PALETTE};
+use super::{render, tick, FONT, PALETTE};
 use crate::eval::error::{EvalError, Result};
 
 #[derive(Clone, Copy, Debug)]
@@ -61,12 +61,13 @@ pub fn scatter_by_class(
             .configure_mesh()
             .x_desc(axis_labels.0)
             .y_desc(axis_labels.1)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 18))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
-        for class in 0..class_names.len() {
-            let colour = PALETTE[class];
+        for (class, &colour) in PALETTE.iter().enumerate().take(class_names.len()) {
             chart.draw_series(
                 points
                     .iter()
