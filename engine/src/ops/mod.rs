@@ -1,14 +1,23 @@
 //! Every differentiable op, one folder per op family: `mod.rs` has the op (its forward and
 //! its backward rule), `cpu.rs` its CPU kernels, `gpu.rs` its GPU dispatch (WGSL in
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
+pub mod attention;
+pub mod batch_norm;
 pub mod binary;
 pub mod conv2d;
+pub mod cross_entropy;
+pub mod dropout;
+pub mod l2_normalize;
+mod lanes;
+pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub mod softmax;
 pub mod unary;
 
+pub(crate) use lanes::map_lanes;
 pub(crate) use reduce::cpu::for_each_index;
 
 /// Below this many elements a rayon split costs more than it saves.
@@ -24,5 +33,12 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(matmul::gradcheck_cases());
     cases.extend(conv2d::gradcheck_cases());
     cases.extend(pool::gradcheck_cases());
+    cases.extend(softmax::gradcheck_cases());
+    cases.extend(layer_norm::gradcheck_cases());
+    cases.extend(batch_norm::gradcheck_cases());
+    cases.extend(dropout::gradcheck_cases());
+    cases.extend(l2_normalize::gradcheck_cases());
+    cases.extend(cross_entropy::gradcheck_cases());
+    cases.extend(attention::gradcheck_cases());
     cases
 }

@@ -95,28 +95,90 @@ fn route_to_argmax<T: Elem>(
     dx
 }
 
+/// How a small shape sits inside the broadcast shape it expands to. Most broadcasts in a
+/// network are one of the first two (a bias over rows, a per-row statistic over columns), and
+/// those need no per-element index arithmetic.
+enum Pattern {
+    /// small = [.., 1, 1, d_k, .., d_r]: big is `copies` consecutive copies of small.
+    Tiled {
+        copies: usize,
+    },
+    /// small = [d_0, .., d_j, 1, .., 1]: each element of small spans `run` consecutive elements.
+    Spread {
+        run: usize,
+    },
+    General,
+}
+
+fn pattern(small: &Shape, big: &Shape) -> Pattern {
+    let pad = big.rank() - small.rank();
+    let dims: Vec<usize> = std::iter::repeat_n(1, pad)
+        .chain(small.dims().iter().copied())
+        .collect();
+    let matches = |i: usize| dims[i] == big.dims()[i];
+    let first_match = (0..dims.len()).find(|&i| matches(i)).unwrap_or(dims.len());
+    if (0..first_match).all(|i| dims[i] == 1) && (first_match..dims.len()).all(matches) {
+        return Pattern::Tiled {
+            copies: big.dims()[..first_match].iter().product(),
+        };
+    }
+    let last_match = (0..dims.len())
+        .rev()
+        .find(|&i| matches(i))
+        .map_or(0, |i| i + 1);
+    if (0..last_match).all(matches) && (last_match..dims.len()).all(|i| dims[i] == 1) {
+        return Pattern::Spread {
+            run: big.dims()[last_match..].iter().product(),
+        };
+    }
+    Pattern::General
+}
+
 /// Sums `from`-shaped values into a `to`-shaped result, where `to` broadcasts to `from`.
 pub(crate) fn sum_to(s: &CpuStorage, from: &Shape, to: &Shape) -> CpuStorage {
     map_cpu!(s, |x| {
-        let strides = to.broadcast_strides(from);
         let mut out = vec![Default::default(); to.numel()];
-        for_each_index(from, |flat, idx| {
-            let o: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
-            out[o] += x[flat];
-        });
+        match pattern(to, from) {
+            Pattern::Tiled { .. } if !out.is_empty() => {
+                for chunk in x.chunks(out.len()) {
+                    out.iter_mut().zip(chunk).for_each(|(o, &v)| *o += v);
+                }
+            }
+            Pattern::Spread { run } if run > 0 => {
+                out.iter_mut()
+                    .zip(x.chunks(run))
+                    .for_each(|(o, c)| *o = c.iter().copied().sum());
+            }
+            _ => {
+                let strides = to.broadcast_strides(from);
+                for_each_index(from, |flat, idx| {
+                    let o: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+                    out[o] += x[flat];
+                });
+            }
+        }
         out
     })
 }
 
 pub(crate) fn broadcast_to(s: &CpuStorage, from: &Shape, to: &Shape) -> CpuStorage {
     map_cpu!(s, |x| {
-        let strides = from.broadcast_strides(to);
-        let mut out = vec![Default::default(); to.numel()];
-        for_each_index(to, |flat, idx| {
-            let i: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
-            out[flat] = x[i];
-        });
-        out
+        match pattern(from, to) {
+            Pattern::Tiled { copies } => x.repeat(copies),
+            Pattern::Spread { run } => x
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v, run))
+                .collect(),
+            Pattern::General => {
+                let strides = from.broadcast_strides(to);
+                let mut out = vec![Default::default(); to.numel()];
+                for_each_index(to, |flat, idx| {
+                    let i: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
+                    out[flat] = x[i];
+                });
+                out
+            }
+        }
     })
 }
 

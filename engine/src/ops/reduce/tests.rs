@@ -70,3 +70,41 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+/// The fast paths (tiled, spread) must agree with the general index walk on every layout.
+#[test]
+fn broadcast_patterns_agree_with_the_general_walk() {
+    let big = Shape::from([2, 3, 4]);
+    for small in [
+        vec![],
+        vec![1],
+        vec![4],
+        vec![3, 4],
+        vec![2, 1, 1],
+        vec![2, 3, 1],
+        vec![3, 1],
+        vec![2, 1, 4],
+        vec![1, 3, 1],
+    ] {
+        let small = Shape::from(small);
+        let x = Tensor::randn(small.clone(), 1.0, 3, DType::F64, &Device::Cpu).unwrap();
+        let b = x.broadcast_to(&big).unwrap().to_vec_f64().unwrap();
+        let xs = x.to_vec_f64().unwrap();
+        let strides = small.broadcast_strides(&big);
+        let mut want = vec![0.0; big.numel()];
+        super::cpu::for_each_index(&big, |flat, idx| {
+            want[flat] = xs[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()];
+        });
+        assert_eq!(b, want, "broadcast {small:?}");
+        let g = Tensor::randn(big.clone(), 1.0, 4, DType::F64, &Device::Cpu).unwrap();
+        let gs = g.to_vec_f64().unwrap();
+        let got = g.sum_to(&small).unwrap().to_vec_f64().unwrap();
+        let mut want = vec![0.0; small.numel()];
+        super::cpu::for_each_index(&big, |flat, idx| {
+            want[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()] += gs[flat];
+        });
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-12, "sum_to {small:?}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The GFLOP/s lines the benches print beside criterion's report, by wall time and by CPU
+//! time.
+//!
+//! The machine these run on is often shared with other builds. Wall time then measures the
+//! scheduler as much as the kernel; the CPU time of this process (all its threads, from
+//! CLOCK_PROCESS_CPUTIME_ID) leaves out time spent waiting for a core, so FLOP per
+//! CPU-second is the kernel's speed per core, little affected by that noise. On an idle
+//! machine, wall GFLOP/s ≈ threads × GFLOP per CPU-second (less what idle threads spin).
+use std::time::Instant;
+
+pub struct Rates {
+    /// GFLOP/s by the best wall time.
+    pub wall: f64,
+    /// GFLOP per CPU-second, by the best CPU time.
+    pub per_cpu: f64,
+}
+
+impl std::fmt::Display for Rates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} GFLOP/s wall, {:.1} per CPU-second",
+            self.wall, self.per_cpu
+        )
+    }
+}
+
+/// Runs `f` once to warm up, then `runs` times, keeping the best wall and CPU times.
+pub fn best_rates(flops: f64, runs: usize, mut f: impl FnMut()) -> Rates {
+    f();
+    let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..runs {
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        f();
+        wall = wall.min(t0.elapsed().as_secs_f64());
+        cpu = cpu.min(cpu_seconds() - c0);
+    }
+    Rates {
+        wall: flops / wall / 1e9,
+        per_cpu: flops / cpu / 1e9,
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}

@@ -1,0 +1,142 @@
+//! Dropout (each element zeroed with probability p) and drop path / stochastic depth (each
+//! sample, i.e. index of the first dimension, zeroed whole with probability p); survivors are
+//! scaled by 1 / (1 - p) so the expected value is unchanged. The mask is a pure function of
+//! (seed, index): nothing is stored, the backward pass recomputes it, and the GPU backend
+//! draws exactly the same mask from the same seed.
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::autograd::BackwardOp;
+use crate::{ensure_shape, Error, Result, Storage, Tensor};
+
+/// The mask's random bits for element (dropout) or sample (drop path) `index`, under the
+/// call's `key` (from [`seed_key`]): a counter-based generator, so every bit is computable
+/// alone, in any order, on any device. `shaders/dropout.wgsl` must mirror this function (and
+/// `pcg_hash`) bit for bit, which is why it uses only wrapping u32 arithmetic, xor and
+/// shifts (WGSL has no u64). Indices wrap at 2^32.
+#[inline]
+pub(crate) fn random_bits(key: u32, index: u32) -> u32 {
+    pcg_hash(pcg_hash(index ^ key).wrapping_add(key))
+}
+
+/// Folds a 64-bit seed into the 32-bit key of [`random_bits`] (computed once per call, on the
+/// host, so the GPU receives the key rather than the seed).
+pub(crate) fn seed_key(seed: u64) -> u32 {
+    let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+    pcg_hash(lo ^ pcg_hash(hi))
+}
+
+/// PCG-RXS-M-XS as a hash (Jarzynski and Olano, "Hash Functions for GPU Rendering", JCGT 2020).
+#[inline]
+fn pcg_hash(x: u32) -> u32 {
+    let state = x.wrapping_mul(747796405).wrapping_add(2891336453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
+    (word >> 22) ^ word
+}
+
+/// Where the mask of one dropout call comes from and what survivors are multiplied by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mask {
+    /// `seed_key(seed)`.
+    pub key: u32,
+    /// An index is dropped when its random bits are below this: probability threshold / 2^32.
+    pub threshold: u32,
+    /// 1 / (1 - p).
+    pub scale: f64,
+    /// Consecutive elements sharing one decision: 1 for dropout, a sample's size for drop path.
+    pub group: usize,
+}
+
+impl Mask {
+    fn new(op: &'static str, p: f64, seed: u64, group: usize) -> Result<Mask> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::invalid(op, format!("p = {p} is outside [0, 1)")));
+        }
+        Ok(Mask {
+            key: seed_key(seed),
+            threshold: (p * 4294967296.0) as u32,
+            scale: 1.0 / (1.0 - p),
+            group,
+        })
+    }
+
+    pub(crate) fn keeps(&self, index: usize) -> bool {
+        random_bits(self.key, index as u32) >= self.threshold
+    }
+}
+
+impl Tensor {
+    /// Zeroes each element with probability `p` and scales the rest by 1 / (1 - p); the
+    /// same `seed` gives the same mask. p = 0 returns the input itself.
+    pub fn dropout(&self, p: f64, seed: u64) -> Result<Tensor> {
+        let mask = Mask::new("dropout", p, seed, 1)?;
+        apply(self, p, mask)
+    }
+
+    /// Zeroes whole samples (entries of the first dimension) with probability `p` and scales
+    /// the rest by 1 / (1 - p): stochastic depth on a residual branch (timm's drop_path).
+    pub fn drop_path(&self, p: f64, seed: u64) -> Result<Tensor> {
+        ensure_shape!(
+            self.rank() >= 1,
+            "drop_path",
+            "needs a batch dimension, got a scalar"
+        );
+        let group = self.dims()[1..].iter().product();
+        let mask = Mask::new("drop_path", p, seed, group)?;
+        apply(self, p, mask)
+    }
+}
+
+fn apply(x: &Tensor, p: f64, mask: Mask) -> Result<Tensor> {
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    Ok(Tensor::from_op(
+        masked(x, &mask),
+        x.shape().clone(),
+        x.device().clone(),
+        DropoutBackward(mask),
+        vec![x.clone()],
+    ))
+}
+
+/// x * mask * scale, unrecorded.
+fn masked(x: &Tensor, mask: &Mask) -> Storage {
+    match &*x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::masked(s, mask)),
+    }
+}
+
+/// Dropout is linear in x with a fixed mask, so its backward is the same masking of the
+/// output gradient, the mask recomputed from the seed.
+struct DropoutBackward(Mask);
+
+impl BackwardOp for DropoutBackward {
+    fn name(&self) -> &'static str {
+        if self.0.group == 1 {
+            "dropout"
+        } else {
+            "drop_path"
+        }
+    }
+    fn backward(
+        &self,
+        _inputs: &[Tensor],
+        _out: &Tensor,
+        g: &Tensor,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let dx = Tensor::from_storage(masked(g, &self.0), g.shape().clone(), g.device().clone());
+        Ok(vec![Some(dx)])
+    }
+}
+
+pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
+    use crate::gradcheck::Case;
+    vec![
+        Case::new("dropout", &[&[1]], |x| x[0].dropout(0.3, 1)),
+        Case::new("dropout", &[&[3, 7]], |x| x[0].dropout(0.5, 42)),
+        Case::new("drop_path", &[&[5, 3]], |x| x[0].drop_path(0.4, 7)),
+        Case::new("drop_path", &[&[7, 2, 3]], |x| x[0].drop_path(0.5, 3)),
+    ]
+}

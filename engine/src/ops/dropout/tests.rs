@@ -1,0 +1,110 @@
+use super::{pcg_hash, random_bits, seed_key};
+use crate::{DType, Device, Tensor};
+
+fn ones(shape: &[usize]) -> Tensor {
+    Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap()
+}
+
+/// Which elements survive dropout(p, seed) of a tensor of ones.
+fn kept(p: f64, seed: u64, n: usize) -> Vec<bool> {
+    let y = ones(&[n]).dropout(p, seed).unwrap().to_vec_f64().unwrap();
+    y.iter().map(|&v| v != 0.0).collect()
+}
+
+#[test]
+fn hash_matches_the_published_pcg_hash() {
+    // Reference values from a separate implementation of the paper's pcg_hash.
+    assert_eq!(pcg_hash(0), 129708002);
+    assert_eq!(pcg_hash(1), 2831084092);
+    assert_eq!(pcg_hash(12345), 4099845390);
+    assert_eq!(pcg_hash(u32::MAX), 3861530882);
+}
+
+#[test]
+fn dropped_fraction_is_p_and_survivors_are_scaled() {
+    let n = 100_003;
+    for p in [0.1, 0.3, 0.5, 0.9] {
+        let y = ones(&[n]).dropout(p, 5).unwrap().to_vec_f64().unwrap();
+        let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+        // The binomial standard deviation is below 0.0016; allow six of them.
+        assert!((dropped - p).abs() < 0.01, "p = {p}: dropped {dropped}");
+        let scale = (1.0 / (1.0 - p)) as f32 as f64;
+        assert!(y.iter().all(|&v| v == 0.0 || v == scale));
+    }
+}
+
+#[test]
+fn same_seed_same_mask_other_seed_independent_mask() {
+    let n = 20_011;
+    let a = kept(0.5, 17, n);
+    assert_eq!(a, kept(0.5, 17, n));
+    for other in [18, 17 + (1 << 32), u64::MAX] {
+        let b = kept(0.5, other, n);
+        // Independent masks agree on about half the elements.
+        let agree = a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / n as f64;
+        assert!(
+            (agree - 0.5).abs() < 0.03,
+            "seed {other}: agreement {agree}"
+        );
+    }
+    assert_ne!(seed_key(1), seed_key(2));
+    assert_ne!(seed_key(1), seed_key(1 << 32));
+    assert_ne!(random_bits(seed_key(1), 0), random_bits(seed_key(2), 0));
+}
+
+#[test]
+fn drop_path_drops_whole_samples() {
+    let (n, size) = (2003, 6);
+    let y = ones(&[n, 2, 3])
+        .drop_path(0.25, 9)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    let scale = (1.0f64 / 0.75) as f32 as f64;
+    let mut dropped = 0;
+    for sample in y.chunks(size) {
+        assert!(
+            sample.iter().all(|&v| v == 0.0) || sample.iter().all(|&v| v == scale),
+            "{sample:?}"
+        );
+        dropped += (sample[0] == 0.0) as usize;
+    }
+    let frac = dropped as f64 / n as f64;
+    assert!((frac - 0.25).abs() < 0.05, "dropped {frac}");
+}
+
+#[test]
+fn gradient_is_the_same_mask() {
+    let x = Tensor::randn([3, 41], 1.0, 1, DType::F64, &Device::Cpu)
+        .unwrap()
+        .set_requires_grad(true);
+    let y = x.dropout(0.4, 123).unwrap();
+    y.sum_all().unwrap().backward().unwrap();
+    let (xv, yv) = (x.to_vec_f64().unwrap(), y.to_vec_f64().unwrap());
+    let g = x.grad().unwrap().to_vec_f64().unwrap();
+    for ((x, y), g) in xv.iter().zip(&yv).zip(&g) {
+        let expected = if *y == 0.0 { 0.0 } else { 1.0 / 0.6 };
+        assert!((g - expected).abs() < 1e-12 && (y - x * expected).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn p_zero_is_identity_and_bad_p_is_an_error() {
+    let x = ones(&[4]);
+    assert!(x.dropout(0.0, 1).unwrap().same_storage(&x));
+    assert!(x.drop_path(0.0, 1).unwrap().same_storage(&x));
+    for p in [1.0, -0.1, 1.5, f64::NAN] {
+        assert!(x.dropout(p, 1).is_err());
+        assert!(x.drop_path(p, 1).is_err());
+    }
+    let scalar = Tensor::scalar(1.0, DType::F32, &Device::Cpu).unwrap();
+    assert!(scalar.drop_path(0.5, 1).is_err());
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    for case in super::gradcheck_cases() {
+        let r = case.run(&Device::Cpu).unwrap();
+        assert!(r.passed(), "{}", r.row());
+    }
+}

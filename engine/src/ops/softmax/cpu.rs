@@ -1,0 +1,91 @@
+//! Softmax kernels, one lane (the values along the softmax axis) at a time. The row
+//! functions work on one contiguous lane and are shared with attention and cross entropy.
+use crate::ops::map_lanes;
+use crate::{map_cpu, CpuStorage, Elem};
+
+/// softmax (or log_softmax when `log`) of every lane.
+pub(crate) fn softmax(s: &CpuStorage, n: usize, inner: usize, log: bool) -> CpuStorage {
+    map_cpu!(s, |x| map_lanes([x], n, inner, |[row], out| {
+        out.copy_from_slice(row);
+        if log {
+            log_softmax_row(out);
+        } else {
+            softmax_row(out);
+        }
+    }))
+}
+
+/// The input gradient of softmax (or log_softmax) from its output `y` and output gradient `g`.
+pub(crate) fn softmax_backward(
+    y: &CpuStorage,
+    g: &CpuStorage,
+    n: usize,
+    inner: usize,
+    log: bool,
+) -> CpuStorage {
+    match (y, g) {
+        (CpuStorage::F32(y), CpuStorage::F32(g)) => {
+            CpuStorage::F32(softmax_backward_lanes(y, g, n, inner, log))
+        }
+        (CpuStorage::F64(y), CpuStorage::F64(g)) => {
+            CpuStorage::F64(softmax_backward_lanes(y, g, n, inner, log))
+        }
+        _ => unreachable!("dtypes are checked before dispatch"),
+    }
+}
+
+fn softmax_backward_lanes<T: Elem>(y: &[T], g: &[T], n: usize, inner: usize, log: bool) -> Vec<T> {
+    map_lanes([y, g], n, inner, |[y, g], dx| {
+        if log {
+            log_softmax_row_backward(y, g, dx);
+        } else {
+            softmax_row_backward(y, g, dx);
+        }
+    })
+}
+
+/// Stable softmax of one row in place: shifting by the row maximum keeps exp() from
+/// overflowing and leaves the result unchanged.
+pub(crate) fn softmax_row<T: Elem>(row: &mut [T]) {
+    let max = row_max(row);
+    let mut sum = T::zero();
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = T::one() / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Stable log-softmax of one row in place: (x - max) - log(sum(exp(x - max))). The two
+/// subtractions stay separate: folding them into one shift would round max + log(sum) to the
+/// precision of max, losing digits of small log-probabilities next to large logits.
+pub(crate) fn log_softmax_row<T: Elem>(row: &mut [T]) {
+    let max = row_max(row);
+    let log_sum = row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
+    for v in row.iter_mut() {
+        *v = (*v - max) - log_sum;
+    }
+}
+
+/// dx = y * (g - sum(g * y)), the softmax Jacobian-vector product.
+pub(crate) fn softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
+    let dot: T = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
+    for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+        *d = y * (g - dot);
+    }
+}
+
+/// dx = g - softmax * sum(g), with softmax = exp(log_softmax).
+fn log_softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
+    let total: T = g.iter().copied().sum();
+    for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+        *d = g - y.exp() * total;
+    }
+}
+
+fn row_max<T: Elem>(row: &[T]) -> T {
+    row.iter().copied().fold(T::neg_infinity(), T::max)
+}
