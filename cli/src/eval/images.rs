@@ -78,23 +78,24 @@ impl ImageSet {
                 )
             }
             EvalData::Standard(spec) => {
+                let name = match spec {
+                    DataSpec::Cifar100 => "CIFAR-100",
+                    DataSpec::Cifar10 => "CIFAR-10",
+                    _ => "synthetic set",
+                };
                 let dataset = Dataset::open(spec, data_dir, input_size)?;
                 let chosen = match split {
                     FewShotSplit::Train => dataset.train.clone(),
                     FewShotSplit::Test => dataset.test.clone(),
                     FewShotSplit::Val => {
                         return Err(EvalError::Invalid(format!(
-                            "{spec:?} has a train and a test split, no val split"
+                            "{name} has a train and a test split, no val split"
                         )))
                     }
                 };
                 let labels = chosen.labels().to_vec();
-                ImageSet::whole(
-                    chosen,
-                    labels,
-                    dataset.class_names,
-                    format!("{spec:?} {split}"),
-                )
+                let what = format!("{name} {split}");
+                ImageSet::whole(chosen, labels, dataset.class_names, what)
             }
         };
         if set.is_empty() {
