@@ -31,10 +31,13 @@ pub struct Args {
     /// Output folder (created if missing).
     #[arg(long)]
     out: PathBuf,
+    /// t-SNE perplexity (lowered to (points - 1) / 3 for small sets).
     #[arg(long, default_value_t = 30.0)]
     perplexity: f64,
+    /// t-SNE gradient steps (the first 250 with early exaggeration).
     #[arg(long, default_value_t = 1000)]
     tsne_iterations: usize,
+    /// Seed of the t-SNE start.
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }

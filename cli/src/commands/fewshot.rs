@@ -29,6 +29,7 @@ pub struct Args {
     /// Query images per class.
     #[arg(long, default_value_t = 15)]
     queries: usize,
+    /// Episodes per shot setting (the paper: 3,000).
     #[arg(long, default_value_t = 3000)]
     episodes: usize,
     /// Seed of the episode draws (episode e uses the stream of (seed, e)).
