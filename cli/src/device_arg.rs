@@ -1,21 +1,35 @@
 //! `--device auto|cpu|gpu|gpu:N`, shared by every command (also read from CLCE_DEVICE).
+//!
+//! - `cpu`: the CPU backend.
+//! - `gpu`: the best adapter of `clce-cli devices` (gpu:0); a software one such as lavapipe
+//!   only when nothing else exists.
+//! - `gpu:N`: adapter N of that list.
+//! - `auto` (default): the best hardware GPU, else the CPU, with a one-line notice on stderr.
 use clce_engine::Device;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DeviceArg {
-    /// Where to run: auto (a GPU if one is found, else the CPU), cpu, gpu, or gpu:N.
+    /// Where to run: auto (a hardware GPU if one is found, else the CPU), cpu, gpu (the best
+    /// adapter, software ones included), or gpu:N (see `clce-cli devices`).
     #[arg(long, env = "CLCE_DEVICE", default_value = "auto")]
     pub device: String,
 }
 
 impl DeviceArg {
     pub fn resolve(&self) -> Result<Device, String> {
-        match self.device.as_str() {
-            "cpu" | "auto" => Ok(Device::Cpu),
-            d if d == "gpu" || d.starts_with("gpu:") => Err(format!(
-                "--device {d}: this build has no GPU backend yet; use --device cpu"
-            )),
-            d => Err(format!("--device {d}: expected auto, cpu, gpu or gpu:N")),
+        let d = self.device.as_str();
+        let gpu = |index: usize| Device::gpu(index).map_err(|e| format!("--device {d}: {e}"));
+        match d {
+            "cpu" => Ok(Device::Cpu),
+            "auto" => Ok(Device::try_auto().unwrap_or_else(|e| {
+                eprintln!("note: {e}; running on the CPU");
+                Device::Cpu
+            })),
+            "gpu" => gpu(0),
+            _ => match d.strip_prefix("gpu:").map(str::parse::<usize>) {
+                Some(Ok(index)) => gpu(index),
+                _ => Err(format!("--device {d}: expected auto, cpu, gpu or gpu:N")),
+            },
         }
     }
 }

@@ -20,8 +20,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List the devices --device can name: the CPU and every GPU adapter, best first.
+    Devices(commands::devices::Args),
     /// Check every op's analytic gradient against central finite differences.
     Gradcheck(commands::gradcheck::Args),
+    /// Show a checkpoint's tensors, dtypes, shapes, architecture, config and parameter count.
+    Inspect(commands::inspect::Args),
+    /// Run a checkpoint on a batch (from a file, or random) and write logits and pooled features.
+    Forward(commands::forward::Args),
+    /// Re-write a checkpoint (timm, torchvision or transformers naming) in timm's naming.
+    Convert(commands::convert::Args),
     /// Few-shot evaluation (N-way K-shot episodes, logistic regression, mean ± 95% CI).
     Fewshot(commands::fewshot::Args),
     /// Write the pooled features of every image of a split to a safetensors file.
@@ -35,7 +43,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Devices(args) => commands::devices::run(args),
         Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Forward(args) => commands::forward::run(args),
         Command::Fewshot(args) => commands::fewshot::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Analyze(args) => commands::analyze::run(args),

@@ -100,7 +100,18 @@ impl Case {
             .join(" ")
     }
 
-    fn input_values(&self) -> Result<Vec<Vec<f64>>> {
+    /// Evaluates the case's function.
+    pub fn apply(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        (self.f)(inputs)
+    }
+
+    /// Whether input `i` is data rather than a parameter.
+    pub fn is_frozen(&self, i: usize) -> bool {
+        self.frozen.contains(&i)
+    }
+
+    /// The inputs' values: standard normal, or the case's own.
+    pub fn input_values(&self) -> Result<Vec<Vec<f64>>> {
         self.shapes
             .iter()
             .enumerate()

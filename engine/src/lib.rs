@@ -7,10 +7,12 @@
 //! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
 //! - `gradcheck.rs`: finite-difference checking of every op;
 //! - `optim/`: AdamW, SGD, gradient clipping and the warm-up + cosine lr schedule.
+//! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`.
 pub mod autograd;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod gpu;
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;

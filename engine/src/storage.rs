@@ -1,4 +1,5 @@
-//! Where a tensor's numbers live. The GPU backend adds `Storage::Gpu`.
+//! Where a tensor's numbers live: host memory (f32 or f64) or a GPU buffer (f32).
+use crate::gpu::GpuStorage;
 use crate::{DType, Elem};
 
 #[derive(Clone, Debug)]
@@ -74,20 +75,29 @@ macro_rules! map_cpu {
 #[derive(Clone, Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    Gpu(GpuStorage),
 }
 
 impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Gpu(_) => DType::F32,
         }
     }
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(s) => s.len(),
+            Storage::Gpu(s) => s.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The error for storages of different kinds meeting in one op. `check_same` rules this out
+/// before dispatch; this keeps the dispatch total without a panic.
+pub(crate) fn mixed_devices(op: &'static str) -> crate::Error {
+    crate::Error::invalid(op, "operands live on different devices")
 }

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::autograd::{self, BackwardOp, Node};
+use crate::gpu::GpuStorage;
 use crate::{CpuStorage, DType, Device, Elem, Error, Result, Shape, Storage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -297,17 +298,34 @@ impl Tensor {
     }
 
     // ---------------------------------------------------------------- data movement
+    /// A copy on `device` (the same tensor when it is already there). The copy is a new leaf:
+    /// moving is not recorded on the tape, so move parameters before building the graph.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device() == device {
             return Ok(self.clone());
         }
-        #[allow(unreachable_patterns)]
-        match device {
-            Device::Cpu => Err(Error::Msg(format!(
-                "cannot move a tensor from {} to {device}",
-                self.device()
-            ))),
-        }
+        let storage = match device {
+            Device::Cpu => Storage::Cpu(self.to_cpu_storage()?),
+            Device::Gpu(gpu) => {
+                let values = match self.to_cpu_storage()? {
+                    CpuStorage::F32(v) => v,
+                    CpuStorage::F64(_) => {
+                        return Err(Error::invalid(
+                            "to_device",
+                            format!(
+                                "an F64 tensor cannot move to {device}: GPUs work in f32; convert it with .to_dtype(DType::F32) first"
+                            ),
+                        ))
+                    }
+                };
+                Storage::Gpu(GpuStorage::from_slice(gpu, &values)?)
+            }
+        };
+        Ok(Tensor::from_storage(
+            storage,
+            self.shape().clone(),
+            device.clone(),
+        ))
     }
 
     /// Converts the element type (a copy; not recorded on the tape).
@@ -317,6 +335,15 @@ impl Tensor {
         }
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(s.to_dtype(dtype)),
+            Storage::Gpu(_) => {
+                return Err(Error::invalid(
+                    "to_dtype",
+                    format!(
+                        "{dtype:?} is not available on {}: GPU tensors are f32; move the tensor to the CPU first",
+                        self.device()
+                    ),
+                ))
+            }
         };
         Ok(Tensor::from_storage(
             storage,
@@ -329,6 +356,7 @@ impl Tensor {
     pub fn to_cpu_storage(&self) -> Result<CpuStorage> {
         match &*self.storage() {
             Storage::Cpu(s) => Ok(s.clone()),
+            Storage::Gpu(s) => Ok(CpuStorage::F32(s.to_vec()?)),
         }
     }
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
@@ -362,6 +390,8 @@ impl Tensor {
         if self.same_storage(src) {
             return Ok(());
         }
+        // On a GPU this shares src's buffer, which no kernel ever writes again (see `gpu`),
+        // so sharing acts as a copy.
         let new = src.storage().clone();
         *self.storage_mut() = new;
         Ok(())

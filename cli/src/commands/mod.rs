@@ -1,10 +1,24 @@
 pub mod analyze;
+pub mod convert;
+pub mod devices;
 pub mod embed;
 mod features_args;
 pub mod fewshot;
+pub mod forward;
 pub mod gradcheck;
+pub mod inspect;
 mod model_features;
 pub mod plot;
 
 /// What a command returns: an exit code, or an error printed as `error: ...` with exit 1.
 pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error>>;
+
+/// The projection size of a checkpoint's `proj.*` head, None when it has none.
+pub fn file_proj_dim(path: &std::path::Path) -> Result<Option<usize>, clce_models::Error> {
+    let header = clce_models::checkpoint::read_header(path)?;
+    let renamed = clce_models::checkpoint::to_timm_names(header.tensors)?;
+    Ok(renamed
+        .tensors
+        .get("proj.2.weight")
+        .and_then(|(_, shape)| shape.first().copied()))
+}

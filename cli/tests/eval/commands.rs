@@ -291,3 +291,97 @@ fn plot_draws_the_curves_of_a_run() {
         stderr(&o)
     );
 }
+
+/// The reference fixtures (`CLCE_FIXTURES`, else `shared/fixtures` in or beside the
+/// repository).
+fn fixtures() -> std::path::PathBuf {
+    if let Ok(dir) = std::env::var("CLCE_FIXTURES") {
+        return dir.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    [
+        root.join("shared/fixtures"),
+        root.join("../shared/fixtures"),
+    ]
+    .into_iter()
+    .find(|d| d.join("models").is_dir())
+    .expect("reference fixtures not found: set CLCE_FIXTURES")
+}
+
+#[test]
+fn embed_then_fewshot_matches_fewshot_on_the_model() {
+    // The tiny BEiT of the fixtures (random weights, 32-pixel input) on the synthetic set.
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = fixtures().join("models/beit_timm_tiny.safetensors");
+    let weights = weights.to_str().unwrap();
+    let data = "synthetic:classes=6,train=1,test=20";
+    let emb = tmp.path().join("tiny.safetensors");
+    let out = cli(&[
+        "embed",
+        "--model",
+        "beit",
+        "--weights",
+        weights,
+        "--data",
+        data,
+        "--output",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let embeddings = Embeddings::load(&emb).unwrap();
+    assert_eq!((embeddings.len(), embeddings.dim), (120, 64));
+    assert_eq!(embeddings.class_names.len(), 6);
+
+    let run = |source: &[&str], json: &Path| {
+        let mut args = vec![
+            "fewshot",
+            "--episodes",
+            "20",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(source);
+        let out = cli(&args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let text = std::fs::read_to_string(json).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["results"].clone()
+    };
+    let from_file = run(
+        &["--embeddings", emb.to_str().unwrap()],
+        &tmp.path().join("a.json"),
+    );
+    let from_model = run(
+        &["--model", "beit", "--weights", weights, "--data", data],
+        &tmp.path().join("b.json"),
+    );
+    assert_eq!(from_file, from_model);
+
+    let missing = cli(&[
+        "embed",
+        "--weights",
+        "/nonexistent.safetensors",
+        "--data",
+        data,
+        "--output",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("/nonexistent.safetensors"),
+        "{}",
+        stderr(&missing)
+    );
+    let no_data = cli(&[
+        "embed",
+        "--weights",
+        weights,
+        "--output",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(!no_data.status.success());
+    assert!(
+        stderr(&no_data).contains("--data is required"),
+        "{}",
+        stderr(&no_data)
+    );
+}

@@ -42,3 +42,27 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(attention::gradcheck_cases());
     cases
 }
+
+/// The kernel-dispatch arm for GPU storage in ops that have no GPU kernel yet. Such ops refuse
+/// GPU tensors at their entry with [`ensure_cpu`], so this arm is never reached: a backward
+/// rule only runs after its forward succeeded.
+macro_rules! cpu_only {
+    () => {
+        unreachable!("GPU tensors are refused at the op's entry by ensure_cpu")
+    };
+}
+pub(crate) use cpu_only;
+
+pub(crate) fn no_gpu_kernel(op: &str) -> crate::Error {
+    crate::Error::Gpu(format!(
+        "{op} has no GPU kernel yet; run this on the CPU (--device cpu)"
+    ))
+}
+
+/// Errors unless every tensor lives on the CPU (for ops without a GPU kernel yet).
+pub(crate) fn ensure_cpu(op: &str, tensors: &[&crate::Tensor]) -> crate::Result<()> {
+    match tensors.iter().any(|t| !t.device().is_cpu()) {
+        true => Err(no_gpu_kernel(op)),
+        false => Ok(()),
+    }
+}

@@ -163,5 +163,6 @@ fn apply(p: &Tensor, g: &Tensor, m: &Moments, u: &AdamWUpdate) -> Result<()> {
         (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
             cpu::adamw(p, g, m, v, u)
         }
+        _ => Err(crate::ops::no_gpu_kernel("AdamW")),
     }
 }

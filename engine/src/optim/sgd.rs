@@ -118,5 +118,6 @@ fn apply(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, u: &SgdUpdate) -> Resu
     match (&mut *param, &*grad, buffer.as_deref_mut()) {
         (Storage::Cpu(p), Storage::Cpu(g), None) => cpu::sgd(p, g, None, u),
         (Storage::Cpu(p), Storage::Cpu(g), Some(Storage::Cpu(b))) => cpu::sgd(p, g, Some(b), u),
+        _ => Err(crate::ops::no_gpu_kernel("SGD")),
     }
 }

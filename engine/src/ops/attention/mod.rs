@@ -20,6 +20,10 @@ pub fn attention(
     bias: Option<&Tensor>,
     scale: f64,
 ) -> Result<Tensor> {
+    crate::ops::ensure_cpu("attention", &[q, k, v])?;
+    if let Some(b) = bias {
+        crate::ops::ensure_cpu("attention", &[b])?;
+    }
     ensure_shape!(
         q.rank() == 4,
         "attention",
@@ -54,10 +58,12 @@ pub fn attention(
         (Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v)) => {
             let bias = bias_storage.as_deref().map(|s| match s {
                 Storage::Cpu(s) => s,
+                _ => crate::ops::cpu_only!(),
             });
             let (out, probs) = cpu::forward(q, k, v, bias, dims, scale);
             (Storage::Cpu(out), Storage::Cpu(probs))
         }
+        _ => crate::ops::cpu_only!(),
     };
     drop(bias_storage);
     let device = q.device().clone();

@@ -25,6 +25,10 @@ impl Tensor {
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor> {
+        crate::ops::ensure_cpu(
+            "batch_norm",
+            &[self, weight, bias, running_mean, running_var],
+        )?;
         let l = layout(self)?;
         for p in [weight, bias, running_mean, running_var] {
             self.check_same("batch_norm", p)?;
@@ -64,6 +68,7 @@ impl Tensor {
             let (mean, var) = if training {
                 let [mean, var] = match &*self.storage() {
                     Storage::Cpu(x) => cpu::batch_stats(x, l).map(Storage::Cpu),
+                    _ => crate::ops::cpu_only!(),
                 };
                 let channels =
                     |s| Tensor::from_storage(s, Shape::from([l.c]), self.device().clone());
@@ -92,6 +97,7 @@ impl Tensor {
                 Storage::Cpu(w),
                 Storage::Cpu(b),
             ) => Storage::Cpu(cpu::normalize(x, m, r, w, b, l)),
+            _ => crate::ops::cpu_only!(),
         };
         Ok(Tensor::from_op(
             y,
@@ -164,6 +170,7 @@ impl BackwardOp for BatchNormBackward {
                 Storage::Cpu(r),
                 Storage::Cpu(w),
             ) => cpu::backward(x, g, [m, r, w], l, self.training).map(Storage::Cpu),
+            _ => crate::ops::cpu_only!(),
         };
         let shapes = [x.shape().clone(), Shape::from([l.c]), Shape::from([l.c])];
         Ok(grads

@@ -1,5 +1,6 @@
 //! Broadcasting arithmetic of two tensors: add, sub, mul, div (NumPy broadcasting rules).
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,10 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         (Storage::Cpu(x), Storage::Cpu(y)) => {
             Storage::Cpu(cpu::binary(x, a.shape(), y, b.shape(), &out_shape, op))
         }
+        (Storage::Gpu(x), Storage::Gpu(y)) => {
+            Storage::Gpu(gpu::binary(x, a.shape(), y, b.shape(), &out_shape, op)?)
+        }
+        _ => return Err(crate::storage::mixed_devices(op.name())),
     };
     Ok(Tensor::from_op(
         storage,

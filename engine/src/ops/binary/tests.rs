@@ -49,3 +49,54 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::{DType, Tensor};
+
+    fn awkward_cases() -> Vec<Case> {
+        let shapes: [(&[usize], &[usize]); 7] = [
+            (&[257], &[257]),
+            (&[257], &[1]),
+            (&[], &[2, 3]),
+            (&[1, 6], &[6, 1]),
+            (&[3, 1, 5, 1], &[1, 4, 1, 7]),
+            (&[2, 3, 4, 5, 6], &[3, 1, 5, 1]),
+            (&[600, 3], &[600, 1]),
+        ];
+        let mut cases = Vec::new();
+        for (sa, sb) in shapes {
+            cases.push(Case::new("add", &[sa, sb], |x| x[0].add(&x[1])));
+            cases.push(Case::new("sub", &[sa, sb], |x| x[0].sub(&x[1])));
+            cases.push(Case::new("mul", &[sa, sb], |x| x[0].mul(&x[1])));
+            cases.push(Case::new("div", &[sa, sb], |x| {
+                x[0].div(&x[1].mul(&x[1])?.add_scalar(0.5)?)
+            }));
+        }
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+
+    #[test]
+    fn unmergeable_high_rank_broadcasts_are_errors() {
+        let Some(gpu) = test_device() else { return };
+        // Broadcast and full dimensions alternate, so nothing merges: 9 dimensions.
+        let a = Tensor::ones([2; 9], DType::F32, &gpu).unwrap();
+        let b = Tensor::ones([2, 1, 2, 1, 2, 1, 2, 1, 2], DType::F32, &gpu).unwrap();
+        let err = a.add(&b).unwrap_err().to_string();
+        assert!(err.contains("at most 8"), "{err}");
+    }
+}

@@ -96,6 +96,10 @@ impl Tensor {
         stride: usize,
         padding: usize,
     ) -> Result<Tensor> {
+        crate::ops::ensure_cpu("conv2d", &[self, weight])?;
+        if let Some(b) = bias {
+            crate::ops::ensure_cpu("conv2d", &[b])?;
+        }
         self.check_same("conv2d", weight)?;
         let d = Conv2dDims::new(self.shape(), weight.shape(), stride, padding)?;
         let mut inputs = vec![self.clone(), weight.clone()];
@@ -123,6 +127,7 @@ impl Tensor {
                 (Storage::Cpu(x), Storage::Cpu(w), Some(Storage::Cpu(b))) => {
                     Storage::Cpu(cpu::forward(x, w, Some(b), &d))
                 }
+                _ => crate::ops::cpu_only!(),
             }
         };
         Ok(Tensor::from_op(
@@ -167,6 +172,7 @@ impl BackwardOp for Conv2dBackward {
             (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(gs)) => {
                 cpu::backward(xs, ws, gs, &self.dims, wanted)
             }
+            _ => crate::ops::cpu_only!(),
         };
         let wrap = |s: Option<crate::CpuStorage>, like: &Tensor| {
             s.map(|s| {

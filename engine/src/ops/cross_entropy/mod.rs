@@ -15,6 +15,7 @@ impl Tensor {
     /// as torch.nn.functional.cross_entropy(logits, labels, label_smoothing=...). Returns a
     /// scalar (shape []).
     pub fn cross_entropy(&self, labels: &[usize], label_smoothing: f64) -> Result<Tensor> {
+        crate::ops::ensure_cpu("cross_entropy", &[self])?;
         ensure_shape!(
             self.rank() == 2,
             "cross_entropy",
@@ -46,6 +47,7 @@ impl Tensor {
                 let (loss, probs) = cpu::forward(s, labels, label_smoothing);
                 (Storage::Cpu(loss), Storage::Cpu(probs))
             }
+            _ => crate::ops::cpu_only!(),
         };
         let device = self.device().clone();
         let backward = CrossEntropyBackward {
@@ -84,6 +86,7 @@ impl BackwardOp for CrossEntropyBackward {
             (Storage::Cpu(p), Storage::Cpu(g)) => {
                 Storage::Cpu(cpu::backward(p, g, &self.labels, self.label_smoothing))
             }
+            _ => crate::ops::cpu_only!(),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

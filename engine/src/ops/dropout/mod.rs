@@ -89,6 +89,7 @@ impl Tensor {
 }
 
 fn apply(x: &Tensor, p: f64, mask: Mask) -> Result<Tensor> {
+    crate::ops::ensure_cpu("dropout", &[x])?;
     if p == 0.0 {
         return Ok(x.clone());
     }
@@ -105,6 +106,7 @@ fn apply(x: &Tensor, p: f64, mask: Mask) -> Result<Tensor> {
 fn masked(x: &Tensor, mask: &Mask) -> Storage {
     match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::masked(s, mask)),
+        _ => crate::ops::cpu_only!(),
     }
 }
 

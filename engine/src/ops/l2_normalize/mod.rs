@@ -10,6 +10,7 @@ use crate::{Error, Result, Storage, Tensor};
 impl Tensor {
     /// x / max(||x||₂, eps) along `axis`; `eps` keeps near-zero vectors from blowing up.
     pub fn l2_normalize(&self, axis: isize, eps: f64) -> Result<Tensor> {
+        crate::ops::ensure_cpu("l2_normalize", &[self])?;
         let axis = self.shape().axis("l2_normalize", axis)?;
         if !(eps > 0.0 && eps.is_finite()) {
             return Err(Error::invalid(
@@ -20,6 +21,7 @@ impl Tensor {
         let (_, n, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, n, inner, eps)),
+            _ => crate::ops::cpu_only!(),
         };
         Ok(Tensor::from_op(
             storage,
@@ -47,6 +49,7 @@ impl BackwardOp for L2NormalizeBackward {
             (Storage::Cpu(x), Storage::Cpu(y), Storage::Cpu(g)) => {
                 Storage::Cpu(cpu::backward(x, y, g, n, inner, self.eps))
             }
+            _ => crate::ops::cpu_only!(),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

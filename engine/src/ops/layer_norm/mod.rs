@@ -17,6 +17,10 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
+        crate::ops::ensure_cpu("layer_norm", &[self])?;
+        for p in [weight, bias].into_iter().flatten() {
+            crate::ops::ensure_cpu("layer_norm", &[p])?;
+        }
         ensure_shape!(
             self.rank() >= 1,
             "layer_norm",
@@ -46,6 +50,7 @@ impl Tensor {
                 cpu::forward(x, cpu_part(ws.as_deref()), cpu_part(bs.as_deref()), d, eps)
                     .map(Storage::Cpu)
             }
+            _ => crate::ops::cpu_only!(),
         };
         drop((ws, bs));
         let device = self.device().clone();
@@ -72,6 +77,7 @@ impl Tensor {
 fn cpu_part(s: Option<&Storage>) -> Option<&CpuStorage> {
     s.map(|s| match s {
         Storage::Cpu(s) => s,
+        _ => crate::ops::cpu_only!(),
     })
 }
 
@@ -106,6 +112,7 @@ impl BackwardOp for LayerNormBackward {
             (Storage::Cpu(x), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(r)) => {
                 cpu::backward(x, cpu_part(ws.as_deref()), g, m, r, d).map(Storage::Cpu)
             }
+            _ => crate::ops::cpu_only!(),
         };
         let device = x.device();
         let param = |s: Storage| Tensor::from_storage(s, Shape::from([d]), device.clone());

@@ -1,6 +1,7 @@
 //! Ops that move values without arithmetic: reshape, permute/transpose, narrow, concat,
 //! index_select and gather. Each backward is the adjoint move (pad, split, scatter-add).
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,7 @@ impl Tensor {
         let out_shape = Shape::from(dims.iter().map(|&d| self.dims()[d]).collect::<Vec<_>>());
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::permute(s, self.shape(), dims)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::permute(s, self.shape(), dims)?),
         };
         Ok(Tensor::from_op(
             storage,
@@ -74,6 +76,7 @@ impl Tensor {
         let (outer, _, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::narrow(s, outer, n, inner, start, len)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::narrow(s, outer, n, inner, start, len)?),
         };
         let out_shape = self.shape().with_dim(axis, len);
         Ok(Tensor::from_op(
@@ -107,20 +110,32 @@ impl Tensor {
         let out_shape = first.shape().with_dim(axis, total);
         let (outer, _, inner) = out_shape.split_at_axis(axis);
         let guards: Vec<_> = tensors.iter().map(|t| t.storage()).collect();
+        let sizes: Vec<usize> = tensors.iter().map(|t| t.dims()[axis]).collect();
         let storage = match &*guards[0] {
             Storage::Cpu(_) => {
-                let parts: Vec<_> = guards
+                let parts = guards
                     .iter()
-                    .zip(tensors)
-                    .map(|(g, t)| match &**g {
-                        Storage::Cpu(s) => (s, t.dims()[axis]),
+                    .zip(&sizes)
+                    .map(|(g, &n)| match &**g {
+                        Storage::Cpu(s) => Ok((s, n)),
+                        Storage::Gpu(_) => Err(crate::storage::mixed_devices("concat")),
                     })
-                    .collect();
+                    .collect::<Result<Vec<_>>>()?;
                 Storage::Cpu(cpu::concat(&parts, outer, inner))
+            }
+            Storage::Gpu(_) => {
+                let parts = guards
+                    .iter()
+                    .zip(&sizes)
+                    .map(|(g, &n)| match &**g {
+                        Storage::Gpu(s) => Ok((s, n)),
+                        Storage::Cpu(_) => Err(crate::storage::mixed_devices("concat")),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Storage::Gpu(gpu::concat(&parts, outer, inner)?)
             }
         };
         drop(guards);
-        let sizes = tensors.iter().map(|t| t.dims()[axis]).collect();
         Ok(Tensor::from_op(
             storage,
             out_shape,
@@ -143,6 +158,7 @@ impl Tensor {
         let (outer, _, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::index_select(s, outer, n, inner, indices)?),
         };
         let out_shape = self.shape().with_dim(axis, indices.len());
         let op = IndexSelectBackward {
@@ -180,6 +196,7 @@ impl Tensor {
         let (outer, _, inner) = self.shape().split_at_axis(axis);
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::gather(s, outer, n, inner, indices, k)?),
         };
         let op = GatherBackward {
             axis,
@@ -313,6 +330,7 @@ impl BackwardOp for IndexSelectBackward {
         let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_add(s, outer, n, inner, &self.indices)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::index_add(s, outer, n, inner, &self.indices)?),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,
@@ -341,6 +359,9 @@ impl BackwardOp for GatherBackward {
         let k = g.dims()[self.axis];
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::scatter_add(s, outer, n, inner, &self.indices, k)),
+            Storage::Gpu(s) => {
+                Storage::Gpu(gpu::scatter_add(s, outer, n, inner, &self.indices, k)?)
+            }
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

@@ -56,3 +56,43 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::Tensor;
+
+    fn awkward_cases() -> Vec<Case> {
+        vec![
+            Case::new("permute", &[&[2, 3, 4, 5]], |x| x[0].permute(&[3, 1, 0, 2])),
+            Case::new("transpose", &[&[67, 5]], |x| x[0].transpose(0, 1)),
+            Case::new("narrow", &[&[3, 300]], |x| x[0].narrow(-1, 17, 257)),
+            Case::new("narrow", &[&[5, 2, 3]], |x| x[0].narrow(0, 4, 1)),
+            Case::new("concat", &[&[1, 3], &[4, 3]], |x| Tensor::concat(x, 0)),
+            Case::new("concat", &[&[2, 1, 7], &[2, 3, 7]], |x| {
+                Tensor::concat(x, 1)
+            }),
+            Case::new("index_select", &[&[3, 7, 2]], |x| {
+                x[0].index_select(1, &[6, 0, 6, 6, 2])
+            }),
+            Case::new("index_select", &[&[4]], |x| x[0].index_select(0, &[])),
+            Case::new("gather", &[&[5, 3]], |x| {
+                x[0].gather(0, &[4, 0, 1, 1, 3, 3, 0, 0, 0, 2, 2, 4], 4)
+            }),
+            Case::new("gather", &[&[2, 11, 1]], |x| x[0].gather(1, &[10, 3], 1)),
+        ]
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-6);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

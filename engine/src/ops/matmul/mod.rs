@@ -2,6 +2,7 @@
 //! or its transpose over the last two dimensions. Leading (batch) dimensions must match, or
 //! one side is a plain matrix shared across the other's batch.
 pub(crate) mod cpu;
+pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +82,8 @@ impl Tensor {
         let (dims, out_shape) = matmul_dims(self.shape(), rhs.shape(), trans_a, trans_b)?;
         let storage = match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, &dims)),
+            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu::matmul(a, b, &dims)?),
+            _ => return Err(crate::storage::mixed_devices("matmul")),
         };
         Ok(Tensor::from_op(
             storage,

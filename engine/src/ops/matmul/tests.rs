@@ -74,3 +74,95 @@ fn gradients_match_finite_differences() {
         assert!(r.passed(), "{}", r.row());
     }
 }
+
+mod gpu {
+    use super::super::gpu::{matmul_with_tiles, Tiles};
+    use super::super::matmul_dims;
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::{DType, Device, Storage, Tensor};
+
+    fn awkward_cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for (m, k, n) in [
+            (1, 1, 1),
+            (1, 17, 3),
+            (13, 1, 7),
+            (31, 37, 29),
+            (64, 67, 65),
+            (130, 33, 97),
+        ] {
+            cases.push(Case::new("matmul", &[&[m, k], &[k, n]], |x| {
+                x[0].matmul(&x[1])
+            }));
+        }
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let sa: &[usize] = if ta { &[2, 33, 65] } else { &[2, 65, 33] };
+            let sb: &[usize] = if tb { &[70, 33] } else { &[33, 70] };
+            cases.push(Case::new("matmul_t", &[sa, sb], move |x| {
+                x[0].matmul_t(&x[1], ta, tb)
+            }));
+        }
+        cases.push(Case::new("matmul", &[&[5, 3, 4], &[5, 4, 2]], |x| {
+            x[0].matmul(&x[1])
+        }));
+        cases.push(Case::new("matmul", &[&[3, 0], &[0, 4]], |x| {
+            x[0].matmul(&x[1])
+        }));
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+
+    #[test]
+    fn other_tile_shapes_give_the_same_product() {
+        let Some(gpu) = test_device() else { return };
+        let a = Tensor::randn([2, 45, 29], 1.0, 1, DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::randn([29, 51], 1.0, 2, DType::F32, &Device::Cpu).unwrap();
+        let want = a.matmul(&b).unwrap().to_vec_f32().unwrap();
+        let (dims, _) = matmul_dims(a.shape(), b.shape(), false, false).unwrap();
+        let (ga, gb) = (a.to_device(&gpu).unwrap(), b.to_device(&gpu).unwrap());
+        let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*ga.storage(), &*gb.storage()) else {
+            unreachable!("moved to the GPU above")
+        };
+        for tiles in [
+            Tiles {
+                bk: 8,
+                wg_x: 8,
+                wg_y: 8,
+            },
+            Tiles {
+                bk: 4,
+                wg_x: 16,
+                wg_y: 4,
+            },
+            Tiles {
+                bk: 32,
+                wg_x: 8,
+                wg_y: 16,
+            },
+        ] {
+            let got = matmul_with_tiles(sa, sb, &dims, tiles)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() < 1e-4 * (1.0 + w.abs()),
+                    "{tiles:?}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}

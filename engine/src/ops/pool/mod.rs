@@ -97,9 +97,11 @@ fn pool2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
+    crate::ops::ensure_cpu("pool2d", &[x])?;
     let dims = Pool2dDims::new(kind.name(), x.shape(), kernel, stride, padding)?;
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, kind, &dims)),
+        _ => crate::ops::cpu_only!(),
     };
     Ok(Tensor::from_op(
         storage,
@@ -131,6 +133,7 @@ impl BackwardOp for Pool2dBackward {
             (Storage::Cpu(xs), Storage::Cpu(gs)) => {
                 Storage::Cpu(cpu::backward(xs, gs, self.kind, &self.dims))
             }
+            _ => crate::ops::cpu_only!(),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

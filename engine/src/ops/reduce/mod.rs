@@ -1,6 +1,7 @@
 //! Reductions: sum, mean and max over an axis, whole-tensor sum/mean, and the pair
 //! `sum_to` / `broadcast_to` that move between a shape and a broadcast of it.
 pub(crate) mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ fn reduce(x: &Tensor, axis: isize, keepdim: bool, op: ReduceOp) -> Result<Tensor
     ensure_shape!(n > 0 || op == ReduceOp::Sum, name, "max over an empty axis");
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::reduce_axis(s, outer, n, inner, op)),
+        Storage::Gpu(s) => Storage::Gpu(gpu::reduce_axis(s, outer, n, inner, op)?),
     };
     let kept = kept_shape(x, axis);
     let backward = ReduceBackward { op, axis };
@@ -60,6 +62,10 @@ impl BackwardOp for ReduceBackward {
                     (Storage::Cpu(xs), Storage::Cpu(os), Storage::Cpu(gs)) => {
                         Storage::Cpu(cpu::max_backward(xs, os, gs, outer, n, inner))
                     }
+                    (Storage::Gpu(xs), Storage::Gpu(os), Storage::Gpu(gs)) => {
+                        Storage::Gpu(gpu::max_backward(xs, os, gs, outer, n, inner)?)
+                    }
+                    _ => return Err(crate::storage::mixed_devices("max backward")),
                 };
                 Tensor::from_storage(storage, x.shape().clone(), x.device().clone())
             }
@@ -105,6 +111,7 @@ impl Tensor {
         );
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::sum_to(s, self.shape(), shape)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::sum_to(s, self.shape(), shape)?),
         };
         Ok(Tensor::from_op(
             storage,
@@ -130,6 +137,7 @@ impl Tensor {
         );
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::broadcast_to(s, self.shape(), shape)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::broadcast_to(s, self.shape(), shape)?),
         };
         Ok(Tensor::from_op(
             storage,

@@ -108,3 +108,52 @@ fn broadcast_patterns_agree_with_the_general_walk() {
         }
     }
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+    use crate::Shape;
+
+    fn awkward_cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+        for (dims, axis) in [
+            (vec![7, 513, 3], 1isize),
+            (vec![7, 513, 3], 0),
+            (vec![2, 1000], -1),
+            (vec![300], 0),
+            (vec![1, 1], 0),
+        ] {
+            cases.push(Case::new("sum", &[&dims], move |x| x[0].sum(axis, false)));
+            cases.push(Case::new("max", &[&dims], move |x| x[0].max(axis, true)));
+        }
+        cases.push(Case::new("sum_to", &[&[2, 3, 7]], |x| {
+            x[0].sum_to(&Shape::from([7]))
+        }));
+        cases.push(Case::new("sum_to", &[&[5]], |x| {
+            x[0].sum_to(&Shape::scalar())
+        }));
+        cases.push(Case::new("sum_to", &[&[4, 3, 5, 2]], |x| {
+            x[0].sum_to(&Shape::from([4, 1, 5, 1]))
+        }));
+        cases.push(Case::new("broadcast_to", &[&[]], |x| {
+            x[0].broadcast_to(&Shape::from([257]))
+        }));
+        cases.push(Case::new("broadcast_to", &[&[4, 1, 5]], |x| {
+            x[0].broadcast_to(&Shape::from([2, 4, 3, 5]))
+        }));
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

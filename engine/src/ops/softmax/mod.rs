@@ -20,11 +20,13 @@ impl Tensor {
 }
 
 fn softmax(x: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
+    crate::ops::ensure_cpu("softmax", &[x])?;
     let name = if log { "log_softmax" } else { "softmax" };
     let axis = x.shape().axis(name, axis)?;
     let (_, n, inner) = x.shape().split_at_axis(axis);
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::softmax(s, n, inner, log)),
+        _ => crate::ops::cpu_only!(),
     };
     Ok(Tensor::from_op(
         storage,
@@ -44,6 +46,7 @@ pub(crate) fn softmax_grad(y: &Tensor, g: &Tensor, axis: usize, log: bool) -> Re
         (Storage::Cpu(y), Storage::Cpu(g)) => {
             Storage::Cpu(cpu::softmax_backward(y, g, n, inner, log))
         }
+        _ => crate::ops::cpu_only!(),
     };
     Ok(Tensor::from_storage(
         storage,

@@ -1,6 +1,7 @@
 //! Elementwise functions of one tensor: exp, log, sqrt, neg, relu, gelu (exact, erf), tanh,
 //! sigmoid, powf, and the scalar ops. One enum, so one CPU loop and one WGSL kernel serve all.
 mod cpu;
+mod gpu;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +50,7 @@ impl UnaryOp {
 pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::unary(s, op)),
+        Storage::Gpu(s) => Storage::Gpu(gpu::unary(s, op)?),
     };
     Ok(Tensor::from_op(
         storage,

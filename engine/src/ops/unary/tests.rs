@@ -58,3 +58,49 @@ fn relu_gradient_is_step() {
     x.relu().unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(x.grad().unwrap().to_vec_f64().unwrap(), vec![0.0, 1.0]);
 }
+
+mod gpu {
+    use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
+    use crate::gradcheck::Case;
+
+    /// Every op at sizes around the 256-wide workgroup, on inputs spread over [-6, 6].
+    fn awkward_cases() -> Vec<Case> {
+        let spread = |_: usize, s: &[usize], seed: u64| -> Vec<f64> {
+            let n: usize = s.iter().product();
+            (0..n)
+                .map(|i| ((i as u64 * 7919 + seed) % 1201) as f64 / 100.0 - 6.0)
+                .collect()
+        };
+        let mut cases = Vec::new();
+        for case in super::super::gradcheck_cases() {
+            if case.shapes == [vec![3, 13]] {
+                for dims in [vec![255], vec![257], vec![2, 601]] {
+                    let c = case.clone();
+                    cases.push(
+                        Case::new(&case.name, &[&dims], move |x| c.apply(x)).with_init(spread),
+                    );
+                }
+            }
+        }
+        // Negative bases with integer exponents have real powers; WGSL's pow has none.
+        for p in [2.0, 3.0] {
+            cases.push(
+                Case::new("powf_integer", &[&[257]], move |x| x[0].powf(p)).with_init(spread),
+            );
+        }
+        cases
+    }
+
+    #[test]
+    fn gpu_matches_cpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
+        assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_on_gpu() {
+        let Some(gpu) = test_device() else { return };
+        assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+    }
+}

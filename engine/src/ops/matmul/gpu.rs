@@ -1,0 +1,82 @@
+//! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation).
+use super::MatmulDims;
+use crate::gpu::{shaders, GpuDevice, GpuStorage, Launch, Params};
+use crate::Result;
+
+/// Tile shape, set through the shader's override constants: a workgroup of `wg_x` x `wg_y`
+/// invocations computes a (4 wg_y) x (4 wg_x) tile of C, stepping through k by `bk`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiles {
+    pub bk: u32,
+    pub wg_x: u32,
+    pub wg_y: u32,
+}
+
+impl Tiles {
+    /// 64 x 64 output tiles, 16 deep: 256 invocations and 8 KiB of workgroup memory, within
+    /// WebGPU's guaranteed limits on every adapter.
+    pub const DEFAULT: Tiles = Tiles {
+        bk: 16,
+        wg_x: 16,
+        wg_y: 16,
+    };
+    fn rows(self) -> u32 {
+        4 * self.wg_y
+    }
+    fn cols(self) -> u32 {
+        4 * self.wg_x
+    }
+}
+
+pub(crate) fn matmul(a: &GpuStorage, b: &GpuStorage, d: &MatmulDims) -> Result<GpuStorage> {
+    matmul_with_tiles(a, b, d, Tiles::DEFAULT)
+}
+
+pub(crate) fn matmul_with_tiles(
+    a: &GpuStorage,
+    b: &GpuStorage,
+    d: &MatmulDims,
+    tiles: Tiles,
+) -> Result<GpuStorage> {
+    let device: &GpuDevice = a.device();
+    let out = GpuStorage::alloc(device, d.batch * d.m * d.n, "matmul")?;
+    let grid_x = d.n.div_ceil(tiles.cols() as usize) as u32;
+    let grid_y = d.m.div_ceil(tiles.rows() as usize) as u32;
+    let max = device.limits().max_compute_workgroups_per_dimension;
+    if grid_x > max || grid_y > max {
+        return Err(crate::Error::Gpu(format!(
+            "matmul: a {}x{} result needs more workgroups than this adapter dispatches",
+            d.m, d.n
+        )));
+    }
+    let constants = [
+        ("BK", tiles.bk as f64),
+        ("WG_X", tiles.wg_x as f64),
+        ("WG_Y", tiles.wg_y as f64),
+    ];
+    // Batch entries go along z, at most `max` per launch.
+    let mut base = 0;
+    while base < d.batch {
+        let count = (d.batch - base).min(max as usize);
+        let params = Params::new()
+            .u32(d.m)
+            .u32(d.n)
+            .u32(d.k)
+            .u32(if d.a_batched { d.m * d.k } else { 0 })
+            .u32(if d.b_batched { d.k * d.n } else { 0 })
+            .u32(d.trans_a as usize)
+            .u32(d.trans_b as usize)
+            .u32(base);
+        device.launch(Launch {
+            shader: &shaders::MATMUL,
+            entry: "matmul",
+            constants: &constants,
+            params,
+            reads: &[a.buffer(), b.buffer()],
+            writes: &[out.buffer()],
+            workgroups: [grid_x, grid_y, count as u32],
+        })?;
+        base += count;
+    }
+    Ok(out)
+}

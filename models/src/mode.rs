@@ -1,0 +1,63 @@
+//! Train and eval modes, and running a residual block with or without activation
+//! checkpointing.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clce_engine::{checkpoint, is_grad_enabled, Result, Tensor};
+
+use crate::params::seed_for;
+
+/// How a forward pass behaves. Train mode uses batch statistics in BatchNorm (and updates the
+/// running ones) and applies stochastic depth with masks drawn from `seed`: pass a new seed
+/// each step, and the same seed to repeat a step exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Eval,
+    Train { seed: u64 },
+}
+
+impl Mode {
+    pub fn is_train(self) -> bool {
+        matches!(self, Mode::Train { .. })
+    }
+
+    /// Applies drop path with rate `p` to a residual branch in train mode; the mask's seed
+    /// comes from the step seed and `site`, a name unique to the branch.
+    pub fn drop_path(self, x: Tensor, p: f64, site: &str) -> Result<Tensor> {
+        match self {
+            Mode::Train { seed } if p > 0.0 => x.drop_path(p, seed_for(seed, site)),
+            _ => Ok(x),
+        }
+    }
+}
+
+/// A block that can be re-run in the backward pass.
+pub trait Residual: Send + Sync + 'static {
+    /// `update_stats`: whether BatchNorm in train mode may move its running statistics; false
+    /// when the block is re-run for checkpointing, so that every batch counts once.
+    fn forward(&self, x: &Tensor, mode: Mode, update_stats: bool) -> Result<Tensor>;
+    /// The block's trainable tensors (their gradients are accumulated during the re-run).
+    fn params(&self) -> &[Tensor];
+}
+
+/// Runs `block` on `x`. With `checkpointing` (and gradients being recorded) the block's
+/// activations are not kept: the backward pass re-runs it, which gives identical gradients
+/// because drop-path masks are seeded and BatchNorm uses the batch statistics it computed
+/// the first time (the same batch).
+pub fn run_block<B: Residual>(
+    block: &Arc<B>,
+    x: &Tensor,
+    mode: Mode,
+    checkpointing: bool,
+) -> Result<Tensor> {
+    if !checkpointing || !is_grad_enabled() {
+        return block.forward(x, mode, true);
+    }
+    let first_run = AtomicBool::new(true);
+    let b = block.clone();
+    let f = Arc::new(move |xs: &[Tensor]| {
+        let update_stats = first_run.swap(false, Ordering::Relaxed);
+        b.forward(&xs[0], mode, update_stats)
+    });
+    checkpoint(std::slice::from_ref(x), block.params(), f)
+}
