@@ -9,12 +9,12 @@ use clce_models::{LoadOptions, Model};
 use serde_json::json;
 
 use super::CmdResult;
-use crate::data::{DataSpec, Dataset};
 use crate::device_arg::DeviceArg;
-use crate::train::eval::{evaluate, per_class_json, per_class_rows, per_class_table, EvalViews};
-use crate::train::model::{facts, normalization, Finetuned};
-use crate::train::progress::{OutputMode, Reporter};
-use crate::train::{RunDir, TrainConfig, TrainError};
+use clce_cli::data::{DataSpec, Dataset};
+use clce_cli::train::eval::{evaluate, per_class_json, per_class_rows, per_class_table, EvalViews};
+use clce_cli::train::model::{facts, normalization, Finetuned};
+use clce_cli::train::progress::{OutputMode, Reporter};
+use clce_cli::train::{RunDir, TrainConfig, TrainError};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -78,10 +78,8 @@ pub fn run(args: Args) -> CmdResult {
         .clone()
         .or(run_cfg.as_ref().map(|c| c.data_dir.clone()))
         .unwrap_or_else(|| PathBuf::from("data"));
-    let flags = crate::train::TrainFlags {
-        image_size: args
-            .image_size
-            .or(run_cfg.as_ref().map(|c| c.image_size)),
+    let flags = clce_cli::train::TrainFlags {
+        image_size: args.image_size.or(run_cfg.as_ref().map(|c| c.image_size)),
         ..Default::default()
     };
     let image_size = flags.image_size(&facts(&config))?;
@@ -109,7 +107,10 @@ pub fn run(args: Args) -> CmdResult {
         model,
         frozen_backbone: false,
     };
-    reporter.start_bar(args.split.clone(), split.len().div_ceil(args.batch_size.max(1)));
+    reporter.start_bar(
+        args.split.clone(),
+        split.len().div_ceil(args.batch_size.max(1)),
+    );
     let tally = evaluate(
         &net,
         split,

@@ -10,13 +10,13 @@ use clce_engine::Tensor;
 use serde_json::json;
 
 use super::CmdResult;
-use crate::data::{AugmentConfig, DataSpec, Dataset};
 use crate::device_arg::DeviceArg;
-use crate::train::eval::{per_class_json, per_class_rows, per_class_table};
-use crate::train::model::{self, Finetuned};
-use crate::train::progress::{OutputMode, Reporter};
-use crate::train::trainer::{self, Outcome, Session};
-use crate::train::{checkpoint, Output, RunDir, TrainConfig, TrainError, TrainFlags};
+use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
+use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
+use clce_cli::train::model::{self, Finetuned};
+use clce_cli::train::progress::{OutputMode, Reporter};
+use clce_cli::train::trainer::{self, Outcome, Session};
+use clce_cli::train::{checkpoint, Output, RunDir, TrainConfig, TrainError, TrainFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -122,7 +122,7 @@ pub fn run(args: Args) -> CmdResult {
         lambda: cfg.lambda,
         label_smoothing: cfg.label_smoothing,
     };
-    let objective_fn = |out: &Output, labels: &[usize]| -> crate::train::Result<Tensor> {
+    let objective_fn = |out: &Output, labels: &[usize]| -> clce_cli::train::Result<Tensor> {
         Ok(objective(
             kind,
             &loss_cfg,
