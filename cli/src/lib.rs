@@ -1,3 +1,4 @@
 //! The library half of `clce-cli`: the pieces its commands share and that integration tests
 //! reach directly.
 pub mod data;
+pub mod eval;

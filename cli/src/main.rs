@@ -32,6 +32,14 @@ enum Command {
     Convert(commands::convert::Args),
     /// Evaluate a loss (clce, lacln, supcon, ...) and its gradients on a saved batch.
     Loss(commands::loss::Args),
+    /// Few-shot evaluation (N-way K-shot episodes, logistic regression, mean ± 95% CI).
+    Fewshot(commands::fewshot::Args),
+    /// Write the pooled features of every image of a split to a safetensors file.
+    Embed(commands::embed::Args),
+    /// Isotropy, positive/negative similarity histograms and t-SNE of an embeddings file.
+    Analyze(commands::analyze::Args),
+    /// Loss, accuracy and learning-rate curves of a training run, as PNG.
+    Plot(commands::plot::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,10 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Loss(args) => commands::loss::run(args),
+        Command::Fewshot(args) => commands::fewshot::run(args),
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Analyze(args) => commands::analyze::run(args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     match result {
         Ok(code) => code,

@@ -59,6 +59,28 @@ pub(crate) fn open(root: &Path) -> Result<Dataset> {
     Dataset::new(train, test, class_names, None)
 }
 
+/// One folder of class sub-folders (`DIR/<class>/**/*.jpg|png`) as a split of its own, with
+/// its class names (sorted). Few-shot benchmarks such as miniImageNet ship their train, val
+/// and test classes as disjoint folders of this kind.
+pub(crate) fn open_class_folders(dir: &Path) -> Result<(Split, Vec<String>)> {
+    if !dir.is_dir() {
+        return Err(DataError::Missing(format!(
+            "imagefolder: {} is not a folder; expected {}/<class>/*.jpg|png",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let class_names = sorted_subfolders(dir)?;
+    if class_names.is_empty() {
+        return Err(DataError::Missing(format!(
+            "imagefolder: {} has no class folders; expected {}/<class>/*.jpg|png",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok((scan(dir, &class_names, true)?, class_names))
+}
+
 /// Decodes one image file to RGB; the error names the file.
 pub(crate) fn decode(path: &Path) -> Result<Image> {
     let decoded = image::ImageReader::open(path)

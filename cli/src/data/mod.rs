@@ -21,7 +21,7 @@ mod image;
 mod imagefolder;
 mod loader;
 mod resize;
-mod rng;
+pub(crate) mod rng;
 mod spec;
 mod split;
 mod synthetic;
@@ -53,6 +53,11 @@ impl Dataset {
             DataSpec::ImageFolder(root) => imagefolder::open(root),
             DataSpec::Synthetic(s) => synthetic::open(s, input_size),
         }
+    }
+
+    /// The images under `dir/<class>/` as one split, labelled by the sorted class folders.
+    pub fn open_class_folders(dir: &Path) -> Result<(Split, Vec<String>)> {
+        imagefolder::open_class_folders(dir)
     }
 
     pub fn num_classes(&self) -> usize {

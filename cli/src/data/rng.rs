@@ -10,6 +10,10 @@ pub(crate) enum Purpose {
     Augment = 2,
     SyntheticTrain = 3,
     SyntheticTest = 4,
+    /// The classes and images of one few-shot episode.
+    Episode = 5,
+    /// Subsampling and initialisation of the embedding analysis (t-SNE).
+    Analysis = 6,
 }
 
 /// A generator seeded from `seed`, the purpose and a list of indices.

@@ -1,0 +1,157 @@
+//! The model as a [`FeatureExtractor`]: the encoder's eval-mode forward pass (no dropout or
+//! drop path, BatchNorm on its running statistics, no gradient tape) and its pooled feature h
+//! per image (BEiT: LayerNorm of the mean patch token; ResNet: global average pool).
+use std::path::Path;
+
+use clce_cli::data::Normalization;
+use clce_cli::eval::features::FeatureExtractor;
+use clce_engine::{no_grad, Device, Tensor};
+use clce_models::{LoadOptions, Mode, Model};
+
+struct ModelFeatures {
+    model: Model,
+    device: Device,
+}
+
+impl FeatureExtractor for ModelFeatures {
+    fn input_size(&self) -> usize {
+        self.model.config().image_size()
+    }
+
+    fn normalization(&self) -> Normalization {
+        let (mean, std) = self.model.config().normalization();
+        Normalization { mean, std }
+    }
+
+    fn extract(&mut self, images: Vec<f32>, count: usize) -> Result<Vec<f32>, String> {
+        // Square images; the side follows from the batch (ResNets take any size).
+        let side = ((images.len() / (3 * count.max(1))) as f64).sqrt().round() as usize;
+        if count == 0 || images.len() != count * 3 * side * side {
+            return Err(format!(
+                "{} values are not {count} square RGB images",
+                images.len()
+            ));
+        }
+        let x = Tensor::from_vec(images, vec![count, 3, side, side], &self.device)
+            .map_err(|e| e.to_string())?;
+        let _no_tape = no_grad();
+        let out = self
+            .model
+            .forward(&x, Mode::Eval)
+            .map_err(|e| e.to_string())?;
+        out.pooled.to_vec_f32().map_err(|e| e.to_string())
+    }
+}
+
+/// Loads `weights` (checked against the preset or architecture `model` names, if any) on
+/// `device`, without its projection head: only the pooled feature is used.
+pub fn load(
+    model: Option<&str>,
+    weights: &Path,
+    device: &Device,
+) -> Result<Box<dyn FeatureExtractor>, Box<dyn std::error::Error>> {
+    let opts = LoadOptions {
+        model: model.map(String::from),
+        proj_dim: Some(0),
+        device: device.clone(),
+        ..LoadOptions::default()
+    };
+    let (model, report) = Model::load(weights, &opts)?;
+    eprint!("{report}");
+    Ok(Box::new(ModelFeatures {
+        model,
+        device: device.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use safetensors::SafeTensors;
+
+    use super::*;
+
+    /// The reference fixtures (`CLCE_FIXTURES`, else `shared/fixtures` in or beside the
+    /// repository).
+    fn fixtures() -> PathBuf {
+        if let Ok(dir) = std::env::var("CLCE_FIXTURES") {
+            return PathBuf::from(dir);
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        [
+            root.join("shared/fixtures"),
+            root.join("../shared/fixtures"),
+        ]
+        .into_iter()
+        .find(|d| d.join("models").is_dir())
+        .expect("reference fixtures not found: set CLCE_FIXTURES")
+    }
+
+    fn f32s(file: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
+        let t = file.tensor(name).unwrap();
+        let values = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        (values, t.shape().to_vec())
+    }
+
+    /// BEiT: the extractor gives timm's pooled features for the fixture's input (eval mode,
+    /// rows in input order).
+    #[test]
+    fn beit_features_match_timm() {
+        let dir = fixtures().join("models");
+        let weights = dir.join("beit_timm_tiny.safetensors");
+        let mut extractor = load(Some("beit"), &weights, &Device::Cpu).unwrap();
+        let bytes = std::fs::read(dir.join("beit_timm_tiny.io.safetensors")).unwrap();
+        let io = SafeTensors::deserialize(&bytes).unwrap();
+        let (input, shape) = f32s(&io, "input");
+        let (expected, _) = f32s(&io, "eval.pooled");
+        let got = extractor.extract(input, shape[0]).unwrap();
+        assert_eq!(got.len(), expected.len());
+        let diff: f32 = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum();
+        let norm: f32 = expected.iter().map(|b| b * b).sum();
+        assert!(
+            (diff / norm).sqrt() < 1e-4,
+            "relative error {}",
+            (diff / norm).sqrt()
+        );
+    }
+
+    /// ResNet (whose fixture's eval reference predates the running statistics stored in the
+    /// file): the extractor gives the model's eval-mode pooled output, not the train-mode one
+    /// with batch statistics, for inputs of any size.
+    #[test]
+    fn resnet_features_are_the_eval_mode_pooled_output() {
+        let weights = fixtures().join("models/resnet_timm_tiny.safetensors");
+        let mut extractor = load(Some("resnet"), &weights, &Device::Cpu).unwrap();
+        let (model, _) = Model::load(&weights, &LoadOptions::default()).unwrap();
+        let (count, side) = (3, 40);
+        let images: Vec<f32> = (0..count * 3 * side * side)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let x = Tensor::from_vec(images.clone(), vec![count, 3, side, side], &Device::Cpu).unwrap();
+        let _no_tape = no_grad();
+        let eval = model
+            .forward(&x, Mode::Eval)
+            .unwrap()
+            .pooled
+            .to_vec_f32()
+            .unwrap();
+        let train = model
+            .forward(&x, Mode::Train { seed: 0 })
+            .unwrap()
+            .pooled
+            .to_vec_f32()
+            .unwrap();
+        let got = extractor.extract(images, count).unwrap();
+        assert_eq!(got, eval);
+        assert_ne!(got, train);
+    }
+}
