@@ -25,8 +25,23 @@ impl std::fmt::Display for Rates {
     }
 }
 
+/// `flops` per call of `f`, by its best wall and CPU times (see [`best_times`]).
+pub fn best_rates(flops: f64, runs: usize, f: impl FnMut()) -> Rates {
+    let t = best_times(runs, f);
+    Rates {
+        wall: flops / t.wall / 1e9,
+        per_cpu: flops / t.cpu / 1e9,
+    }
+}
+
+/// Best times of one call, in seconds: wall clock, and CPU time of the process (all threads).
+pub struct Times {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
 /// Runs `f` once to warm up, then `runs` times, keeping the best wall and CPU times.
-pub fn best_rates(flops: f64, runs: usize, mut f: impl FnMut()) -> Rates {
+pub fn best_times(runs: usize, mut f: impl FnMut()) -> Times {
     f();
     let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..runs {
@@ -35,10 +50,7 @@ pub fn best_rates(flops: f64, runs: usize, mut f: impl FnMut()) -> Rates {
         wall = wall.min(t0.elapsed().as_secs_f64());
         cpu = cpu.min(cpu_seconds() - c0);
     }
-    Rates {
-        wall: flops / wall / 1e9,
-        per_cpu: flops / cpu / 1e9,
-    }
+    Times { wall, cpu }
 }
 
 fn cpu_seconds() -> f64 {

@@ -30,6 +30,8 @@ enum Command {
     Forward(commands::forward::Args),
     /// Re-write a checkpoint (timm, torchvision or transformers naming) in timm's naming.
     Convert(commands::convert::Args),
+    /// Evaluate a loss (clce, lacln, supcon, ...) and its gradients on a saved batch.
+    Loss(commands::loss::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Forward(args) => commands::forward::run(args),
+        Command::Loss(args) => commands::loss::run(args),
     };
     match result {
         Ok(code) => code,

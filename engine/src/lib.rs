@@ -5,6 +5,7 @@
 //! Where to look:
 //! - `tensor.rs`: the `Tensor` type; `autograd.rs`: the tape and the reverse pass;
 //! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
+//! - `loss/`: the CLCE objective (LACLN, cross-entropy) and its baselines (SupCon, H-SCL);
 //! - `gradcheck.rs`: finite-difference checking of every op;
 //! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`;
 //! - `optim/`: AdamW, SGD, gradient clipping and the warm-up + cosine lr schedule.
@@ -14,6 +15,7 @@ pub mod dtype;
 pub mod error;
 pub mod gpu;
 pub mod gradcheck;
+pub mod loss;
 pub mod ops;
 pub mod optim;
 pub mod shape;

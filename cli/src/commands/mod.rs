@@ -3,6 +3,7 @@ pub mod devices;
 pub mod forward;
 pub mod gradcheck;
 pub mod inspect;
+pub mod loss;
 
 /// What a command returns: an exit code, or an error printed as `error: ...` with exit 1.
 pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error>>;

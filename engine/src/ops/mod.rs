@@ -40,5 +40,6 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(l2_normalize::gradcheck_cases());
     cases.extend(cross_entropy::gradcheck_cases());
     cases.extend(attention::gradcheck_cases());
+    cases.extend(crate::loss::gradcheck_cases());
     cases
 }
