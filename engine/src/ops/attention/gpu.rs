@@ -186,7 +186,7 @@ pub(crate) fn backward(
         // With a bias, each workgroup sums dS over a group of batch entries; without one it
         // takes a single entry, so the grid is as wide as the forward's.
         let group_size = if want_bias {
-            BIAS_BATCH_GROUP.min(b)
+            BIAS_BATCH_GROUP.min(b).max(1)
         } else {
             1
         };

@@ -134,7 +134,7 @@ mod gpu {
     /// Every N (one row, primes, one past a multiple of the tiles) with every head dimension
     /// up to 64 (the 16-row tiles), once as [2, 3, N, D] with a bias and once as [1, 1, N, D]
     /// without; then head dimensions on the 8-row tiles, rows past many tiles, and batches
-    /// beyond one bias-gradient group (8 entries).
+    /// beyond one bias-gradient group (8 entries), and an empty batch (a zero bias gradient).
     fn awkward_cases() -> Vec<Case> {
         let mut cases = Vec::new();
         for n in [1, 7, 13, 33] {
@@ -150,6 +150,7 @@ mod gpu {
             case(1, 2, 300, 4, false),
             case(9, 2, 7, 3, true),
             case(17, 1, 5, 2, true),
+            case(0, 2, 3, 4, true),
         ]);
         cases
     }
