@@ -1,7 +1,6 @@
 // softmax / log_softmax along an axis, one workgroup per lane. A tensor is viewed as
 // [outer, n, inner]; lane (o, i) holds the n values at (o·n + k)·inner + i. Rows are shifted
-// by their maximum before exp, as on the CPU. `scores` is attention's fused
-// softmax(scale · S + bias[head]) over contiguous rows.
+// by their maximum before exp, as on the CPU.
 
 const WG: u32 = 256u;
 
@@ -11,10 +10,6 @@ struct Params {
     inner: u32,
     // 1: log_softmax.
     log: u32,
-    // scores: the scale, the number of heads and whether a bias [H, N, N] is bound.
-    scale: f32,
-    heads: u32,
-    has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -118,46 +113,5 @@ fn backward(
     for (var k = lid; k < params.n; k += WG) {
         let i = at(lane, k);
         dx[i] = select(out[i] * (grad[i] - total), grad[i] - exp(out[i]) * total, params.log == 1u);
-    }
-}
-
-@group(0) @binding(1) var<storage, read> scores_in: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> probs: array<f32>;
-
-// Rows of S [B·H·N, N]: probs = softmax(scale · S + bias[head]) (inner = 1).
-@compute @workgroup_size(WG)
-fn scores(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = lane_of(wid, nwg);
-    if row >= params.lanes {
-        return;
-    }
-    let n = params.n;
-    let head = (row / n) % params.heads;
-    let bias_row = (head * n + row % n) * n;
-    var m = NEG_INF;
-    for (var k = lid; k < n; k += WG) {
-        var v = scores_in[row * n + k] * params.scale;
-        if params.has_bias == 1u {
-            v += bias[bias_row + k];
-        }
-        probs[row * n + k] = v;
-        m = max(m, v);
-    }
-    m = workgroup_max(lid, m);
-    var s = 0.0;
-    for (var k = lid; k < n; k += WG) {
-        let e = exp(probs[row * n + k] - m);
-        probs[row * n + k] = e;
-        s += e;
-    }
-    s = workgroup_sum(lid, s);
-    let inv = 1.0 / s;
-    for (var k = lid; k < n; k += WG) {
-        probs[row * n + k] *= inv;
     }
 }

@@ -168,7 +168,9 @@ fn gradient(p: &[f64], y: &[[f64; 2]], exaggeration: f64) -> Vec<[f64; 2]> {
         let (dx, dy) = (y[i][0] - y[j][0], y[i][1] - y[j][1]);
         1.0 / (1.0 + dx * dx + dy * dy)
     };
-    let normaliser: f64 = (0..n)
+    // Row sums in parallel, their total in a fixed order: a parallel float sum would depend
+    // on how rayon splits the work, and the same seed must give the same map.
+    let row_sums: Vec<f64> = (0..n)
         .into_par_iter()
         .map(|i| {
             (0..n)
@@ -176,7 +178,8 @@ fn gradient(p: &[f64], y: &[[f64; 2]], exaggeration: f64) -> Vec<[f64; 2]> {
                 .map(|j| kernel(i, j))
                 .sum::<f64>()
         })
-        .sum();
+        .collect();
+    let normaliser: f64 = row_sums.iter().sum();
     (0..n)
         .into_par_iter()
         .map(|i| {

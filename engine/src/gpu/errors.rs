@@ -4,6 +4,11 @@
 //!   pipeline, encoding a launch) in error scopes, so the error belongs to that call;
 //! - an [`ErrorSink`] catches whatever escapes the scopes (errors at submission, a lost
 //!   device) and the next [`ErrorSink::check`] returns it.
+//!
+//! An error found when a batch is submitted (or while recording into it) loses the whole
+//! batch: tensors computed since the previous submission hold undefined values. Errors here
+//! are out-of-memory conditions or bugs, so callers stop at the first `Err`; set
+//! `CLCE_GPU_CHECK=1` to submit after every kernel and learn which one failed.
 use std::sync::{Arc, Mutex};
 
 use crate::{Error, Result};

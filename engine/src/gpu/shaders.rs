@@ -28,3 +28,4 @@ shader!(CROSS_ENTROPY, "cross_entropy.wgsl");
 shader!(L2_NORMALIZE, "l2_normalize.wgsl");
 shader!(DROPOUT, "dropout.wgsl");
 shader!(BATCH_NORM, "batch_norm.wgsl");
+shader!(ATTENTION, "attention.wgsl");

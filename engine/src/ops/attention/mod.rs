@@ -1,9 +1,12 @@
 //! Scaled dot-product attention with an additive bias on the scores, as one op:
 //! S = scale · Q Kᵀ + bias, P = softmax(S) over each row, O = P V, for q, k, v of shape
 //! [B, H, N, D] and a bias [H, N, N] shared by the batch (BEiT's relative position bias).
-//! The forward keeps only P; the backward is
+//! The backward is
 //!   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
 //!   dQ = scale · dS K,  dK = scale · dSᵀ Q,  dbias = Σ_B dS.
+//! The CPU forward keeps P and the backward applies these formulas with tensor ops. The GPU
+//! runs fused kernels that never store P: the forward keeps each score row's logsumexp, and
+//! the backward recomputes P from it (see gpu.rs).
 mod cpu;
 mod gpu;
 #[cfg(test)]
@@ -50,8 +53,10 @@ pub fn attention(
         );
     }
     let dims = cpu::Dims { b, h, n, d };
+    let device = q.device().clone();
+    let tensor = |s, shape: &[usize]| Tensor::from_storage(s, shape.into(), device.clone());
     let bias_storage = bias.map(|t| t.storage());
-    let (out, probs) = match (&*q.storage(), &*k.storage(), &*v.storage()) {
+    let (out, saved) = match (&*q.storage(), &*k.storage(), &*v.storage()) {
         (Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v)) => {
             let bias = match bias_storage.as_deref() {
                 None => None,
@@ -59,7 +64,10 @@ pub fn attention(
                 Some(Storage::Gpu(_)) => return Err(crate::storage::mixed_devices("attention")),
             };
             let (out, probs) = cpu::forward(q, k, v, bias, dims, scale);
-            (Storage::Cpu(out), Storage::Cpu(probs))
+            (
+                Storage::Cpu(out),
+                Saved::Probs(tensor(Storage::Cpu(probs), &[b, h, n, n])),
+            )
         }
         (Storage::Gpu(q), Storage::Gpu(k), Storage::Gpu(v)) => {
             let bias = match bias_storage.as_deref() {
@@ -67,17 +75,16 @@ pub fn attention(
                 Some(Storage::Gpu(s)) => Some(s),
                 Some(Storage::Cpu(_)) => return Err(crate::storage::mixed_devices("attention")),
             };
-            let (out, probs) = gpu::forward(q, k, v, bias, dims, scale)?;
-            (Storage::Gpu(out), Storage::Gpu(probs))
+            let (out, lse) = gpu::forward(q, k, v, bias, dims, scale)?;
+            (
+                Storage::Gpu(out),
+                Saved::LogSumExp(tensor(Storage::Gpu(lse), &[b, h, n])),
+            )
         }
         _ => return Err(crate::storage::mixed_devices("attention")),
     };
     drop(bias_storage);
-    let device = q.device().clone();
-    let backward = AttentionBackward {
-        probs: Tensor::from_storage(probs, [b, h, n, n].into(), device.clone()),
-        scale,
-    };
+    let backward = AttentionBackward { saved, dims, scale };
     let mut inputs = vec![q.clone(), k.clone(), v.clone()];
     inputs.extend(bias.cloned());
     Ok(Tensor::from_op(
@@ -89,9 +96,18 @@ pub fn attention(
     ))
 }
 
+/// What the forward keeps for the backward.
+enum Saved {
+    /// CPU: the attention weights P = softmax(S), [B, H, N, N].
+    Probs(Tensor),
+    /// GPU: the logsumexp of each score row, L = log Σ_j exp(S_ij), [B, H, N]; with the
+    /// output O (which backward receives anyway) it lets the kernels recompute P.
+    LogSumExp(Tensor),
+}
+
 struct AttentionBackward {
-    /// The attention weights P = softmax(S), [B, H, N, N].
-    probs: Tensor,
+    saved: Saved,
+    dims: cpu::Dims,
     scale: f64,
 }
 
@@ -99,14 +115,23 @@ impl BackwardOp for AttentionBackward {
     fn name(&self) -> &'static str {
         "attention"
     }
-    fn backward(
+    fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        match &self.saved {
+            Saved::Probs(p) => self.backward_from_probs(inputs, p, g),
+            Saved::LogSumExp(lse) => self.backward_fused(inputs, out, lse, g),
+        }
+    }
+}
+
+impl AttentionBackward {
+    /// The formulas of the module doc, with tensor ops.
+    fn backward_from_probs(
         &self,
         inputs: &[Tensor],
-        _out: &Tensor,
+        p: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
-        let p = &self.probs;
         let dv = v
             .requires_grad()
             .then(|| p.matmul_t(g, true, false))
@@ -126,6 +151,50 @@ impl BackwardOp for AttentionBackward {
             grads.push(bias.requires_grad().then(|| ds.sum(0, false)).transpose()?);
         }
         Ok(grads)
+    }
+
+    /// The GPU kernels, which recompute P from the row logsumexps.
+    fn backward_fused(
+        &self,
+        inputs: &[Tensor],
+        out: &Tensor,
+        lse: &Tensor,
+        g: &Tensor,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let cpu::Dims { b, h, n, .. } = self.dims;
+        // δ_i = rowsum(dO ⊙ O) = Σ_j P_ij dP_ij, the softmax gradient's subtracted term,
+        // packed after L so that the kernels read both from one buffer.
+        let delta = g.mul(out)?.sum(-1, false)?;
+        let stats = Tensor::concat(&[lse.reshape([b * h * n])?, delta.reshape([b * h * n])?], 0)?;
+        let storage = |t: &Tensor| match &*t.storage() {
+            Storage::Gpu(s) => Ok(s.clone()),
+            Storage::Cpu(_) => Err(crate::storage::mixed_devices("attention")),
+        };
+        let wanted = [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()));
+        let grads = gpu::backward(
+            &storage(&inputs[0])?,
+            &storage(&inputs[1])?,
+            &storage(&inputs[2])?,
+            inputs.get(3).map(storage).transpose()?.as_ref(),
+            &storage(&stats)?,
+            &storage(g)?,
+            self.dims,
+            self.scale,
+            wanted,
+        )?;
+        let device = out.device();
+        let tensor = |s: Option<crate::gpu::GpuStorage>, shape: &crate::Shape| {
+            s.map(|s| Tensor::from_storage(Storage::Gpu(s), shape.clone(), device.clone()))
+        };
+        let mut result = vec![
+            tensor(grads.dq, out.shape()),
+            tensor(grads.dk, out.shape()),
+            tensor(grads.dv, out.shape()),
+        ];
+        if let Some(bias) = inputs.get(3) {
+            result.push(tensor(grads.dbias, bias.shape()));
+        }
+        Ok(result)
     }
 }
 

@@ -114,19 +114,45 @@ fn gradients_match_finite_differences() {
 mod gpu {
     use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
     use crate::gradcheck::Case;
-    use crate::ops::attention::attention;
+    use crate::ops::attention::{attention, gpu::MAX_HEAD_DIM};
+    use crate::{DType, Tensor};
 
+    fn case(b: usize, h: usize, n: usize, d: usize, with_bias: bool) -> Case {
+        let qkv = vec![b, h, n, d];
+        let scale = 1.0 / (d as f64).sqrt();
+        if with_bias {
+            Case::new("attention", &[&qkv, &qkv, &qkv, &[h, n, n]], move |x| {
+                attention(&x[0], &x[1], &x[2], Some(&x[3]), scale)
+            })
+        } else {
+            Case::new("attention_no_bias", &[&qkv, &qkv, &qkv], move |x| {
+                attention(&x[0], &x[1], &x[2], None, scale)
+            })
+        }
+    }
+
+    /// Every N (one row, primes, one past a multiple of the tiles) with every head dimension
+    /// up to 64 (the 16-row tiles), once as [2, 3, N, D] with a bias and once as [1, 1, N, D]
+    /// without; then head dimensions on the 8-row tiles, rows past many tiles, and batches
+    /// beyond one bias-gradient group (8 entries), and an empty batch (a zero bias gradient).
     fn awkward_cases() -> Vec<Case> {
-        let s: &[usize] = &[2, 3, 67, 9];
-        let long: &[usize] = &[1, 2, 300, 4];
-        vec![
-            Case::new("attention", &[s, s, s, &[3, 67, 67]], |x| {
-                attention(&x[0], &x[1], &x[2], Some(&x[3]), 0.33)
-            }),
-            Case::new("attention_no_bias", &[long, long, long], |x| {
-                attention(&x[0], &x[1], &x[2], None, 0.5)
-            }),
-        ]
+        let mut cases = Vec::new();
+        for n in [1, 7, 13, 33] {
+            for d in [1, 5, 16, 64] {
+                cases.push(case(2, 3, n, d, true));
+                cases.push(case(1, 1, n, d, false));
+            }
+        }
+        cases.extend([
+            case(1, 2, 13, 65, true),
+            case(2, 1, 7, MAX_HEAD_DIM, false),
+            case(2, 3, 67, 9, true),
+            case(1, 2, 300, 4, false),
+            case(9, 2, 7, 3, true),
+            case(17, 1, 5, 2, true),
+            case(0, 2, 3, 4, true),
+        ]);
+        cases
     }
 
     #[test]
@@ -140,5 +166,24 @@ mod gpu {
     fn gradients_match_finite_differences_on_gpu() {
         let Some(gpu) = test_device() else { return };
         assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
+        assert_gradients_pass_on(
+            &gpu,
+            &[
+                case(2, 3, 13, 5, true),
+                case(1, 2, 33, 16, false),
+                case(9, 1, 7, 1, true),
+                case(1, 1, 5, 65, true),
+            ],
+        );
+    }
+
+    #[test]
+    fn head_dimensions_past_the_limit_are_errors() {
+        let Some(gpu) = test_device() else { return };
+        for d in [MAX_HEAD_DIM + 1, 0] {
+            let x = Tensor::zeros([1, 1, 3, d], DType::F32, &gpu).unwrap();
+            let err = attention(&x, &x, &x, None, 1.0).unwrap_err().to_string();
+            assert!(err.contains("head dimension"), "{err}");
+        }
     }
 }

@@ -3,14 +3,7 @@ use crate::Result;
 
 /// The parameter block of softmax.wgsl.
 fn params(lanes: usize, n: usize, inner: usize, log: bool) -> Params {
-    Params::new()
-        .u32(lanes)
-        .u32(n)
-        .u32(inner)
-        .u32(log as usize)
-        .f32(1.0)
-        .u32(1)
-        .u32(0)
+    Params::new().u32(lanes).u32(n).u32(inner).u32(log as usize)
 }
 
 /// One workgroup per lane.
@@ -65,28 +58,4 @@ pub(crate) fn softmax_backward(
         &dx,
     )?;
     Ok(dx)
-}
-
-/// Attention's probabilities: softmax(scale · S + bias[head]) over each row of the scores
-/// S [B·H·N, N] (`bias` [H, N, N]).
-pub(crate) fn attention_scores(
-    s: &GpuStorage,
-    bias: Option<&GpuStorage>,
-    heads: usize,
-    n: usize,
-    scale: f64,
-) -> Result<GpuStorage> {
-    let probs = GpuStorage::alloc(s.device(), s.len(), "attention")?;
-    let rows = s.len() / n.max(1);
-    let p = Params::new()
-        .u32(rows)
-        .u32(n)
-        .u32(1)
-        .u32(0)
-        .f32(scale)
-        .u32(heads)
-        .u32(bias.is_some() as usize);
-    // Without a bias the scores stand in for it (bound, never read).
-    launch_lanes("scores", p, rows, &[s, bias.unwrap_or(s)], &probs)?;
-    Ok(probs)
 }
