@@ -2,3 +2,4 @@
 //! reach directly.
 pub mod data;
 pub mod eval;
+pub mod train;

@@ -32,6 +32,10 @@ enum Command {
     Convert(commands::convert::Args),
     /// Evaluate a loss (clce, lacln, supcon, ...) and its gradients on a saved batch.
     Loss(commands::loss::Args),
+    /// Fine-tune a model with CLCE (or a baseline objective), evaluating every epoch.
+    Finetune(commands::finetune::Args),
+    /// Top-1, top-5 and per-class accuracy of a checkpoint on a data split.
+    Eval(commands::eval::Args),
     /// Few-shot evaluation (N-way K-shot episodes, logistic regression, mean ± 95% CI).
     Fewshot(commands::fewshot::Args),
     /// Write the pooled features of every image of a split to a safetensors file.
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Loss(args) => commands::loss::run(args),
+        Command::Finetune(args) => commands::finetune::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Fewshot(args) => commands::fewshot::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Analyze(args) => commands::analyze::run(args),

@@ -74,6 +74,20 @@ impl Loader {
         epoch: u64,
         cfg: &AugmentConfig,
     ) -> Result<Loader> {
+        Self::train_from(split, batch_size, seed, epoch, cfg, 0)
+    }
+
+    /// The batches of [`Loader::train`] from batch `first_batch` on: a resumed run continues an
+    /// epoch with exactly the batches the uninterrupted run would have seen, without
+    /// preparing the ones already done.
+    pub fn train_from(
+        split: Arc<Split>,
+        batch_size: usize,
+        seed: u64,
+        epoch: u64,
+        cfg: &AugmentConfig,
+        first_batch: usize,
+    ) -> Result<Loader> {
         cfg.validate()?;
         if batch_size == 0 || batch_size > split.len() {
             return Err(DataError::Invalid(format!(
@@ -86,6 +100,7 @@ impl Loader {
         order.shuffle(&mut stream(seed, Purpose::Shuffle, &[epoch]));
         let batches = order
             .chunks_exact(batch_size)
+            .skip(first_batch)
             .map(<[usize]>::to_vec)
             .collect();
         let views = Views::Train {

@@ -145,3 +145,20 @@ fn a_batch_larger_than_the_split_is_an_error() {
         .to_string();
     assert!(msg.contains("21") && msg.contains("20"), "{msg}");
 }
+
+#[test]
+fn resuming_an_epoch_gives_its_remaining_batches() {
+    let data = dataset();
+    let cfg = AugmentConfig::clce(SIZE, NORM);
+    let whole = train_epoch(&data, 3, 5, 2);
+    let rest: Vec<Batch> = Loader::train_from(data.train.clone(), 3, 5, 2, &cfg, 4)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rest.len(), whole.len() - 4);
+    for (a, b) in rest.iter().zip(&whole[4..]) {
+        assert_eq!((&a.indices, &a.images), (&b.indices, &b.images));
+    }
+    let past_the_end = Loader::train_from(data.train.clone(), 3, 5, 2, &cfg, 99).unwrap();
+    assert_eq!(past_the_end.count(), 0);
+}

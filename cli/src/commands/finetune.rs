@@ -1,0 +1,267 @@
+//! `clce-cli finetune`: fine-tune a model with CLCE (or a baseline objective), evaluating on
+//! the test split every epoch; see `train/` for the pieces.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clce_engine::loss::{objective, LossConfig, LossKind};
+use clce_engine::Tensor;
+use serde_json::json;
+
+use super::CmdResult;
+use crate::device_arg::DeviceArg;
+use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
+use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
+use clce_cli::train::model::{self, Finetuned};
+use clce_cli::train::progress::{OutputMode, Reporter};
+use clce_cli::train::trainer::{self, Outcome, Session};
+use clce_cli::train::{checkpoint, Output, RunDir, TrainConfig, TrainError, TrainFlags};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    flags: TrainFlags,
+    #[command(flatten)]
+    device: DeviceArg,
+    /// Run directory for config.json, metrics.jsonl and the checkpoints [runs/<UTC time>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR where it stopped, with the settings in DIR/config.json.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Print only the final result line (warnings and errors still go to stderr).
+    #[arg(long, conflicts_with = "json")]
+    quiet: bool,
+    /// Print JSON lines only on stdout: the metrics records, the gradient check and the result.
+    #[arg(long)]
+    json: bool,
+    /// Stop as Ctrl-C would, right after this step (for tests of --resume).
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
+}
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
+
+pub fn run(args: Args) -> CmdResult {
+    let mode = match (args.quiet, args.json) {
+        (true, _) => OutputMode::Quiet,
+        (_, true) => OutputMode::Json,
+        _ => OutputMode::Normal,
+    };
+    let mut reporter = Reporter::new(mode);
+    let device = args.device.resolve()?;
+
+    let (run, cfg, data, net, resume) = match &args.resume {
+        Some(dir) => {
+            let given = args.flags.given_settings();
+            if !given.is_empty() {
+                return Err(TrainError::Invalid(format!(
+                    "--resume continues {} with the settings in its config.json; drop {}",
+                    dir.display(),
+                    given.join(", ")
+                ))
+                .into());
+            }
+            let (run, mut cfg) = RunDir::open(dir)?;
+            if let Some(d) = &args.flags.data_dir {
+                cfg.data_dir = d.clone();
+            }
+            let data = open_data(&cfg.data, &cfg.data_dir, cfg.image_size)?;
+            let state = checkpoint::load(&run)?;
+            let model = model::for_resumed_run(&cfg, &run.last_path(), &device)?;
+            reporter.info(&format!(
+                "resuming {} at epoch {}, step {} of {}",
+                run.root().display(),
+                state.0.epoch + 1,
+                state.0.step,
+                cfg.total_steps()
+            ));
+            (run, cfg, data, model, Some(state))
+        }
+        None => {
+            let flags = &args.flags;
+            let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
+            let facts = model::facts(&described);
+            let image_size = flags.image_size(&facts)?;
+            let data = open_data(flags.data_spec(), &flags.data_dir(), image_size)?;
+            let num_classes = match flags.num_classes {
+                Some(n) if n < data.num_classes() => {
+                    return Err(TrainError::Invalid(format!(
+                        "--num-classes {n}: the data has {} classes",
+                        data.num_classes()
+                    ))
+                    .into())
+                }
+                Some(n) => n,
+                None => data.num_classes(),
+            };
+            let cfg = flags.resolve(&facts, num_classes, data.train.len(), &args.device.device)?;
+            if cfg.weights.is_none() {
+                reporter.warn(
+                    "no --weights: the model starts from random weights. CLCE fine-tunes a \
+                     pre-trained encoder; see the README for where to get one",
+                );
+            }
+            let (mut model, report) = model::for_new_run(&cfg, &device)?;
+            if let Some(report) = report {
+                reporter.info(report.to_string().trim_end());
+            }
+            if num_classes == data.num_classes() {
+                model.set_class_names(data.class_names.clone())?;
+            }
+            let run = RunDir::create(args.out.as_deref(), &cfg)?;
+            (run, cfg, data, model, None)
+        }
+    };
+    let kind: LossKind = cfg.loss.parse()?;
+    let loss_cfg = LossConfig {
+        tau: cfg.tau,
+        beta: cfg.beta,
+        lambda: cfg.lambda,
+        label_smoothing: cfg.label_smoothing,
+    };
+    let objective_fn = |out: &Output, labels: &[usize]| -> clce_cli::train::Result<Tensor> {
+        Ok(objective(
+            kind,
+            &loss_cfg,
+            &out.projection,
+            labels,
+            Some(&out.logits),
+        )?)
+    };
+    let augment = AugmentConfig::clce(cfg.image_size, model::normalization(net.config()));
+    let net = Finetuned {
+        model: net,
+        frozen_backbone: cfg.freeze_backbone,
+    };
+    describe_run(&reporter, &cfg, &data, &net, &run, &device);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(stop.clone(), mode)?;
+    let session = Session {
+        net: &net,
+        cfg: &cfg,
+        data: &data,
+        augment,
+        device,
+        objective: &objective_fn,
+        run: &run,
+        stop: &stop,
+        stop_after_steps: args.stop_after_steps,
+    };
+    match trainer::train(&session, &mut reporter, resume)? {
+        Outcome::Finished { tally, best } => {
+            let rows = per_class_rows(&data.class_names, &tally);
+            reporter.info(&per_class_table(&rows));
+            let (best_top1, best_epoch) = best.unwrap_or((tally.top1(), cfg.epochs));
+            reporter.result(&format!(
+                "done: test top-1 {:.2}%, top-5 {:.2}% (best top-1 {:.2}% at epoch {best_epoch}); \
+                 run directory {}",
+                100.0 * tally.top1(),
+                100.0 * tally.top5(),
+                100.0 * best_top1,
+                run.root().display()
+            ));
+            reporter.event(&json!({
+                "kind": "done",
+                "test_top1": tally.top1(),
+                "test_top5": tally.top5(),
+                "best_top1": best_top1,
+                "best_epoch": best_epoch,
+                "run_dir": run.root(),
+                "per_class": per_class_json(&rows),
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Stopped { step } => {
+            let line = format!(
+                "stopped after step {step}; saved {}; continue with: clce-cli finetune --resume {}",
+                run.last_path().display(),
+                run.root().display()
+            );
+            reporter.result(&line);
+            reporter.event(&json!({"kind": "stopped", "step": step, "run_dir": run.root()}));
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+fn open_data(
+    spec: &str,
+    data_dir: &std::path::Path,
+    image_size: usize,
+) -> Result<Dataset, TrainError> {
+    let spec: DataSpec = spec.parse()?;
+    Ok(Dataset::open(&spec, data_dir, image_size)?)
+}
+
+/// The first Ctrl-C asks the trainer to finish its step, save and stop; a second one quits
+/// at once (the last checkpoint stays as it was).
+fn install_ctrl_c(stop: Arc<AtomicBool>, mode: OutputMode) -> Result<(), TrainError> {
+    ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+        if mode != OutputMode::Json {
+            eprintln!("\nCtrl-C: finishing this step, then saving (Ctrl-C again to quit now)");
+        }
+    })
+    .map_err(|e| TrainError::Invalid(format!("cannot install the Ctrl-C handler: {e}")))
+}
+
+/// The run's header: what trains on what, how, and where it writes.
+fn describe_run(
+    reporter: &Reporter,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    net: &Finetuned,
+    run: &RunDir,
+    device: &clce_engine::Device,
+) {
+    let params: usize = net.model.num_params() + net.model.num_proj_params();
+    reporter.info(&format!(
+        "model {} ({:.2}M parameters{}) on {device}, {}x{} px",
+        cfg.model,
+        params as f64 / 1e6,
+        if cfg.freeze_backbone {
+            ", linear probe: encoder frozen"
+        } else {
+            ""
+        },
+        cfg.image_size,
+        cfg.image_size
+    ));
+    reporter.info(&format!(
+        "data {}: {} training / {} test images, {} classes",
+        cfg.data,
+        data.train.len(),
+        data.test.len(),
+        data.num_classes()
+    ));
+    reporter.info(&format!(
+        "loss {} (lambda {}, tau {}, beta {}), batch {} images = {} views, {} steps per epoch",
+        cfg.loss,
+        cfg.lambda,
+        cfg.tau,
+        cfg.beta,
+        cfg.batch_size,
+        2 * cfg.batch_size,
+        cfg.steps_per_epoch
+    ));
+    reporter.info(&format!(
+        "AdamW lr {:.2e} (warm-up {} epochs, cosine to {:.0e}), weight decay {}{}{}, {} epochs",
+        cfg.lr,
+        cfg.warmup_epochs,
+        cfg.min_lr,
+        cfg.weight_decay,
+        cfg.layer_decay
+            .map_or(String::new(), |d| format!(", layer decay {d}")),
+        cfg.clip_grad
+            .map_or(String::new(), |c| format!(", gradient clipped to {c}")),
+        cfg.epochs
+    ));
+    reporter.info(&format!("run directory {}", run.root().display()));
+}

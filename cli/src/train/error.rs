@@ -1,0 +1,61 @@
+//! Everything that can stop a fine-tuning or evaluation run, each with a message that says what
+//! to do about it.
+use std::path::PathBuf;
+
+use crate::data::DataError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Engine(#[from] clce_engine::Error),
+    #[error(transparent)]
+    Model(#[from] clce_models::Error),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file of the run directory exists but is not what this program writes.
+    #[error("{path}: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+    /// The loss or the gradient stopped being a finite number.
+    #[error(
+        "the {what} is {value} at step {step} (epoch {epoch}); stopping. The last good \
+         checkpoint is kept; try a lower --lr, --clip-grad, or more --warmup-epochs"
+    )]
+    NonFinite {
+        what: &'static str,
+        value: f64,
+        step: usize,
+        epoch: usize,
+    },
+    /// The analytic gradients disagree with finite differences.
+    #[error(
+        "gradient check failed (max relative error {max_error:.2e} > tolerance {tolerance:.0e}): \
+         refusing to train with wrong gradients. --no-gradcheck skips the check"
+    )]
+    GradcheckFailed { max_error: f64, tolerance: f64 },
+    /// A setting or combination of settings that cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+impl TrainError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        TrainError::Corrupt {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! `metrics.jsonl`: one JSON object per logged step and per finished epoch, appended as the
+//! run goes (and printed on stdout with `--json`).
+//!
+//! ```text
+//! {"kind":"step","epoch":1,"step":10,"loss":2.31,"lr":0.00021,"grad_norm":1.7,"images_per_s":410.2}
+//! {"kind":"epoch","epoch":1,"step":40,"loss":2.05,"lr":0.0007,"train_top1":0.31,"test_top1":0.45,"test_top5":0.88,...}
+//! ```
+//! `epoch` counts from 1, `step` is the number of optimiser steps done, accuracies are
+//! fractions. Timing fields (`images_per_s`, `seconds`) are the only ones that differ between
+//! two runs of the same configuration.
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, TrainError};
+use super::run_dir::write_atomic;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    Step(StepRecord),
+    Epoch(EpochRecord),
+}
+
+/// A logged optimiser step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub epoch: usize,
+    pub step: usize,
+    /// The objective on this step's batch.
+    pub loss: f64,
+    /// The lr of this step (before each group's layer-decay scale).
+    pub lr: f64,
+    /// Global L2 norm of the gradient, before clipping.
+    pub grad_norm: f64,
+    pub images_per_s: f64,
+}
+
+/// A finished epoch, evaluated on the test split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub step: usize,
+    /// Mean objective over the epoch's steps.
+    pub loss: f64,
+    /// The lr of the epoch's last step.
+    pub lr: f64,
+    /// Top-1 of the classifier on the epoch's augmented training views.
+    pub train_top1: f64,
+    pub test_top1: f64,
+    pub test_top5: f64,
+    /// Whether this epoch has the best test top-1 so far (and was saved as best.safetensors).
+    pub best: bool,
+    /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+impl Record {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a metrics record serialises")
+    }
+}
+
+/// The open `metrics.jsonl` of a run.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Starts the log of a new run (an empty file).
+    pub fn create(path: &Path) -> Result<MetricsLog> {
+        write_atomic(path, b"")?;
+        Self::append_to(path)
+    }
+
+    /// Continues the log of a resumed run. Lines written after the checkpoint being resumed
+    /// from (the run went on, then crashed) are dropped, so that the resumed run's lines
+    /// follow on without repeats: steps up to `step`, epochs before `epoch` (1-based, the
+    /// epoch being resumed) are kept. A last line cut short by a crash is dropped too.
+    pub fn resume(path: &Path, epoch: usize, step: usize) -> Result<MetricsLog> {
+        let kept: Vec<Record> = if path.exists() {
+            parse(path, true)?
+                .into_iter()
+                .filter(|r| match r {
+                    Record::Step(s) => s.step <= step,
+                    Record::Epoch(e) => e.epoch < epoch,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let text: String = kept.iter().map(|r| r.to_json() + "\n").collect();
+        write_atomic(path, text.as_bytes())?;
+        Self::append_to(path)
+    }
+
+    fn append_to(path: &Path) -> Result<MetricsLog> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| TrainError::io(path, e))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends one line, flushed, so the file is complete up to the last record at any time.
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        writeln!(self.file, "{}", record.to_json())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| TrainError::io(&self.path, e))
+    }
+}
+
+/// Every record of a metrics file.
+pub fn read(path: &Path) -> Result<Vec<Record>> {
+    parse(path, false)
+}
+
+fn parse(path: &Path, forgive_cut_last_line: bool) -> Result<Vec<Record>> {
+    let file = fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| TrainError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(record) => out.push(record),
+            Err(_) if forgive_cut_last_line && i + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(TrainError::corrupt(
+                    path,
+                    format!("line {} is not a metrics record: {e}", i + 1),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(epoch: usize, step: usize) -> Record {
+        Record::Step(StepRecord {
+            epoch,
+            step,
+            loss: 1.0 / step as f64,
+            lr: 1e-3,
+            grad_norm: 0.5,
+            images_per_s: 100.0,
+        })
+    }
+
+    fn epoch(epoch: usize, step: usize) -> Record {
+        Record::Epoch(EpochRecord {
+            epoch,
+            step,
+            loss: 0.7,
+            lr: 1e-4,
+            train_top1: 0.5,
+            test_top1: 0.25,
+            test_top5: 0.75,
+            best: true,
+            seconds: 1.5,
+            images_per_s: 90.0,
+        })
+    }
+
+    #[test]
+    fn records_round_trip_with_their_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::create(&path).unwrap();
+        let records = [step(1, 1), step(1, 2), epoch(1, 2)];
+        for r in &records {
+            log.write(r).unwrap();
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with(r#"{"kind":"step","epoch":1,"step":1,"#));
+        assert!(text.lines().nth(2).unwrap().contains(r#""test_top1":0.25"#));
+        assert_eq!(read(&path).unwrap(), records);
+    }
+
+    #[test]
+    fn resuming_drops_what_came_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::create(&path).unwrap();
+        // Epoch 1 ran to step 4; epoch 2 logged steps 5 and 6 and ended at 8, but the last
+        // checkpoint was taken mid-epoch 2 after step 5.
+        for r in [
+            step(1, 2),
+            step(1, 4),
+            epoch(1, 4),
+            step(2, 5),
+            step(2, 6),
+            epoch(2, 8),
+        ] {
+            log.write(&r).unwrap();
+        }
+        drop(log);
+        let mut log = MetricsLog::resume(&path, 2, 5).unwrap();
+        log.write(&step(2, 6)).unwrap();
+        assert_eq!(
+            read(&path).unwrap(),
+            [step(1, 2), step(1, 4), epoch(1, 4), step(2, 5), step(2, 6)]
+        );
+    }
+
+    #[test]
+    fn a_damaged_line_is_reported_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        fs::write(&path, format!("{}\n{{\"kind\":\"st", step(1, 1).to_json())).unwrap();
+        let msg = read(&path).unwrap_err().to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        // Resuming forgives a last line cut short by a crash, and only that.
+        drop(MetricsLog::resume(&path, 1, 1).unwrap());
+        assert_eq!(read(&path).unwrap(), [step(1, 1)]);
+        fs::write(
+            &path,
+            format!("{{\"kind\":\"st\n{}\n", step(1, 1).to_json()),
+        )
+        .unwrap();
+        assert!(MetricsLog::resume(&path, 1, 1).is_err());
+    }
+}

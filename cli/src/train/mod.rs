@@ -1,0 +1,25 @@
+//! Fine-tuning and evaluation: what `clce-cli finetune` and `clce-cli eval` run.
+//!
+//! - `config.rs`: the flags, their defaults, and the resolved configuration of a run;
+//! - `run_dir.rs`: the run directory and atomic file replacement;
+//! - `trainer.rs`: the training loop (one step, one epoch, stopping and resuming);
+//! - `gradcheck.rs`: the finite-difference check of the whole objective before training;
+//! - `eval.rs`: top-1, top-5 and per-class accuracy;
+//! - `metrics.rs`, `checkpoint.rs`, `progress.rs`: what a run writes and shows;
+//! - `network.rs`: what all of this needs from a model; `model.rs`: the product's models.
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod gradcheck;
+pub mod metrics;
+pub mod model;
+pub mod network;
+pub mod progress;
+pub mod run_dir;
+pub mod trainer;
+
+pub use config::{ModelFacts, TrainConfig, TrainFlags};
+pub use error::{Result, TrainError};
+pub use network::{GroupOptions, Mode, Network, Output};
+pub use run_dir::RunDir;

@@ -1,0 +1,161 @@
+//! The product's models (`clce_models::Model`) as the trainer sees them, and how a run gets
+//! its model: a preset or a checkpoint's shapes say what it is, `--weights` or random
+//! initialisation what it starts from.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clce_engine::optim::ParamGroup;
+use clce_engine::{no_grad, Device, Tensor};
+use clce_models::config::{infer, PRESETS};
+use clce_models::model::{Encoder, PROJ_PREFIX};
+use clce_models::{Architecture, LoadOptions, LoadReport, Model, ModelConfig, SaveOptions};
+
+use super::config::{ModelFacts, TrainConfig};
+use super::error::{Result, TrainError};
+use super::network::{GroupOptions, Mode, Network, Output};
+use crate::data::Normalization;
+
+/// A model being fine-tuned. With a frozen backbone (linear probe) the encoder runs without
+/// recording gradients, so backward only goes through the heads.
+pub struct Finetuned {
+    pub model: Model,
+    pub frozen_backbone: bool,
+}
+
+impl Network for Finetuned {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Output> {
+        if !self.frozen_backbone {
+            return Ok(self.model.forward(x, mode)?);
+        }
+        let m = &self.model;
+        let (pooled, head) = {
+            let _no_grad = no_grad();
+            match &m.encoder {
+                Encoder::Beit(e) => (e.forward_features(x, Mode::Eval, false)?, e.head()),
+                Encoder::ResNet(e) => (e.forward_features(x, Mode::Eval, false)?, e.head()),
+            }
+        };
+        // The heads as in Model::forward, now recording gradients.
+        let logits = head.forward(&pooled)?;
+        let projection = match &m.proj {
+            Some(p) => p.fc2.forward(&p.fc1.forward(&pooled)?.relu()?)?,
+            None => pooled.clone(),
+        };
+        Ok(Output {
+            pooled,
+            logits,
+            projection,
+        })
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.model
+            .parameters()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect()
+    }
+
+    fn param_groups(&self, opts: &GroupOptions) -> Vec<ParamGroup> {
+        let groups = self.model.param_groups(opts.weight_decay, opts.layer_decay);
+        if !opts.heads_only {
+            return groups;
+        }
+        let head = self.model.config().head_prefix();
+        groups
+            .into_iter()
+            .map(|mut g| {
+                g.params
+                    .retain(|p| p.name.starts_with(head) || p.name.starts_with(PROJ_PREFIX));
+                g
+            })
+            .filter(|g| !g.params.is_empty())
+            .collect()
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        Ok(self.model.save(path, &SaveOptions::default())?)
+    }
+}
+
+/// What a `--model` name (and `--weights` file) describe, before any weights are read: a
+/// preset's configuration, or for `beit` / `resnet` the one inferred from the file's shapes.
+pub fn describe(model: &str, weights: Option<&Path>) -> Result<ModelConfig> {
+    if model != "beit" && model != "resnet" {
+        return Ok(ModelConfig::preset(model)?);
+    }
+    let Some(path) = weights else {
+        return Err(TrainError::Invalid(format!(
+            "--model {model} takes its sizes from --weights FILE; without weights name a \
+             preset: {}",
+            PRESETS.join(", ")
+        )));
+    };
+    let header = clce_models::checkpoint::read_header(path)?;
+    let renamed = clce_models::checkpoint::to_timm_names(header.tensors)?;
+    let shapes: BTreeMap<String, Vec<usize>> = renamed
+        .tensors
+        .into_iter()
+        .map(|(n, (_, shape))| (n, shape))
+        .collect();
+    let inferred = infer(renamed.arch, &shapes)?;
+    Ok(ModelConfig {
+        arch: inferred.arch,
+        num_classes: inferred.num_classes.unwrap_or(1),
+        proj_dim: inferred.proj_dim.unwrap_or(0),
+    })
+}
+
+pub fn facts(config: &ModelConfig) -> ModelFacts {
+    match &config.arch {
+        Architecture::Beit(c) => ModelFacts {
+            is_beit: true,
+            fixed_image_size: Some(c.image_size),
+        },
+        Architecture::ResNet(_) => ModelFacts {
+            is_beit: false,
+            fixed_image_size: None,
+        },
+    }
+}
+
+pub fn normalization(config: &ModelConfig) -> Normalization {
+    let (mean, std) = config.normalization();
+    Normalization { mean, std }
+}
+
+/// The model a new run starts from: `--weights` (with the classifier head re-initialised
+/// when the class count differs), else random weights. Returns the load report, if a file
+/// was read.
+pub fn for_new_run(cfg: &TrainConfig, device: &Device) -> Result<(Model, Option<LoadReport>)> {
+    match &cfg.weights {
+        Some(path) => {
+            let (model, report) = Model::load(path, &load_options(cfg, device))?;
+            Ok((model, Some(report)))
+        }
+        None => {
+            let mut config = describe(&cfg.model, None)?;
+            config.num_classes = cfg.num_classes;
+            config.proj_dim = cfg.proj_dim;
+            if let Architecture::Beit(c) = &mut config.arch {
+                c.drop_path_rate = cfg.drop_path;
+            }
+            Ok((Model::new(config, device, cfg.seed)?, None))
+        }
+    }
+}
+
+/// The model of a run being resumed: its `last.safetensors`.
+pub fn for_resumed_run(cfg: &TrainConfig, last: &Path, device: &Device) -> Result<Model> {
+    Ok(Model::load(last, &load_options(cfg, device))?.0)
+}
+
+fn load_options(cfg: &TrainConfig, device: &Device) -> LoadOptions {
+    LoadOptions {
+        model: Some(cfg.model.clone()),
+        num_classes: Some(cfg.num_classes),
+        proj_dim: Some(cfg.proj_dim),
+        drop_path_rate: cfg.drop_path,
+        device: device.clone(),
+        seed: cfg.seed,
+    }
+}

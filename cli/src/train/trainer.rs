@@ -1,0 +1,363 @@
+//! The fine-tuning loop (METHOD.md, "Pipeline of one training step" and "Training recipe").
+//!
+//! One step: a batch of B images as 2B augmented views -> forward in train mode -> the
+//! objective -> stop if it is not finite -> backward -> gradient norm (clipped with
+//! `--clip-grad`) -> AdamW at the scheduled lr (warm-up, then cosine). Every `log_every` steps
+//! a metrics line; after every epoch an evaluation on the test split, `best.safetensors`
+//! when the test top-1 improved, and a checkpoint. Ctrl-C (or `--stop-after-steps`) ends the
+//! step in progress, saves and returns; `--resume` continues exactly where it left off.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clce_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, WarmupCosine};
+use clce_engine::{no_grad, Device, Tensor};
+use serde_json::json;
+
+use super::checkpoint::{self, TrainState};
+use super::config::TrainConfig;
+use super::error::{Result, TrainError};
+use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
+use super::gradcheck::{self, GradcheckOptions};
+use super::metrics::{EpochRecord, MetricsLog, Record, StepRecord};
+use super::network::{GroupOptions, Mode, Network, Output};
+use super::progress::Reporter;
+use super::run_dir::{write_atomic, RunDir};
+use crate::data::{AugmentConfig, Batch, Dataset, Loader};
+
+/// The training objective: a scalar from the model's outputs and the views' labels.
+pub type Objective<'a> = &'a dyn Fn(&Output, &[usize]) -> Result<Tensor>;
+
+/// Everything a run trains with.
+pub struct Session<'a> {
+    pub net: &'a dyn Network,
+    pub cfg: &'a TrainConfig,
+    pub data: &'a Dataset,
+    /// The training views' augmentation (its size and normalisation are the model's).
+    pub augment: AugmentConfig,
+    pub device: Device,
+    pub objective: Objective<'a>,
+    pub run: &'a RunDir,
+    /// Set by Ctrl-C: finish the step, save, return.
+    pub stop: &'a AtomicBool,
+    /// Behave as if Ctrl-C came right after this step (deterministic interruptions for tests).
+    pub stop_after_steps: Option<usize>,
+}
+
+/// How a run ended (errors aside).
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every epoch is done; the final evaluation of the last model.
+    Finished {
+        tally: Tally,
+        best: Option<(f64, usize)>,
+    },
+    /// Stopped on request after `step` steps, with a checkpoint to resume from.
+    Stopped { step: usize },
+}
+
+/// Trains from scratch (`resume` None) or from a saved state and optimiser tensors.
+pub fn train(
+    s: &Session,
+    reporter: &mut Reporter,
+    resume: Option<(TrainState, Vec<(String, Tensor)>)>,
+) -> Result<Outcome> {
+    let cfg = s.cfg;
+    let groups = s.net.param_groups(&GroupOptions {
+        weight_decay: cfg.weight_decay,
+        layer_decay: cfg.layer_decay,
+        heads_only: cfg.freeze_backbone,
+    });
+    if groups.iter().all(|g| g.params.is_empty()) {
+        return Err(TrainError::Invalid("the model has nothing to train".into()));
+    }
+    let mut opt = AdamW::new(groups, AdamWConfig::default())?;
+    let resumed = resume.is_some();
+    let (mut state, mut metrics) = match resume {
+        Some((state, tensors)) => {
+            opt.load_state_dict(&tensors)?;
+            let log = MetricsLog::resume(&s.run.metrics_path(), state.epoch + 1, state.step)?;
+            (state, log)
+        }
+        None => (
+            TrainState::default(),
+            MetricsLog::create(&s.run.metrics_path())?,
+        ),
+    };
+    let schedule = WarmupCosine {
+        base_lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps(),
+        total_steps: cfg.total_steps(),
+        min_lr: cfg.min_lr,
+    };
+    let trained: Vec<Tensor> = opt.params();
+
+    let mut last_tally = None;
+    while state.epoch < cfg.epochs {
+        let epoch = state.epoch;
+        let loader = Loader::train_from(
+            s.data.train.clone(),
+            cfg.batch_size,
+            cfg.seed,
+            epoch as u64,
+            &s.augment,
+            state.batch,
+        )?;
+        reporter.start_bar(
+            format!("epoch {}/{}", epoch + 1, cfg.epochs),
+            cfg.steps_per_epoch,
+        );
+        reporter.advance_bar(state.batch, String::new());
+        for batch in loader {
+            let batch = batch?;
+            if state.step == 0 && !resumed && cfg.gradcheck.enabled {
+                check_gradients(s, reporter, &opt, &batch)?;
+                reporter.start_bar(
+                    format!("epoch {}/{}", epoch + 1, cfg.epochs),
+                    cfg.steps_per_epoch,
+                );
+            }
+            let started = Instant::now();
+            let lr = schedule.lr_at(state.step);
+            let (loss, grad_norm, correct) = step(s, &mut opt, &trained, &batch, &state, lr)?;
+            let seconds = started.elapsed().as_secs_f64();
+
+            state.step += 1;
+            state.batch += 1;
+            state.epoch_loss_sum += loss;
+            state.epoch_correct += correct;
+            state.epoch_views += batch.labels.len();
+            state.epoch_seconds += seconds;
+            let images_per_s = cfg.batch_size as f64 / seconds.max(1e-9);
+            if state.step % cfg.log_every == 0 {
+                let record = Record::Step(StepRecord {
+                    epoch: epoch + 1,
+                    step: state.step,
+                    loss,
+                    lr,
+                    grad_norm,
+                    images_per_s,
+                });
+                metrics.write(&record)?;
+                reporter.record(&record);
+            }
+            reporter.advance_bar(
+                state.batch,
+                format!("loss {loss:.4} lr {lr:.2e} {images_per_s:.0} img/s"),
+            );
+            if stop_requested(s, state.step) {
+                return stop(s, reporter, &opt, &state);
+            }
+        }
+        reporter.finish_bar();
+
+        let tally = test_accuracy(s, reporter)?;
+        let top1 = tally.top1();
+        let is_best = state.best.is_none_or(|(b, _)| top1 > b);
+        if is_best {
+            state.best = Some((top1, epoch + 1));
+            checkpoint::save_best(s.run, s.net)?;
+        }
+        let record = Record::Epoch(EpochRecord {
+            epoch: epoch + 1,
+            step: state.step,
+            loss: state.epoch_loss_sum / state.batch.max(1) as f64,
+            lr: schedule.lr_at(state.step.saturating_sub(1)),
+            train_top1: state.epoch_correct as f64 / state.epoch_views.max(1) as f64,
+            test_top1: top1,
+            test_top5: tally.top5(),
+            best: is_best,
+            seconds: state.epoch_seconds,
+            images_per_s: (state.batch * cfg.batch_size) as f64 / state.epoch_seconds.max(1e-9),
+        });
+        metrics.write(&record)?;
+        reporter.record(&record);
+        state = TrainState {
+            epoch: epoch + 1,
+            step: state.step,
+            best: state.best,
+            ..TrainState::default()
+        };
+        checkpoint::save(s.run, s.net, &opt, &state)?;
+        last_tally = Some(tally);
+        if s.stop.load(Ordering::Relaxed) {
+            return Ok(Outcome::Stopped { step: state.step });
+        }
+    }
+    let tally = match last_tally {
+        Some(t) => t,
+        // Resumed after the last epoch had ended: evaluate the saved model once more.
+        None => test_accuracy(s, reporter)?,
+    };
+    write_per_class(s, &tally)?;
+    Ok(Outcome::Finished {
+        tally,
+        best: state.best,
+    })
+}
+
+/// One optimiser step; returns the loss, the gradient norm before clipping and how many
+/// views the classifier got right.
+fn step(
+    s: &Session,
+    opt: &mut AdamW,
+    trained: &[Tensor],
+    batch: &Batch,
+    state: &TrainState,
+    lr: f64,
+) -> Result<(f64, f64, usize)> {
+    let x = batch.to_tensor(&s.device)?;
+    // A linear probe keeps the encoder as it is: BatchNorm on its running statistics and no
+    // drop path (the heads behave the same in both modes).
+    let mode = if s.cfg.freeze_backbone {
+        Mode::Eval
+    } else {
+        Mode::Train {
+            seed: step_seed(s.cfg.seed, state.step),
+        }
+    };
+    opt.zero_grad();
+    let out = s.net.forward(&x, mode)?;
+    let loss_t = (s.objective)(&out, &batch.labels)?;
+    let loss = loss_t.to_scalar()?;
+    let non_finite = |what, value| TrainError::NonFinite {
+        what,
+        value,
+        step: state.step + 1,
+        epoch: state.epoch + 1,
+    };
+    if !loss.is_finite() {
+        return Err(non_finite("loss", loss));
+    }
+    loss_t.backward()?;
+    let grad_norm = match s.cfg.clip_grad {
+        Some(max_norm) => clip_grad_norm(trained, max_norm)?,
+        None => global_norm(trained)?,
+    };
+    // A non-finite gradient would poison every parameter it reaches, and then the checkpoint.
+    if !grad_norm.is_finite() {
+        return Err(non_finite("gradient norm", grad_norm));
+    }
+    opt.step(lr)?;
+    let correct = top1_correct(&out.logits, &batch.labels)?;
+    Ok((loss, grad_norm, correct))
+}
+
+/// L2 norm of all gradients together, read back once.
+fn global_norm(params: &[Tensor]) -> Result<f64> {
+    let _no_grad = no_grad();
+    let mut sum: Option<Tensor> = None;
+    for g in params.iter().filter_map(Tensor::grad) {
+        let sq = g.mul(&g)?.sum_all()?;
+        sum = Some(match sum {
+            Some(s) => s.add(&sq)?,
+            None => sq,
+        });
+    }
+    Ok(sum.map_or(Ok(0.0), |s| s.to_scalar())?.sqrt())
+}
+
+fn top1_correct(logits: &Tensor, labels: &[usize]) -> Result<usize> {
+    let mut tally = Tally::new(logits.dims()[1]);
+    tally.add(&logits.to_vec_f32()?, labels);
+    Ok(tally.correct.iter().sum())
+}
+
+/// The drop-path seed of step `step`: a function of the run's seed and the step only, so a
+/// resumed run draws the masks the uninterrupted run drew.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    splitmix64(seed ^ splitmix64(step as u64 ^ 0x5354_4550))
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn stop_requested(s: &Session, step: usize) -> bool {
+    s.stop.load(Ordering::Relaxed) || s.stop_after_steps == Some(step)
+}
+
+fn stop(s: &Session, reporter: &mut Reporter, opt: &AdamW, state: &TrainState) -> Result<Outcome> {
+    reporter.finish_bar();
+    checkpoint::save(s.run, s.net, opt, state)?;
+    Ok(Outcome::Stopped { step: state.step })
+}
+
+/// Checks the gradient of the whole objective on a slice of the first batch, before the
+/// first step, and refuses to go on if it is wrong.
+fn check_gradients(s: &Session, reporter: &mut Reporter, opt: &AdamW, batch: &Batch) -> Result<()> {
+    let b = batch.labels.len() / 2;
+    let images = gradcheck::pick_images(&batch.labels[..b], s.cfg.gradcheck.images);
+    // Both views of each picked image, first views first, as in a full batch.
+    let rows: Vec<usize> = images
+        .iter()
+        .copied()
+        .chain(images.iter().map(|&i| i + b))
+        .collect();
+    let labels: Vec<usize> = rows.iter().map(|&r| batch.labels[r]).collect();
+    let x = batch.to_tensor(&s.device)?.index_select(0, &rows)?;
+    // Only what the optimiser updates, in the model's order.
+    let trained: std::collections::HashSet<_> = opt.params().iter().map(Tensor::id).collect();
+    let params: Vec<(String, Tensor)> = s
+        .net
+        .parameters()
+        .into_iter()
+        .filter(|(_, t)| trained.contains(&t.id()))
+        .collect();
+    let loss = || -> Result<Tensor> {
+        let out = s.net.forward(&x, Mode::Eval)?;
+        (s.objective)(&out, &labels)
+    };
+    let opts = GradcheckOptions {
+        coords_per_tensor: s.cfg.gradcheck.coords_per_tensor,
+        tolerance: s.cfg.gradcheck.tolerance,
+        seed: s.cfg.seed,
+        ..GradcheckOptions::default()
+    };
+    reporter.info(&format!(
+        "checking gradients on {} views of the first batch (--no-gradcheck skips this)",
+        rows.len()
+    ));
+    reporter.start_bar("gradcheck".into(), 0);
+    let report = gradcheck::check(&params, &loss, &opts, &mut |done, total| {
+        reporter.set_bar_length(total);
+        reporter.advance_bar(done, "coordinates".into())
+    });
+    reporter.finish_bar();
+    let report = report?;
+    reporter.gradcheck(&report);
+    report.into_result().map(drop)
+}
+
+fn test_accuracy(s: &Session, reporter: &mut Reporter) -> Result<Tally> {
+    let batches = s.data.test.len().div_ceil(s.cfg.eval_batch_size);
+    reporter.start_bar("test".into(), batches);
+    let views = EvalViews {
+        batch_size: s.cfg.eval_batch_size,
+        image_size: s.cfg.image_size,
+        norm: s.augment.norm,
+    };
+    let tally = evaluate(
+        s.net,
+        &s.data.test,
+        s.data.num_classes(),
+        &views,
+        &s.device,
+        &mut |done, _| reporter.advance_bar(done, String::new()),
+    );
+    reporter.finish_bar();
+    tally
+}
+
+/// `per_class_accuracy.json`: the final test accuracy of every class, by name.
+fn write_per_class(s: &Session, tally: &Tally) -> Result<()> {
+    let text = serde_json::to_string_pretty(&json!({
+        "test_top1": tally.top1(),
+        "test_top5": tally.top5(),
+        "classes": per_class_json(&per_class_rows(&s.data.class_names, tally)),
+    }))
+    .expect("JSON serialises");
+    write_atomic(&s.run.per_class_path(), text.as_bytes())
+}

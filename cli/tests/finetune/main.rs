@@ -1,0 +1,243 @@
+//! End-to-end runs of `clce-cli finetune` and `clce-cli eval` on the built-in synthetic data,
+//! on the CPU, with the tiny models: learning, resuming, the run directory, the checkpoint
+//! files, and the errors users meet.
+use std::path::Path;
+use std::process::{Command, Output};
+
+use clce_cli::train::metrics::{self, EpochRecord, Record};
+
+/// 4 classes, 128 training and 16 test images each.
+const DATA: &str = "synthetic:classes=4,train=128,test=16";
+
+fn clce(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clce-cli"))
+        .args(args)
+        .env_remove("CLCE_DEVICE")
+        .output()
+        .expect("clce-cli runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A small but real run from random weights: resnet-tiny at 32 px, batch 32 (64 views),
+/// 16 steps per epoch, 5 epochs.
+fn finetune(out_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "finetune",
+        "--model",
+        "resnet-tiny",
+        "--image-size",
+        "32",
+        "--data",
+        DATA,
+        "--batch-size",
+        "32",
+        "--lr",
+        "5e-3",
+        "--warmup-epochs",
+        "0.5",
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    clce(&args)
+}
+
+fn epochs(run: &Path) -> Vec<EpochRecord> {
+    metrics::read(&run.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Epoch(e) => Some(e),
+            Record::Step(_) => None,
+        })
+        .collect()
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn assert_learns(loss: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join(loss);
+    let out = finetune(&run, &["--loss", loss]);
+    assert!(out.status.success(), "{}", text(&out));
+    let e = epochs(&run);
+    assert_eq!(e.len(), 5, "{}", text(&out));
+    assert!(
+        e[4].loss < e[0].loss,
+        "{loss}: loss {:?}",
+        e.iter().map(|r| r.loss).collect::<Vec<_>>()
+    );
+    // Chance is 0.25; 80 steps from random weights reach 0.6-0.75 on the CPU.
+    assert!(
+        e[4].test_top1 >= 0.5,
+        "{loss}: test top-1 {:?}",
+        e.iter().map(|r| r.test_top1).collect::<Vec<_>>()
+    );
+    // --json: stdout is JSON lines only, ending with the result.
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["kind"], "gradcheck");
+    assert_eq!(lines[0]["passed"], true);
+    assert_eq!(lines.last().unwrap()["kind"], "done");
+
+    // `eval` of best.safetensors, with the data set and size taken from the run directory,
+    // gives the best epoch's test accuracy again.
+    let best = e.iter().map(|r| r.test_top1).fold(0.0, f64::max);
+    let weights = run.join("best.safetensors");
+    let out = clce(&[
+        "eval",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["top1"].as_f64().unwrap(), best, "{}", text(&out));
+    assert_eq!(result["per_class"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn cross_entropy_learns() {
+    assert_learns("ce");
+}
+
+#[test]
+fn clce_learns() {
+    assert_learns("clce");
+}
+
+fn without_timings(records: Vec<Record>) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|r| match r {
+            Record::Step(s) => Record::Step(metrics::StepRecord {
+                images_per_s: 0.0,
+                ..s
+            }),
+            Record::Epoch(e) => Record::Epoch(EpochRecord {
+                images_per_s: 0.0,
+                seconds: 0.0,
+                ..e
+            }),
+        })
+        .collect()
+}
+
+/// Two short runs of 2 epochs of 4 steps: one straight through, one stopped after step 3 (as
+/// Ctrl-C would) and resumed. The metrics logs and the final weights must be the same.
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "finetune",
+            "--model",
+            "resnet-tiny",
+            "--image-size",
+            "32",
+            "--data",
+            "synthetic:classes=4,train=16,test=4",
+            "--batch-size",
+            "16",
+            "--lr",
+            "5e-3",
+            "--warmup-epochs",
+            "0.5",
+            "--epochs",
+            "2",
+            "--log-every",
+            "1",
+            "--no-gradcheck",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        clce(&args)
+    };
+    let straight = dir.path().join("straight");
+    let out = short(&straight, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let resumed = dir.path().join("resumed");
+    let out = short(&resumed, &["--stop-after-steps", "3"]);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--resume"),
+        "{}",
+        text(&out)
+    );
+    let out = clce(&["finetune", "--resume", resumed.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let log = |run: &Path| without_timings(metrics::read(&run.join("metrics.jsonl")).unwrap());
+    assert_eq!(log(&resumed), log(&straight));
+    // The tensors, not the bytes: the header's metadata names the run.
+    let (straight_bytes, resumed_bytes) = (
+        std::fs::read(straight.join("last.safetensors")).unwrap(),
+        std::fs::read(resumed.join("last.safetensors")).unwrap(),
+    );
+    let a = safetensors::SafeTensors::deserialize(&straight_bytes).unwrap();
+    let b = safetensors::SafeTensors::deserialize(&resumed_bytes).unwrap();
+    assert_eq!(a.names().len(), b.names().len());
+    for name in a.names() {
+        let same = b
+            .tensor(name)
+            .is_ok_and(|t| t.data() == a.tensor(name).unwrap().data());
+        assert!(same, "{name} differs after resuming");
+    }
+}
+
+#[test]
+fn bad_flags_and_missing_data_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = dir.path().to_str().unwrap();
+    let result = clce(&["finetune", "--model", "resnet-7", "--data", "synthetic"]);
+    assert_eq!(result.status.code(), Some(1), "{}", text(&result));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("resnet-7"));
+    for (args, expected) in [
+        (vec!["--data", "synthetic", "--loss", "nope"], "nope"),
+        (vec!["--data", "cifar100", "--data-dir", out], "cifar-100"),
+        (vec!["--data", "synthetic", "--batch-size", "0"], "batch"),
+        (vec!["--data", "synthetic:classes=1"], "classes"),
+    ] {
+        let mut full = vec!["finetune", "--model", "resnet-tiny", "--device", "cpu"];
+        full.extend_from_slice(&["--out", out_dir.to_str().unwrap()]);
+        full.extend_from_slice(&args);
+        let result = clce(&full);
+        assert_eq!(result.status.code(), Some(1), "{args:?}: {}", text(&result));
+        let stderr = String::from_utf8_lossy(&result.stderr).to_lowercase();
+        assert!(stderr.contains("error"), "{args:?}: {}", text(&result));
+        assert!(
+            stderr.contains(expected),
+            "{args:?} should name {expected:?}: {}",
+            text(&result)
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {}", text(&result));
+    }
+    let out = clce(&["finetune", "--resume", out, "--device", "cpu"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
