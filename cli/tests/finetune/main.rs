@@ -241,3 +241,59 @@ fn bad_flags_and_missing_data_are_clear_errors() {
     let out = clce(&["finetune", "--resume", out, "--device", "cpu"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// The same two steps on the GPU backend (lavapipe in CI) and on the CPU: the same data, the
+/// same initial weights, so the same losses to f32 accuracy, and the run completes on the GPU.
+#[test]
+fn the_gpu_backend_trains_like_the_cpu() {
+    if clce_engine::gpu::testing::test_device().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |device: &str| {
+        let out_dir = dir.path().join(device);
+        let out = clce(&[
+            "finetune",
+            "--model",
+            "resnet-tiny",
+            "--image-size",
+            "16",
+            "--data",
+            "synthetic:classes=2,train=4,test=2",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "1",
+            "--lr",
+            "5e-3",
+            "--warmup-epochs",
+            "0",
+            "--log-every",
+            "1",
+            "--no-gradcheck",
+            "--quiet",
+            "--device",
+            device,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{device}: {}", text(&out));
+        metrics::read(&out_dir.join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Step(s) => Some(s.loss),
+                Record::Epoch(_) => None,
+            })
+            .collect::<Vec<f64>>()
+    };
+    let (cpu, gpu) = (run("cpu"), run("gpu"));
+    assert_eq!(cpu.len(), 2);
+    assert_eq!(gpu.len(), cpu.len());
+    for (c, g) in cpu.iter().zip(&gpu) {
+        assert!(
+            (c - g).abs() <= 1e-3 * c.abs().max(1.0),
+            "losses: CPU {cpu:?}, GPU {gpu:?}"
+        );
+    }
+}
