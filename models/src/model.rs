@@ -188,10 +188,24 @@ impl Model {
     /// Runs the model on images x [N, C, H, W] (normalised as `config().normalization()`
     /// says).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Output> {
+        let pooled = self.features(x, mode)?;
+        self.heads(pooled)
+    }
+
+    /// The encoder alone: the pooled features h [N, width].
+    pub fn features(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let checkpointing = self.checkpointing;
-        let (pooled, head) = match &self.encoder {
-            Encoder::Beit(m) => (m.forward_features(x, mode, checkpointing)?, m.head()),
-            Encoder::ResNet(m) => (m.forward_features(x, mode, checkpointing)?, m.head()),
+        match &self.encoder {
+            Encoder::Beit(m) => m.forward_features(x, mode, checkpointing),
+            Encoder::ResNet(m) => m.forward_features(x, mode, checkpointing),
+        }
+    }
+
+    /// The classifier and the projection head on pooled features h.
+    pub fn heads(&self, pooled: Tensor) -> Result<Output> {
+        let head = match &self.encoder {
+            Encoder::Beit(m) => m.head(),
+            Encoder::ResNet(m) => m.head(),
         };
         let logits = head.forward(&pooled)?;
         let projection = match &self.proj {

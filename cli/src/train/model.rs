@@ -7,7 +7,7 @@ use std::path::Path;
 use clce_engine::optim::ParamGroup;
 use clce_engine::{no_grad, Device, Tensor};
 use clce_models::config::{infer, PRESETS};
-use clce_models::model::{Encoder, PROJ_PREFIX};
+use clce_models::model::PROJ_PREFIX;
 use clce_models::{Architecture, LoadOptions, LoadReport, Model, ModelConfig, SaveOptions};
 
 use super::config::{ModelFacts, TrainConfig};
@@ -27,25 +27,12 @@ impl Network for Finetuned {
         if !self.frozen_backbone {
             return Ok(self.model.forward(x, mode)?);
         }
-        let m = &self.model;
-        let (pooled, head) = {
+        // The encoder in eval mode without a tape; the heads as in Model::forward.
+        let pooled = {
             let _no_grad = no_grad();
-            match &m.encoder {
-                Encoder::Beit(e) => (e.forward_features(x, Mode::Eval, false)?, e.head()),
-                Encoder::ResNet(e) => (e.forward_features(x, Mode::Eval, false)?, e.head()),
-            }
+            self.model.features(x, Mode::Eval)?
         };
-        // The heads as in Model::forward, now recording gradients.
-        let logits = head.forward(&pooled)?;
-        let projection = match &m.proj {
-            Some(p) => p.fc2.forward(&p.fc1.forward(&pooled)?.relu()?)?,
-            None => pooled.clone(),
-        };
-        Ok(Output {
-            pooled,
-            logits,
-            projection,
-        })
+        Ok(self.model.heads(pooled)?)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {

@@ -143,46 +143,48 @@ fn without_timings(records: Vec<Record>) -> Vec<Record> {
         .collect()
 }
 
-/// Two short runs of 2 epochs of 4 steps: one straight through, one stopped after step 3 (as
-/// Ctrl-C would) and resumed. The metrics logs and the final weights must be the same.
+/// A short run for the tests that compare tensors: 2 epochs of 4 steps, logging every step.
+fn short_run(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "finetune",
+        "--model",
+        "resnet-tiny",
+        "--image-size",
+        "32",
+        "--data",
+        "synthetic:classes=4,train=16,test=4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "5e-3",
+        "--warmup-epochs",
+        "0.5",
+        "--epochs",
+        "2",
+        "--log-every",
+        "1",
+        "--no-gradcheck",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    clce(&args)
+}
+
+/// Two short runs: one straight through, one stopped after step 3 (as Ctrl-C would) and
+/// resumed. The metrics logs and the final weights must be the same.
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let short = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "finetune",
-            "--model",
-            "resnet-tiny",
-            "--image-size",
-            "32",
-            "--data",
-            "synthetic:classes=4,train=16,test=4",
-            "--batch-size",
-            "16",
-            "--lr",
-            "5e-3",
-            "--warmup-epochs",
-            "0.5",
-            "--epochs",
-            "2",
-            "--log-every",
-            "1",
-            "--no-gradcheck",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        clce(&args)
-    };
     let straight = dir.path().join("straight");
-    let out = short(&straight, &[]);
+    let out = short_run(&straight, &[]);
     assert!(out.status.success(), "{}", text(&out));
 
     let resumed = dir.path().join("resumed");
-    let out = short(&resumed, &["--stop-after-steps", "3"]);
+    let out = short_run(&resumed, &["--stop-after-steps", "3"]);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("--resume"),
@@ -207,6 +209,51 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
             .tensor(name)
             .is_ok_and(|t| t.data() == a.tensor(name).unwrap().data());
         assert!(same, "{name} differs after resuming");
+    }
+}
+
+/// The tensors of a checkpoint file by name, as raw bytes.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+/// A linear probe trains the classifier and projection heads only: every encoder tensor,
+/// BatchNorm running statistics included, leaves the run exactly as it came in.
+#[test]
+fn a_frozen_backbone_trains_only_the_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let out = short_run(&first, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let weights = first.join("last.safetensors");
+    let probe = dir.path().join("probe");
+    let out = short_run(
+        &probe,
+        &["--weights", weights.to_str().unwrap(), "--freeze-backbone"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let (before, after) = (tensors(&weights), tensors(&probe.join("last.safetensors")));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let is_head = |name: &str| name.starts_with("fc.") || name.starts_with("proj.");
+    let changed: Vec<&String> = before.keys().filter(|n| before[*n] != after[*n]).collect();
+    assert!(
+        changed.iter().all(|n| is_head(n)),
+        "encoder tensors changed: {changed:?}"
+    );
+    for head in ["fc.weight", "proj.0.weight", "proj.2.weight"] {
+        assert!(
+            changed.iter().any(|n| n.as_str() == head),
+            "{head} did not train: {changed:?}"
+        );
     }
 }
 
