@@ -26,9 +26,10 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A small but real run from random weights: resnet-tiny at 32 px, batch 32 (64 views),
-/// 16 steps per epoch, 5 epochs.
-fn finetune(out_dir: &Path, extra: &[&str]) -> Output {
+/// `finetune` of resnet-tiny at 32 px on the CPU from random weights, lr 5e-3 after half an
+/// epoch of warm-up, then `extra`.
+fn finetune_on(data: &str, batch: &str, epochs: &str, out_dir: &Path, extra: &[&str]) -> Output {
+    let out_dir = out_dir.to_str().unwrap();
     let mut args = vec![
         "finetune",
         "--model",
@@ -36,23 +37,29 @@ fn finetune(out_dir: &Path, extra: &[&str]) -> Output {
         "--image-size",
         "32",
         "--data",
-        DATA,
+        data,
         "--batch-size",
-        "32",
+        batch,
         "--lr",
         "5e-3",
         "--warmup-epochs",
         "0.5",
         "--epochs",
-        "5",
+        epochs,
         "--device",
         "cpu",
-        "--json",
         "--out",
-        out_dir.to_str().unwrap(),
+        out_dir,
     ];
     args.extend_from_slice(extra);
     clce(&args)
+}
+
+/// A small but real run: batch 32 (64 views), 16 steps per epoch, 5 epochs.
+fn finetune(out_dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    finetune_on(DATA, "32", "5", out_dir, &args)
 }
 
 fn epochs(run: &Path) -> Vec<EpochRecord> {
@@ -145,33 +152,9 @@ fn without_timings(records: Vec<Record>) -> Vec<Record> {
 
 /// A short run for the tests that compare tensors: 2 epochs of 4 steps, logging every step.
 fn short_run(out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "finetune",
-        "--model",
-        "resnet-tiny",
-        "--image-size",
-        "32",
-        "--data",
-        "synthetic:classes=4,train=16,test=4",
-        "--batch-size",
-        "16",
-        "--lr",
-        "5e-3",
-        "--warmup-epochs",
-        "0.5",
-        "--epochs",
-        "2",
-        "--log-every",
-        "1",
-        "--no-gradcheck",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = vec!["--log-every", "1", "--no-gradcheck", "--quiet"];
     args.extend_from_slice(extra);
-    clce(&args)
+    finetune_on("synthetic:classes=4,train=16,test=4", "16", "2", out, &args)
 }
 
 /// Two short runs: one straight through, one stopped after step 3 (as Ctrl-C would) and
