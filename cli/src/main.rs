@@ -42,7 +42,7 @@ enum Command {
     Embed(commands::embed::Args),
     /// Isotropy, positive/negative similarity histograms and t-SNE of an embeddings file.
     Analyze(commands::analyze::Args),
-    /// Loss, accuracy and learning-rate curves of a training run, as PNG.
+    /// Loss, accuracy, learning-rate and few-shot curves of a training run, as PNG.
     Plot(commands::plot::Args),
 }
 
