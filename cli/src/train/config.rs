@@ -125,9 +125,9 @@ pub struct TrainFlags {
     /// train/gradcheck.rs].
     #[arg(long)]
     pub gradcheck_tol: Option<f64>,
-    /// After every epoch, this many 5-way 1-shot and 5-shot episodes on held-out classes
-    /// (cifar100: CIFAR-FS val; imagefolder: PATH/val; synthetic: its test split) [off; 300
-    /// when given without a number].
+    /// After every epoch, this many 5-way 1-shot and 5-shot few-shot episodes (cifar100:
+    /// CIFAR-FS val classes; imagefolder: PATH/val; synthetic: its test split; not cifar10)
+    /// [off; 300 when given without a number].
     #[arg(long, value_name = "EPISODES", num_args = 0..=1, default_missing_value = "300")]
     pub fewshot_eval: Option<usize>,
 }

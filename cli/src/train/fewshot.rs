@@ -1,7 +1,12 @@
 //! `finetune --fewshot-eval`: after every epoch, the few-shot evaluation of `clce-cli fewshot`
 //! (pooled features, L2-normalised, logistic regression per episode) with the network being
-//! trained, on classes set aside for it. The episodes are seeded by their index, so every
-//! epoch is scored on the same episodes and the curve shows the features, not the draw.
+//! trained, on the few-shot split that goes with the training data (see [`source`]). The
+//! episodes are seeded by their index, so every epoch is scored on the same episodes and the
+//! curve follows the features, not the draw.
+//!
+//! The split is not always made of unseen classes: CIFAR-FS's val classes are among the 100
+//! that a cifar100 run trains on, and the synthetic test split has the training classes. The
+//! curve then measures how well the features separate known classes from a few examples.
 use std::path::Path;
 
 use clce_engine::Device;
@@ -29,9 +34,10 @@ pub struct FewShotScores {
     pub five_shot: MeanCi,
 }
 
-/// The few-shot images that go with a training set: CIFAR-100's CIFAR-FS val classes, an
+/// The few-shot images that go with a training set: CIFAR-100's CIFAR-FS val classes (their
+/// train and test images, as `clce-cli fewshot --data cifar-fs --split val` takes them), an
 /// image folder's PATH/val, the synthetic set's test split (the only one it has besides
-/// train). CIFAR-10 has too few classes to set any aside.
+/// train). CIFAR-10's 10 classes are too few for a split of their own.
 pub fn source(spec: &DataSpec) -> Result<(EvalData, FewShotSplit)> {
     match spec {
         DataSpec::Cifar100 => Ok((EvalData::FewShot(Benchmark::CifarFs), FewShotSplit::Val)),
@@ -40,9 +46,9 @@ pub fn source(spec: &DataSpec) -> Result<(EvalData, FewShotSplit)> {
         }
         DataSpec::Synthetic(_) => Ok((EvalData::Standard(spec.clone()), FewShotSplit::Test)),
         DataSpec::Cifar10 => Err(TrainError::Invalid(
-            "--fewshot-eval is not available for cifar10: its 10 classes leave none to hold \
-             out for few-shot episodes. Use it with cifar100 (CIFAR-FS val classes), \
-             imagefolder:PATH (PATH/val) or synthetic"
+            "--fewshot-eval is not available for cifar10: its 10 classes are too few for a \
+             few-shot split of their own. Use it with cifar100 (CIFAR-FS val classes), \
+             imagefolder:PATH (PATH/val) or synthetic (its test split)"
                 .into(),
         )),
     }

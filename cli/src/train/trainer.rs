@@ -4,7 +4,7 @@
 //! objective -> stop if it is not finite -> backward -> gradient norm (clipped with
 //! `--clip-grad`) -> AdamW at the scheduled lr (warm-up, then cosine). Every `log_every` steps
 //! a metrics line; after every epoch an evaluation on the test split (with `--fewshot-eval`
-//! also few-shot episodes on held-out classes), `best.safetensors` when the test top-1
+//! also few-shot episodes on a few-shot split), `best.safetensors` when the test top-1
 //! improved, and a checkpoint. Ctrl-C (or `--stop-after-steps`) ends the step in progress,
 //! saves and returns; `--resume` continues exactly where it left off.
 use std::sync::atomic::{AtomicBool, Ordering};
