@@ -33,7 +33,8 @@ enum Command {
     /// Evaluate a loss (clce, lacln, supcon, ...) and its gradients on a saved batch.
     Loss(commands::loss::Args),
     /// Fine-tune a model with CLCE (or a baseline objective), evaluating every epoch.
-    Finetune(commands::finetune::Args),
+    // Boxed: its many flags would make every command as large as it.
+    Finetune(Box<commands::finetune::Args>),
     /// Top-1, top-5 and per-class accuracy of a checkpoint on a data split.
     Eval(commands::eval::Args),
     /// Few-shot evaluation (N-way K-shot episodes, logistic regression, mean ± 95% CI).
@@ -42,7 +43,7 @@ enum Command {
     Embed(commands::embed::Args),
     /// Isotropy, positive/negative similarity histograms and t-SNE of an embeddings file.
     Analyze(commands::analyze::Args),
-    /// Loss, accuracy and learning-rate curves of a training run, as PNG.
+    /// Loss, accuracy, learning-rate and few-shot curves of a training run, as PNG.
     Plot(commands::plot::Args),
 }
 
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Loss(args) => commands::loss::run(args),
-        Command::Finetune(args) => commands::finetune::run(args),
+        Command::Finetune(args) => commands::finetune::run(*args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Fewshot(args) => commands::fewshot::run(args),
         Command::Embed(args) => commands::embed::run(args),

@@ -13,6 +13,7 @@ use super::CmdResult;
 use crate::device_arg::DeviceArg;
 use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
 use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
+use clce_cli::train::fewshot::{self, FewShotProbe};
 use clce_cli::train::model::{self, Finetuned};
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{self, Outcome, Session};
@@ -53,7 +54,7 @@ pub fn run(args: Args) -> CmdResult {
     let mut reporter = Reporter::new(mode);
     let device = args.device.resolve()?;
 
-    let (run, cfg, data, net, resume) = match &args.resume {
+    let (run, cfg, data, net, resume, probe) = match &args.resume {
         Some(dir) => {
             let given = args.flags.given_settings();
             if !given.is_empty() {
@@ -69,6 +70,7 @@ pub fn run(args: Args) -> CmdResult {
                 cfg.data_dir = d.clone();
             }
             let data = open_data(&cfg.data, &cfg.data_dir, cfg.image_size)?;
+            let probe = open_probe(&cfg, &data)?;
             let state = checkpoint::load(&run)?;
             let model = model::for_resumed_run(&cfg, &run.last_path(), &device)?;
             reporter.info(&format!(
@@ -78,13 +80,17 @@ pub fn run(args: Args) -> CmdResult {
                 state.0.step,
                 cfg.total_steps()
             ));
-            (run, cfg, data, model, Some(state))
+            (run, cfg, data, model, Some(state), probe)
         }
         None => {
             let flags = &args.flags;
             let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
             let facts = model::facts(&described);
             let image_size = flags.image_size(&facts)?;
+            if flags.fewshot_eval.is_some() {
+                // Refuse a data set without few-shot classes before reading it.
+                fewshot::source(&flags.data_spec().parse()?)?;
+            }
             let data = open_data(flags.data_spec(), &flags.data_dir(), image_size)?;
             let num_classes = match flags.num_classes {
                 Some(n) if n < data.num_classes() => {
@@ -98,6 +104,7 @@ pub fn run(args: Args) -> CmdResult {
                 None => data.num_classes(),
             };
             let cfg = flags.resolve(&facts, num_classes, data.train.len(), &args.device.device)?;
+            let probe = open_probe(&cfg, &data)?;
             if cfg.weights.is_none() {
                 reporter.warn(
                     "no --weights: the model starts from random weights. CLCE fine-tunes a \
@@ -112,7 +119,7 @@ pub fn run(args: Args) -> CmdResult {
                 model.set_class_names(data.class_names.clone())?;
             }
             let run = RunDir::create(args.out.as_deref(), &cfg)?;
-            (run, cfg, data, model, None)
+            (run, cfg, data, model, None, probe)
         }
     };
     let kind: LossKind = cfg.loss.parse()?;
@@ -137,6 +144,9 @@ pub fn run(args: Args) -> CmdResult {
         frozen_backbone: cfg.freeze_backbone,
     };
     describe_run(&reporter, &cfg, &data, &net, &run, &device);
+    if let Some(probe) = &probe {
+        reporter.info(&probe.describe());
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrl_c(stop.clone(), mode)?;
@@ -150,6 +160,7 @@ pub fn run(args: Args) -> CmdResult {
         run: &run,
         stop: &stop,
         stop_after_steps: args.stop_after_steps,
+        fewshot: probe.as_ref(),
     };
     match trainer::train(&session, &mut reporter, resume)? {
         Outcome::Finished { tally, best } => {
@@ -195,6 +206,16 @@ fn open_data(
 ) -> Result<Dataset, TrainError> {
     let spec: DataSpec = spec.parse()?;
     Ok(Dataset::open(&spec, data_dir, image_size)?)
+}
+
+/// The images and episodes of `--fewshot-eval`, checked before anything is trained or written.
+fn open_probe(cfg: &TrainConfig, data: &Dataset) -> Result<Option<FewShotProbe>, TrainError> {
+    let Some(episodes) = cfg.fewshot_eval else {
+        return Ok(None);
+    };
+    let spec: DataSpec = cfg.data.parse()?;
+    let probe = FewShotProbe::open(&spec, data, &cfg.data_dir, cfg.image_size, episodes)?;
+    Ok(Some(probe))
 }
 
 /// The first Ctrl-C asks the trainer to finish its step, save and stop; a second one quits

@@ -1,47 +1,12 @@
-//! The model as a [`FeatureExtractor`]: the encoder's eval-mode forward pass (no dropout or
-//! drop path, BatchNorm on its running statistics, no gradient tape) and its pooled feature h
-//! per image (BEiT: LayerNorm of the mean patch token; ResNet: global average pool).
+//! The model of a checkpoint as a [`FeatureExtractor`] (see [`NetworkFeatures`]): the
+//! encoder's eval-mode pooled feature h per image, at the model's input size.
 use std::path::Path;
 
-use clce_cli::data::Normalization;
 use clce_cli::eval::features::FeatureExtractor;
-use clce_engine::{no_grad, Device, Tensor};
-use clce_models::{LoadOptions, Mode, Model};
-
-struct ModelFeatures {
-    model: Model,
-    device: Device,
-}
-
-impl FeatureExtractor for ModelFeatures {
-    fn input_size(&self) -> usize {
-        self.model.config().image_size()
-    }
-
-    fn normalization(&self) -> Normalization {
-        let (mean, std) = self.model.config().normalization();
-        Normalization { mean, std }
-    }
-
-    fn extract(&mut self, images: Vec<f32>, count: usize) -> Result<Vec<f32>, String> {
-        // Square images; the side follows from the batch (ResNets take any size).
-        let side = ((images.len() / (3 * count.max(1))) as f64).sqrt().round() as usize;
-        if count == 0 || images.len() != count * 3 * side * side {
-            return Err(format!(
-                "{} values are not {count} square RGB images",
-                images.len()
-            ));
-        }
-        let x = Tensor::from_vec(images, vec![count, 3, side, side], &self.device)
-            .map_err(|e| e.to_string())?;
-        let _no_tape = no_grad();
-        let out = self
-            .model
-            .forward(&x, Mode::Eval)
-            .map_err(|e| e.to_string())?;
-        out.pooled.to_vec_f32().map_err(|e| e.to_string())
-    }
-}
+use clce_cli::train::model::{self, Finetuned};
+use clce_cli::train::network::NetworkFeatures;
+use clce_engine::Device;
+use clce_models::{LoadOptions, Model};
 
 /// Loads `weights` (checked against the preset or architecture `model` names, if any) on
 /// `device`, without its projection head: only the pooled feature is used.
@@ -58,8 +23,13 @@ pub fn load(
     };
     let (model, report) = Model::load(weights, &opts)?;
     eprint!("{report}");
-    Ok(Box::new(ModelFeatures {
-        model,
+    Ok(Box::new(NetworkFeatures {
+        input_size: model.config().image_size(),
+        normalization: model::normalization(model.config()),
+        net: Finetuned {
+            model,
+            frozen_backbone: false,
+        },
         device: device.clone(),
     }))
 }
@@ -68,6 +38,8 @@ pub fn load(
 mod tests {
     use std::path::PathBuf;
 
+    use clce_engine::{no_grad, Tensor};
+    use clce_models::Mode;
     use safetensors::SafeTensors;
 
     use super::*;

@@ -78,11 +78,7 @@ impl Embeddings {
 
     /// The indices of the examples of every class, in example order.
     pub fn indices_by_class(&self) -> Vec<Vec<usize>> {
-        let mut by_class = vec![Vec::new(); self.num_classes()];
-        for (i, &l) in self.labels.iter().enumerate() {
-            by_class[l].push(i);
-        }
-        by_class
+        indices_by_class(&self.labels, self.num_classes())
     }
 
     /// Every row divided by its Euclidean norm (a zero row stays zero).
@@ -181,6 +177,15 @@ impl Embeddings {
         };
         Embeddings::new(values, dim, labels, class_names).map_err(|e| bad(e.to_string()))
     }
+}
+
+/// The indices of the examples of every class (labels in 0..classes), in example order.
+pub fn indices_by_class(labels: &[usize], classes: usize) -> Vec<Vec<usize>> {
+    let mut by_class = vec![Vec::new(); classes];
+    for (i, &l) in labels.iter().enumerate() {
+        by_class[l].push(i);
+    }
+    by_class
 }
 
 #[cfg(test)]

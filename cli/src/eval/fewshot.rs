@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::confidence::MeanCi;
-use super::embeddings::Embeddings;
+use super::embeddings::{indices_by_class, Embeddings};
 use super::episodes::{Episode, EpisodeShape};
 use super::error::{EvalError, Result};
 use super::logreg::{LogisticRegression, Samples};
@@ -46,8 +46,18 @@ pub struct ShotResult {
     pub unconverged: usize,
 }
 
-/// Runs `config.episodes` episodes per shot setting on `features`.
-pub fn evaluate(features: &Embeddings, config: &FewShotConfig) -> Result<Vec<ShotResult>> {
+/// Checks, before any feature is computed, that every shot setting of `config` can draw its
+/// episodes from a split with these labels.
+pub fn check(labels: &[usize], class_names: &[String], config: &FewShotConfig) -> Result<()> {
+    episode_classes(labels, class_names, config).map(drop)
+}
+
+/// The examples of every class that has any, once `config` is known to draw from them.
+fn episode_classes(
+    labels: &[usize],
+    class_names: &[String],
+    config: &FewShotConfig,
+) -> Result<Vec<Vec<usize>>> {
     if config.episodes < 2 {
         return Err(EvalError::Invalid(format!(
             "--episodes {}: a confidence interval needs at least 2 episodes",
@@ -57,26 +67,39 @@ pub fn evaluate(features: &Embeddings, config: &FewShotConfig) -> Result<Vec<Sho
     if config.shots.is_empty() {
         return Err(EvalError::Invalid("no shot setting given".into()));
     }
+    let by_class: Vec<Vec<usize>> = indices_by_class(labels, class_names.len())
+        .into_iter()
+        .filter(|examples| !examples.is_empty())
+        .collect();
+    for &shots in &config.shots {
+        config.shape(shots).check(&by_class, class_names)?;
+    }
+    Ok(by_class)
+}
+
+impl FewShotConfig {
+    fn shape(&self, shots: usize) -> EpisodeShape {
+        EpisodeShape {
+            ways: self.ways,
+            shots,
+            queries: self.queries,
+        }
+    }
+}
+
+/// Runs `config.episodes` episodes per shot setting on `features`.
+pub fn evaluate(features: &Embeddings, config: &FewShotConfig) -> Result<Vec<ShotResult>> {
+    let by_class = episode_classes(&features.labels, &features.class_names, config)?;
     let features = if config.normalize {
         features.l2_normalized()
     } else {
         features.clone()
     };
-    let by_class: Vec<Vec<usize>> = features
-        .indices_by_class()
-        .into_iter()
-        .filter(|examples| !examples.is_empty())
-        .collect();
     config
         .shots
         .iter()
         .map(|&shots| {
-            let shape = EpisodeShape {
-                ways: config.ways,
-                shots,
-                queries: config.queries,
-            };
-            shape.check(&by_class, &features.class_names)?;
+            let shape = config.shape(shots);
             let outcomes: Vec<(f64, bool)> = (0..config.episodes as u64)
                 .into_par_iter()
                 .map(|e| {
@@ -237,5 +260,18 @@ mod tests {
         // 5 ways from 4 classes.
         let err = evaluate(&features, &config(10)).unwrap_err().to_string();
         assert!(err.contains("5 classes"), "{err}");
+        // The same verdicts from the labels alone, before any feature exists.
+        let check = |c: &FewShotConfig| check(&features.labels, &features.class_names, c);
+        assert!(check(&config(1)).is_err());
+        assert_eq!(check(&config(10)).unwrap_err().to_string(), err);
+        // 4 classes of 10 images: 5 shots + 5 queries fit, 1 shot + 15 queries do not.
+        let four_ways = |queries| FewShotConfig {
+            ways: 4,
+            queries,
+            ..config(10)
+        };
+        assert!(check(&four_ways(5)).is_ok());
+        let err = check(&four_ways(15)).unwrap_err().to_string();
+        assert!(err.contains("1 shots + 15 queries need 16"), "{err}");
     }
 }

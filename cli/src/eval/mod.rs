@@ -17,7 +17,6 @@ pub mod images;
 pub mod isotropy;
 pub mod lbfgs;
 pub mod logreg;
-pub mod metrics_log;
 pub mod plot;
 pub mod similarity;
 pub mod student_t;

@@ -125,6 +125,11 @@ pub struct TrainFlags {
     /// train/gradcheck.rs].
     #[arg(long)]
     pub gradcheck_tol: Option<f64>,
+    /// After every epoch, this many 5-way 1-shot and 5-shot few-shot episodes (cifar100:
+    /// CIFAR-FS val classes; imagefolder: PATH/val; synthetic: its test split; not cifar10)
+    /// [off; 300 when given without a number].
+    #[arg(long, value_name = "EPISODES", num_args = 0..=1, default_missing_value = "300")]
+    pub fewshot_eval: Option<usize>,
 }
 
 /// Every setting of a run, resolved. Written to `config.json`; `--resume` reads it back.
@@ -157,6 +162,10 @@ pub struct TrainConfig {
     pub log_every: usize,
     pub eval_batch_size: usize,
     pub gradcheck: GradcheckSettings,
+    /// Few-shot episodes per shot setting after every epoch (None: no few-shot evaluation).
+    /// Absent from the config.json of older runs.
+    #[serde(default)]
+    pub fewshot_eval: Option<usize>,
     /// Optimiser steps per epoch: training images / batch size (the last partial batch is
     /// dropped).
     pub steps_per_epoch: usize,
@@ -249,6 +258,7 @@ impl TrainFlags {
         check(self.gradcheck_images.is_some(), "--gradcheck-images");
         check(self.gradcheck_coords.is_some(), "--gradcheck-coords");
         check(self.gradcheck_tol.is_some(), "--gradcheck-tol");
+        check(self.fewshot_eval.is_some(), "--fewshot-eval");
         given
     }
 
@@ -304,6 +314,7 @@ impl TrainFlags {
                     .gradcheck_tol
                     .unwrap_or(GradcheckSettings::default().tolerance),
             },
+            fewshot_eval: self.fewshot_eval,
             steps_per_epoch: train_images / batch_size.max(1),
             device: device.to_string(),
             clce_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::DataError;
+use crate::eval::EvalError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -12,6 +13,8 @@ pub enum TrainError {
     Model(#[from] clce_models::Error),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

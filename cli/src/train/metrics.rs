@@ -6,15 +6,20 @@
 //! {"kind":"epoch","epoch":1,"step":40,"loss":2.05,"lr":0.0007,"train_top1":0.31,"test_top1":0.45,"test_top5":0.88,...}
 //! ```
 //! `epoch` counts from 1, `step` is the number of optimiser steps done, accuracies are
-//! fractions. Timing fields (`images_per_s`, `seconds`) are the only ones that differ between
-//! two runs of the same configuration.
+//! fractions. With `--fewshot-eval`, epoch lines also carry `fewshot_val_1shot`,
+//! `fewshot_val_1shot_ci95`, `fewshot_val_5shot` and `fewshot_val_5shot_ci95` (fractions too).
+//! Timing fields (`images_per_s`, `seconds`) are the only ones that differ between two runs of
+//! the same configuration.
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::eval::confidence::MeanCi;
+
 use super::error::{Result, TrainError};
+use super::fewshot::FewShotScores;
 use super::run_dir::write_atomic;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +61,32 @@ pub struct EpochRecord {
     /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
     pub seconds: f64,
     pub images_per_s: f64,
+    /// `--fewshot-eval`: mean 5-way 1-shot and 5-shot accuracy on the few-shot split and the
+    /// half-widths of their 95% intervals; absent without the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_val_1shot: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_val_1shot_ci95: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_val_5shot: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewshot_val_5shot_ci95: Option<f64>,
+}
+
+impl EpochRecord {
+    /// The few-shot scores, if this epoch has them.
+    pub fn fewshot(&self) -> Option<FewShotScores> {
+        let ci = |mean: Option<f64>, ci95: Option<f64>| {
+            Some(MeanCi {
+                mean: mean?,
+                ci95: ci95?,
+            })
+        };
+        Some(FewShotScores {
+            one_shot: ci(self.fewshot_val_1shot, self.fewshot_val_1shot_ci95)?,
+            five_shot: ci(self.fewshot_val_5shot, self.fewshot_val_5shot_ci95)?,
+        })
+    }
 }
 
 impl Record {
@@ -174,6 +205,10 @@ mod tests {
             best: true,
             seconds: 1.5,
             images_per_s: 90.0,
+            fewshot_val_1shot: None,
+            fewshot_val_1shot_ci95: None,
+            fewshot_val_5shot: None,
+            fewshot_val_5shot_ci95: None,
         })
     }
 
@@ -194,6 +229,29 @@ mod tests {
             .starts_with(r#"{"kind":"step","epoch":1,"step":1,"#));
         assert!(text.lines().nth(2).unwrap().contains(r#""test_top1":0.25"#));
         assert_eq!(read(&path).unwrap(), records);
+    }
+
+    #[test]
+    fn fewshot_fields_are_written_only_when_measured() {
+        let Record::Epoch(plain) = epoch(1, 2) else {
+            unreachable!()
+        };
+        let line = Record::Epoch(plain.clone()).to_json();
+        assert!(!line.contains("fewshot"), "{line}");
+        assert_eq!(plain.fewshot(), None);
+        let scored = EpochRecord {
+            fewshot_val_1shot: Some(0.5),
+            fewshot_val_1shot_ci95: Some(0.02),
+            fewshot_val_5shot: Some(0.75),
+            fewshot_val_5shot_ci95: Some(0.01),
+            ..plain
+        };
+        let line = Record::Epoch(scored.clone()).to_json();
+        assert!(line.contains(r#""fewshot_val_5shot_ci95":0.01"#), "{line}");
+        let back: Record = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, Record::Epoch(scored.clone()));
+        let five = scored.fewshot().unwrap().five_shot;
+        assert_eq!((five.mean, five.ci95), (0.75, 0.01));
     }
 
     #[test]

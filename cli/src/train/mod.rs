@@ -4,13 +4,15 @@
 //! - `run_dir.rs`: the run directory and atomic file replacement;
 //! - `trainer.rs`: the training loop (one step, one epoch, stopping and resuming);
 //! - `gradcheck.rs`: the finite-difference check of the whole objective before training;
-//! - `eval.rs`: top-1, top-5 and per-class accuracy;
+//! - `eval.rs`: top-1, top-5 and per-class accuracy; `fewshot.rs`: the per-epoch few-shot
+//!   evaluation (`--fewshot-eval`);
 //! - `metrics.rs`, `checkpoint.rs`, `progress.rs`: what a run writes and shows;
 //! - `network.rs`: what all of this needs from a model; `model.rs`: the product's models.
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod fewshot;
 pub mod gradcheck;
 pub mod metrics;
 pub mod model;

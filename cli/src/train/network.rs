@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use clce_engine::optim::ParamGroup;
-use clce_engine::Tensor;
+use clce_engine::{no_grad, Device, Tensor};
 
 use super::error::Result;
+use crate::data::Normalization;
+use crate::eval::features::FeatureExtractor;
 
 /// Train or eval mode (drop path and BatchNorm statistics), and the forward pass's outputs
 /// (pooled feature h, logits, contrastive projection g(h), not normalised), as the models
@@ -35,4 +37,65 @@ pub trait Network {
 
     /// Writes the model to `path` (timm naming for the models of the product).
     fn save(&self, path: &Path) -> Result<()>;
+}
+
+/// So that a borrowed network (the trainer's `&dyn Network`) can be wrapped like an owned one.
+impl<N: Network + ?Sized> Network for &N {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Output> {
+        (**self).forward(x, mode)
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        (**self).parameters()
+    }
+
+    fn param_groups(&self, opts: &GroupOptions) -> Vec<ParamGroup> {
+        (**self).param_groups(opts)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        (**self).save(path)
+    }
+}
+
+/// A network as a [`FeatureExtractor`]: the eval-mode forward pass (no dropout or drop path,
+/// BatchNorm on its running statistics, no gradient tape) and its pooled feature h per image
+/// (BEiT: LayerNorm of the mean patch token; ResNet: global average pool). `clce-cli fewshot`
+/// and `embed` use it on a loaded checkpoint, `finetune --fewshot-eval` on the model in
+/// training.
+pub struct NetworkFeatures<N> {
+    pub net: N,
+    pub device: Device,
+    /// The side of the square input the evaluation views are made at.
+    pub input_size: usize,
+    pub normalization: Normalization,
+}
+
+impl<N: Network> FeatureExtractor for NetworkFeatures<N> {
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn normalization(&self) -> Normalization {
+        self.normalization
+    }
+
+    fn extract(&mut self, images: Vec<f32>, count: usize) -> std::result::Result<Vec<f32>, String> {
+        // Square images; the side follows from the batch (ResNets take any size).
+        let side = ((images.len() / (3 * count.max(1))) as f64).sqrt().round() as usize;
+        if count == 0 || images.len() != count * 3 * side * side {
+            return Err(format!(
+                "{} values are not {count} square RGB images",
+                images.len()
+            ));
+        }
+        let x = Tensor::from_vec(images, vec![count, 3, side, side], &self.device)
+            .map_err(|e| e.to_string())?;
+        let _no_tape = no_grad();
+        let out = self
+            .net
+            .forward(&x, Mode::Eval)
+            .map_err(|e| e.to_string())?;
+        out.pooled.to_vec_f32().map_err(|e| e.to_string())
+    }
 }

@@ -72,12 +72,19 @@ impl Reporter {
             (OutputMode::Json, r) => println!("{}", r.to_json()),
             (OutputMode::Normal, Record::Epoch(e)) => self.print(&format!(
                 "epoch {:>3}  loss {:.4}  train top-1 {:5.1}%  test top-1 {:5.1}%  top-5 {:5.1}%  \
-                 lr {:.2e}  {:.0} img/s  {:.1} s{}",
+                 {}lr {:.2e}  {:.0} img/s  {:.1} s{}",
                 e.epoch,
                 e.loss,
                 100.0 * e.train_top1,
                 100.0 * e.test_top1,
                 100.0 * e.test_top5,
+                e.fewshot().map_or(String::new(), |f| format!(
+                    "5-way val 1-shot {:.1}±{:.1}%  5-shot {:.1}±{:.1}%  ",
+                    100.0 * f.one_shot.mean,
+                    100.0 * f.one_shot.ci95,
+                    100.0 * f.five_shot.mean,
+                    100.0 * f.five_shot.ci95
+                )),
                 e.lr,
                 e.images_per_s,
                 e.seconds,

@@ -3,9 +3,10 @@
 //! One step: a batch of B images as 2B augmented views -> forward in train mode -> the
 //! objective -> stop if it is not finite -> backward -> gradient norm (clipped with
 //! `--clip-grad`) -> AdamW at the scheduled lr (warm-up, then cosine). Every `log_every` steps
-//! a metrics line; after every epoch an evaluation on the test split, `best.safetensors`
-//! when the test top-1 improved, and a checkpoint. Ctrl-C (or `--stop-after-steps`) ends the
-//! step in progress, saves and returns; `--resume` continues exactly where it left off.
+//! a metrics line; after every epoch an evaluation on the test split (with `--fewshot-eval`
+//! also few-shot episodes on a few-shot split), `best.safetensors` when the test top-1
+//! improved, and a checkpoint. Ctrl-C (or `--stop-after-steps`) ends the step in progress,
+//! saves and returns; `--resume` continues exactly where it left off.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::error::{Result, TrainError};
 use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
+use super::fewshot::{FewShotProbe, FewShotScores};
 use super::gradcheck::{self, GradcheckOptions};
 use super::metrics::{EpochRecord, MetricsLog, Record, StepRecord};
 use super::network::{GroupOptions, Mode, Network, Output};
@@ -41,6 +43,8 @@ pub struct Session<'a> {
     pub stop: &'a AtomicBool,
     /// Behave as if Ctrl-C came right after this step (deterministic interruptions for tests).
     pub stop_after_steps: Option<usize>,
+    /// `--fewshot-eval`: few-shot episodes after every epoch's test evaluation.
+    pub fewshot: Option<&'a FewShotProbe>,
 }
 
 /// How a run ended (errors aside).
@@ -151,6 +155,10 @@ pub fn train(
         reporter.finish_bar();
 
         let tally = test_accuracy(s, reporter)?;
+        let fewshot = match s.fewshot {
+            Some(probe) => Some(fewshot_accuracy(s, probe, reporter)?),
+            None => None,
+        };
         let top1 = tally.top1();
         let is_best = state.best.is_none_or(|(b, _)| top1 > b);
         if is_best {
@@ -168,6 +176,10 @@ pub fn train(
             best: is_best,
             seconds: state.epoch_seconds,
             images_per_s: (state.batch * cfg.batch_size) as f64 / state.epoch_seconds.max(1e-9),
+            fewshot_val_1shot: fewshot.map(|f| f.one_shot.mean),
+            fewshot_val_1shot_ci95: fewshot.map(|f| f.one_shot.ci95),
+            fewshot_val_5shot: fewshot.map(|f| f.five_shot.mean),
+            fewshot_val_5shot_ci95: fewshot.map(|f| f.five_shot.ci95),
         });
         metrics.write(&record)?;
         reporter.record(&record);
@@ -334,21 +346,38 @@ fn check_gradients(s: &Session, reporter: &mut Reporter, opt: &AdamW, batch: &Ba
 fn test_accuracy(s: &Session, reporter: &mut Reporter) -> Result<Tally> {
     let batches = s.data.test.len().div_ceil(s.cfg.eval_batch_size);
     reporter.start_bar("test".into(), batches);
-    let views = EvalViews {
-        batch_size: s.cfg.eval_batch_size,
-        image_size: s.cfg.image_size,
-        norm: s.augment.norm,
-    };
     let tally = evaluate(
         s.net,
         &s.data.test,
         s.data.num_classes(),
-        &views,
+        &eval_views(s),
         &s.device,
         &mut |done, _| reporter.advance_bar(done, String::new()),
     );
     reporter.finish_bar();
     tally
+}
+
+fn fewshot_accuracy(
+    s: &Session,
+    probe: &FewShotProbe,
+    reporter: &mut Reporter,
+) -> Result<FewShotScores> {
+    reporter.start_bar("few-shot".into(), probe.images());
+    let scores = probe.run(s.net, &eval_views(s), &s.device, |done, _| {
+        reporter.advance_bar(done, "images".into())
+    });
+    reporter.finish_bar();
+    scores
+}
+
+/// Evaluation views at the training size and normalisation.
+fn eval_views(s: &Session) -> EvalViews {
+    EvalViews {
+        batch_size: s.cfg.eval_batch_size,
+        image_size: s.cfg.image_size,
+        norm: s.augment.norm,
+    }
 }
 
 /// `per_class_accuracy.json`: the final test accuracy of every class, by name.

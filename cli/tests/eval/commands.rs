@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use clce_cli::eval::Embeddings;
+use clce_cli::train::metrics::{EpochRecord, Record, StepRecord};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -251,35 +252,63 @@ fn analyze_rejects_bad_inputs() {
     );
 }
 
+/// The metrics.jsonl of a 5-epoch run of 20 steps per epoch, with or without few-shot values.
+fn metrics_file(fewshot: bool) -> String {
+    let mut lines = Vec::new();
+    for epoch in 1..=5 {
+        for s in 1..=20 {
+            let step = (epoch - 1) * 20 + s;
+            lines.push(Record::Step(StepRecord {
+                epoch,
+                step,
+                loss: 4.0 * (-(step as f64) / 40.0).exp() + 0.3,
+                lr: 1e-3 * (step as f64 / 100.0 * std::f64::consts::PI).cos().max(0.01),
+                grad_norm: 1.0,
+                images_per_s: 100.0,
+            }));
+        }
+        let top1 = 0.5 + 0.08 * epoch as f64;
+        let few = |base: f64| fewshot.then_some(base + 0.05 * epoch as f64);
+        lines.push(Record::Epoch(EpochRecord {
+            epoch,
+            step: epoch * 20,
+            loss: 1.0,
+            lr: 0.001,
+            train_top1: top1,
+            test_top1: top1,
+            test_top5: (top1 + 0.3).min(1.0),
+            best: true,
+            seconds: 1.0,
+            images_per_s: 100.0,
+            fewshot_val_1shot: few(0.3),
+            fewshot_val_1shot_ci95: fewshot.then_some(0.02),
+            fewshot_val_5shot: few(0.5),
+            fewshot_val_5shot_ci95: fewshot.then_some(0.01),
+        }));
+    }
+    lines.iter().map(|r| r.to_json() + "\n").collect()
+}
+
 #[test]
 fn plot_draws_the_curves_of_a_run() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
     std::fs::create_dir(&run_dir).unwrap();
-    let mut lines = Vec::new();
-    for epoch in 0..5 {
-        for s in 0..20 {
-            let step = epoch * 20 + s;
-            let loss = 4.0 * (-(step as f64) / 40.0).exp() + 0.3;
-            let lr = 1e-3 * (step as f64 / 100.0 * std::f64::consts::PI).cos().max(0.01);
-            lines.push(format!(
-                "{{\"epoch\": {epoch}, \"step\": {step}, \"loss\": {loss}, \"lr\": {lr}}}"
-            ));
-        }
-        let top1 = 0.5 + 0.08 * epoch as f64;
-        lines.push(format!(
-            "{{\"epoch\": {epoch}, \"step\": {}, \"loss\": 1.0, \"lr\": 0.001, \
-             \"test_top1\": {top1}, \"test_top5\": {}}}",
-            epoch * 20 + 19,
-            (top1 + 0.3).min(1.0)
-        ));
-    }
-    std::fs::write(run_dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(run_dir.join("metrics.jsonl"), metrics_file(true)).unwrap();
     let out = cli(&["plot", run_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    for name in ["loss.png", "accuracy.png", "lr.png"] {
+    for name in ["loss.png", "accuracy.png", "lr.png", "fewshot.png"] {
         check_png(&run_dir.join(name), 900, 600);
     }
+
+    // A run without --fewshot-eval gets no few-shot chart.
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("metrics.jsonl"), metrics_file(false)).unwrap();
+    let out = cli(&["plot", plain.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    check_png(&plain.join("accuracy.png"), 900, 600);
+    assert!(!plain.join("fewshot.png").exists());
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
@@ -290,6 +319,11 @@ fn plot_draws_the_curves_of_a_run() {
         "{}",
         stderr(&o)
     );
+    // Lines that are not metrics records are named.
+    std::fs::write(empty.join("metrics.jsonl"), "loss=3\n").unwrap();
+    let o = cli(&["plot", empty.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("line 1"), "{}", stderr(&o));
 }
 
 /// The reference fixtures (`CLCE_FIXTURES`, else `shared/fixtures` in or beside the

@@ -91,6 +91,7 @@ fn run(
         run,
         stop: &stop,
         stop_after_steps,
+        fewshot: None,
     };
     let resume = match run.state_path().exists() {
         true => Some(checkpoint::load(run).unwrap()),
@@ -332,6 +333,7 @@ fn a_stop_request_finishes_the_step_and_saves() {
         run: &rd,
         stop: &stop,
         stop_after_steps: None,
+        fewshot: None,
     };
     let outcome = train(&session, &mut Reporter::new(OutputMode::Quiet), None).unwrap();
     assert!(

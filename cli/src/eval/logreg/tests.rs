@@ -106,13 +106,10 @@ fn three_symmetric_classes_reach_the_derived_optimum() {
         .collect();
     let x: Vec<f64> = u.iter().flatten().copied().collect();
     let fitted = fit(&x, &[0, 1, 2], 2, 3);
-    for k in 0..3 {
-        for j in 0..2 {
+    for (k, uk) in u.iter().enumerate() {
+        for (j, ukj) in uk.iter().enumerate() {
             let got = fitted.weights[k * 2 + j];
-            assert!(
-                (got - a * u[k][j]).abs() < 1e-8,
-                "w[{k}][{j}] = {got}, a = {a}"
-            );
+            assert!((got - a * ukj).abs() < 1e-8, "w[{k}][{j}] = {got}, a = {a}");
         }
         assert!((fitted.intercepts[k] - fitted.intercepts[0]).abs() < 1e-8);
     }
