@@ -40,9 +40,8 @@ pub(crate) fn check_inputs(
     Ok((m, d))
 }
 
-/// z's values on the CPU, where the fused kernels run. A tensor on another device is read back
-/// (M×D values, small next to the M×M×D products), and the loss and dz are sent back to it,
-/// until a GPU kernel takes over.
+/// z's values on the CPU, where these fused kernels run (a GPU tensor goes to `gpu.rs`
+/// instead and never gets here).
 pub(crate) fn cpu_values(z: &Tensor) -> Result<CpuStorage> {
     z.to_cpu_storage()
 }
