@@ -9,6 +9,7 @@
 use crate::autograd::BackwardOp;
 use crate::{CpuStorage, Elem, Result, Tensor};
 
+use super::gpu;
 use super::pairwise::{
     check_inputs, cpu_values, features_grad, fill_rows, map_rows, role, scalar_output, sigmoid,
     similarity, softplus, split_row, Role, WeightedNegatives,
@@ -17,6 +18,9 @@ use super::pairwise::{
 /// H-SCL of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
 pub fn hscl(z: &Tensor, labels: &[usize], tau: f64, beta: f64) -> Result<Tensor> {
     let (m, d) = check_inputs("hscl", z, labels, tau)?;
+    if z.device().is_gpu() {
+        return gpu::forward(gpu::Loss::Hscl { beta }, z, labels, tau);
+    }
     match cpu_values(z)? {
         CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau, beta),
         CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau, beta),

@@ -7,10 +7,12 @@
 //!   L    = mean over anchors i with |P(i)| > 0 of  -log( m_i / (m_i + n_i) )
 //!
 //! Computed in log space: -log(m/(m+n)) = log(1 + n/m) = softplus(log n - log m), where
-//! log m_i and log n_i are log-sum-exps over row i of S (see `Anchor`).
+//! log m_i and log n_i are log-sum-exps over row i of S (see `Anchor`). A GPU tensor takes
+//! the same steps in shaders/contrastive.wgsl (the `LOSS == 0` branches), through `gpu.rs`.
 use crate::autograd::BackwardOp;
 use crate::{CpuStorage, Elem, Result, Tensor};
 
+use super::gpu;
 use super::pairwise::{
     check_inputs, cpu_values, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output,
     sigmoid, similarity, softplus, split_row, Role, WeightedNegatives,
@@ -29,6 +31,9 @@ pub fn lacln(
 ) -> Result<Tensor> {
     let (m, d) = check_inputs("lacln", z, labels, tau)?;
     let beta = if hard_negatives { beta } else { 0.0 };
+    if z.device().is_gpu() {
+        return gpu::forward(gpu::Loss::Lacln { beta }, z, labels, tau);
+    }
     match cpu_values(z)? {
         CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau, beta),
         CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau, beta),

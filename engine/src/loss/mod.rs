@@ -4,11 +4,16 @@
 //!   ablation without hard negatives);
 //! - `supcon.rs`, `hscl.rs`: the SupCon and H-SCL baselines;
 //! - `pairwise.rs`: what those three share (S = z zᵀ / τ, log-sum-exp over positives or
-//!   negatives, the hard-negative-weighted sum, dL/dS -> dL/dz).
+//!   negatives, the hard-negative-weighted sum, dL/dS -> dL/dz);
+//! - `gpu.rs`: the three on a GPU tensor (shaders/contrastive.wgsl), with the same statistics
+//!   and closed-form backward.
 //!
 //! Each contrastive loss is one fused op with a closed-form backward over S. [`objective`] is
 //! the one entry point: it L2-normalises the features (inside the differentiated graph) and
 //! mixes in cross-entropy for the `clce*` and `ce+supcon` objectives.
+mod gpu;
+#[cfg(test)]
+mod gpu_tests;
 mod hscl;
 mod lacln;
 mod pairwise;

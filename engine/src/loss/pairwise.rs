@@ -4,7 +4,8 @@
 //!
 //! Each loss is one fused op over S: a forward kernel that reduces every row of S (one anchor)
 //! to a few log-space statistics, and a backward kernel that turns those statistics into
-//! dL/dS in closed form. Nothing of size M×M is recorded on the tape.
+//! dL/dS in closed form. The tape records one op, not the dozen M×M intermediates a composed
+//! loss would: the backward keeps only S (M×M) and O(M) statistics per loss.
 use rayon::prelude::*;
 
 use crate::ops::matmul::cpu::gemm;
@@ -40,9 +41,8 @@ pub(crate) fn check_inputs(
     Ok((m, d))
 }
 
-/// z's values on the CPU, where the fused kernels run. A tensor on another device is read back
-/// (M×D values, small next to the M×M×D products), and the loss and dz are sent back to it,
-/// until a GPU kernel takes over.
+/// z's values on the CPU, where these fused kernels run (a GPU tensor goes to `gpu.rs`
+/// instead and never gets here).
 pub(crate) fn cpu_values(z: &Tensor) -> Result<CpuStorage> {
     z.to_cpu_storage()
 }

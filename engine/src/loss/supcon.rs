@@ -7,6 +7,7 @@
 use crate::autograd::BackwardOp;
 use crate::{CpuStorage, Elem, Result, Tensor};
 
+use super::gpu;
 use super::pairwise::{
     check_inputs, cpu_values, features_grad, fill_rows, log_sum_exp, map_rows, role, scalar_output,
     similarity, split_row, Role,
@@ -15,6 +16,9 @@ use super::pairwise::{
 /// SupCon of L2-normalised features `z` [M, D] with class `labels`, as a scalar.
 pub fn supcon(z: &Tensor, labels: &[usize], tau: f64) -> Result<Tensor> {
     let (m, d) = check_inputs("supcon", z, labels, tau)?;
+    if z.device().is_gpu() {
+        return gpu::forward(gpu::Loss::SupCon, z, labels, tau);
+    }
     match cpu_values(z)? {
         CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau),
         CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau),

@@ -8,7 +8,7 @@ use crate::{DType, Device, Tensor};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/losses/");
 
 /// One PyTorch-made batch: its tensors (as f64), labels and hyper-parameters.
-struct Fixture {
+pub(super) struct Fixture {
     name: String,
     tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
     labels: Vec<usize>,
@@ -76,10 +76,10 @@ impl Fixture {
         &self.tensors[name].1
     }
 
-    /// A leaf that requires grad, in `dtype`.
-    fn input(&self, name: &str, dtype: DType) -> Tensor {
+    /// A leaf that requires grad, in `dtype` on `device`.
+    fn input(&self, name: &str, dtype: DType, device: &Device) -> Tensor {
         let (shape, values) = &self.tensors[name];
-        Tensor::from_f64_slice(values, shape.as_slice(), dtype, &Device::Cpu)
+        Tensor::from_f64_slice(values, shape.as_slice(), dtype, device)
             .unwrap()
             .set_requires_grad(true)
     }
@@ -97,8 +97,9 @@ fn relative_error(actual: &[f64], reference: &[f64]) -> f64 {
     diff / norm
 }
 
-/// Loss within `loss_tol` and gradients within `grad_tol` relative of the fixture's values.
-fn check_against_fixtures(dtype: DType, loss_tol: f64, grad_tol: f64) {
+/// Loss within `loss_tol` and gradients within `grad_tol` relative of the fixture's values,
+/// computed on `device`.
+pub(super) fn check_against_fixtures(device: &Device, dtype: DType, loss_tol: f64, grad_tol: f64) {
     let cases = [
         ("lacln", LossKind::Lacln),
         ("lacln_nohnm", LossKind::LaclnNoHnm),
@@ -109,11 +110,11 @@ fn check_against_fixtures(dtype: DType, loss_tol: f64, grad_tol: f64) {
     ];
     for f in Fixture::all() {
         for (key, kind) in cases {
-            let features = f.input("features", dtype);
-            let logits = f.input("logits", dtype);
+            let features = f.input("features", dtype, device);
+            let logits = f.input("logits", dtype, device);
             let loss = objective(kind, &f.cfg, &features, &f.labels, Some(&logits)).unwrap();
             loss.backward().unwrap();
-            let what = format!("{} {key} {dtype:?}", f.name);
+            let what = format!("{} {key} {dtype:?} on {device}", f.name);
             let expected = f.values(&format!("{key}.loss"))[0];
             let got = loss.to_scalar().unwrap();
             let err = (got - expected).abs() / expected.abs();
@@ -136,12 +137,12 @@ fn check_against_fixtures(dtype: DType, loss_tol: f64, grad_tol: f64) {
 
 #[test]
 fn f32_matches_pytorch_fixtures() {
-    check_against_fixtures(DType::F32, 1e-5, 1e-4);
+    check_against_fixtures(&Device::Cpu, DType::F32, 1e-5, 1e-4);
 }
 
 #[test]
 fn f64_matches_pytorch_fixtures() {
-    check_against_fixtures(DType::F64, 1e-10, 1e-9);
+    check_against_fixtures(&Device::Cpu, DType::F64, 1e-10, 1e-9);
 }
 
 #[test]
@@ -160,7 +161,7 @@ fn features(rows: &[&[f64]], dtype: DType) -> Tensor {
         .set_requires_grad(true)
 }
 
-fn loss_and_grad(
+pub(super) fn loss_and_grad(
     kind: LossKind,
     cfg: &LossConfig,
     x: &Tensor,
@@ -175,7 +176,7 @@ fn loss_and_grad(
     )
 }
 
-const CONTRASTIVE: [LossKind; 4] = [
+pub(super) const CONTRASTIVE: [LossKind; 4] = [
     LossKind::Lacln,
     LossKind::LaclnNoHnm,
     LossKind::SupCon,
