@@ -29,4 +29,4 @@ shader!(L2_NORMALIZE, "l2_normalize.wgsl");
 shader!(DROPOUT, "dropout.wgsl");
 shader!(BATCH_NORM, "batch_norm.wgsl");
 shader!(ATTENTION, "attention.wgsl");
-shader!(CONTRASTIVE, "contrastive.wgsl");
+shader!(LACLN, "lacln.wgsl");

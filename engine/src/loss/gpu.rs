@@ -1,4 +1,4 @@
-//! The contrastive losses on a GPU tensor: shaders/contrastive.wgsl, with the same
+//! The contrastive losses on a GPU tensor: shaders/lacln.wgsl, with the same
 //! statistics and closed-form dL/dS as the CPU ops in `lacln.rs`, `supcon.rs` and `hscl.rs`.
 //!
 //! Forward: K = z zᵀ on the engine's matmul, one workgroup per anchor reduces its row of
@@ -98,7 +98,7 @@ pub(super) fn forward(loss: Loss, z: &Tensor, labels: &[usize], tau: f64) -> Res
     let row_loss = GpuStorage::alloc(device, m, "contrastive anchors")?;
     let count = loss.count(labels);
     device.launch(Launch {
-        shader: &shaders::CONTRASTIVE,
+        shader: &shaders::LACLN,
         entry: "anchors",
         constants: &[("LOSS", loss.code())],
         params: params(loss, m, tau, count),
@@ -166,7 +166,7 @@ impl BackwardOp for ContrastiveBackward {
         let (m, d) = (z.dims()[0], z.dims()[1]);
         let symmetric = GpuStorage::alloc(device, m * m, "contrastive backward")?;
         device.launch(Launch {
-            shader: &shaders::CONTRASTIVE,
+            shader: &shaders::LACLN,
             entry: "d_similarity",
             constants: &[("LOSS", self.loss.code())],
             params: params(self.loss, m, self.tau, self.count),

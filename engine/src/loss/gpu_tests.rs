@@ -1,4 +1,4 @@
-//! The contrastive losses on the GPU (shaders/contrastive.wgsl) against the PyTorch fixtures
+//! The contrastive losses on the GPU (shaders/lacln.wgsl) against the PyTorch fixtures
 //! and the CPU ops, edge cases included. Skipped without an adapter unless
 //! CLCE_REQUIRE_GPU=1.
 use super::tests::{check_against_fixtures, loss_and_grad, CONTRASTIVE};

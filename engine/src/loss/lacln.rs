@@ -8,7 +8,7 @@
 //!
 //! Computed in log space: -log(m/(m+n)) = log(1 + n/m) = softplus(log n - log m), where
 //! log m_i and log n_i are log-sum-exps over row i of S (see `Anchor`). A GPU tensor takes
-//! the same steps in shaders/contrastive.wgsl (the `LOSS == 0` branches), through `gpu.rs`.
+//! the same steps in shaders/lacln.wgsl (the `LOSS == 0` branches), through `gpu.rs`.
 use crate::autograd::BackwardOp;
 use crate::{CpuStorage, Elem, Result, Tensor};
 

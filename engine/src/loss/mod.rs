@@ -5,7 +5,7 @@
 //! - `supcon.rs`, `hscl.rs`: the SupCon and H-SCL baselines;
 //! - `pairwise.rs`: what those three share (S = z zᵀ / τ, log-sum-exp over positives or
 //!   negatives, the hard-negative-weighted sum, dL/dS -> dL/dz);
-//! - `gpu.rs`: the three on a GPU tensor (shaders/contrastive.wgsl), with the same statistics
+//! - `gpu.rs`: the three on a GPU tensor (shaders/lacln.wgsl), with the same statistics
 //!   and closed-form backward.
 //!
 //! Each contrastive loss is one fused op with a closed-form backward over S. [`objective`] is

@@ -1,4 +1,4 @@
-// The contrastive losses LACLN, SupCon and H-SCL on the GPU, launched by
+// LACLN, CLCE's contrastive loss, and its baselines SupCon and H-SCL on the GPU, launched by
 // engine/src/loss/gpu.rs. The `LOSS` override picks one: 0 LACLN, 1 SupCon, 2 H-SCL. They
 // share one file because they share everything but a few lines: the row statistics of
 // S = z zᵀ / τ (log-sum-exps over an anchor's positives and negatives) and the closed-form
