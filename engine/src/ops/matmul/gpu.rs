@@ -1,4 +1,5 @@
-//! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation).
+//! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation),
+//! staging tiles with 16-byte loads when both operands allow it.
 use super::MatmulDims;
 use crate::gpu::{shaders, GpuDevice, GpuStorage, Launch, Params};
 use crate::Result;
@@ -28,6 +29,21 @@ impl Tiles {
     }
 }
 
+/// Whether every 4-element group along each operand's contiguous dimension starts at a
+/// multiple of 4 elements, which `matmul_vec4` needs to read both as `vec4<f32>`. The
+/// contiguous dimension is k for A and n for B, or m for a transposed A and k for a
+/// transposed B; the batch strides (m·k, k·n) are then multiples of 4 too. A tile depth
+/// that is not a multiple of 4 would split a vector between two steps of k. With k = 0 the
+/// operands are empty, bound as one f32, too small for a vec4 array.
+pub(crate) fn vec4_aligned(d: &MatmulDims, tiles: Tiles) -> bool {
+    let a_contiguous = if d.trans_a { d.m } else { d.k };
+    let b_contiguous = if d.trans_b { d.k } else { d.n };
+    d.k > 0
+        && a_contiguous.is_multiple_of(4)
+        && b_contiguous.is_multiple_of(4)
+        && tiles.bk.is_multiple_of(4)
+}
+
 pub(crate) fn matmul(a: &GpuStorage, b: &GpuStorage, d: &MatmulDims) -> Result<GpuStorage> {
     matmul_with_tiles(a, b, d, Tiles::DEFAULT)
 }
@@ -54,6 +70,11 @@ pub(crate) fn matmul_with_tiles(
         ("WG_X", tiles.wg_x as f64),
         ("WG_Y", tiles.wg_y as f64),
     ];
+    let entry = if vec4_aligned(d, tiles) {
+        "matmul_vec4"
+    } else {
+        "matmul"
+    };
     // Batch entries go along z, at most `max` per launch.
     let mut base = 0;
     while base < d.batch {
@@ -69,7 +90,7 @@ pub(crate) fn matmul_with_tiles(
             .u32(base);
         device.launch(Launch {
             shader: &shaders::MATMUL,
-            entry: "matmul",
+            entry,
             constants: &constants,
             params,
             reads: &[a.buffer(), b.buffer()],

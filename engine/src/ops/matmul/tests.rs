@@ -76,7 +76,7 @@ fn gradients_match_finite_differences() {
 }
 
 mod gpu {
-    use super::super::gpu::{matmul_with_tiles, Tiles};
+    use super::super::gpu::{matmul_with_tiles, vec4_aligned, Tiles};
     use super::super::matmul_dims;
     use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
     use crate::gradcheck::Case;
@@ -125,43 +125,96 @@ mod gpu {
         assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
     }
 
+    /// Products whose contiguous dimensions are multiples of 4 take the vec4 entry point,
+    /// the others the scalar one; both must give the CPU's product and gradients, for every
+    /// transpose, batched or not, at sizes that are not multiples of the 64 x 64 tile.
+    #[test]
+    fn vec4_and_scalar_staging_match_cpu() {
+        let Some(gpu) = test_device() else { return };
+        let (mut vec4, mut scalar) = (0, 0);
+        for (m, k, n) in [
+            (4, 4, 4),
+            (68, 36, 132),
+            (8, 20, 12),
+            (1, 1, 1),
+            (7, 13, 11),
+            (65, 64, 67),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for batch in [None, Some(3)] {
+                    let mut sa = if ta { vec![k, m] } else { vec![m, k] };
+                    let sb = if tb { vec![n, k] } else { vec![k, n] };
+                    if let Some(b) = batch {
+                        sa.insert(0, b);
+                    }
+                    let shapes = [sa.as_slice(), sb.as_slice()];
+                    let dims_of =
+                        |s: &[&[usize]]| matmul_dims(&s[0].into(), &s[1].into(), ta, tb).unwrap().0;
+                    if vec4_aligned(&dims_of(&shapes), Tiles::DEFAULT) {
+                        vec4 += 1;
+                    } else {
+                        scalar += 1;
+                    }
+                    let case =
+                        Case::new("matmul_t", &shapes, move |x| x[0].matmul_t(&x[1], ta, tb));
+                    assert_gpu_agrees(&gpu, &[case], 1e-5);
+                }
+            }
+        }
+        // (4,4,4), (68,36,132) and (8,20,12) are aligned under every transpose; (65,64,67)
+        // only as A·Bᵀ, where both contiguous dimensions are k = 64.
+        assert_eq!(
+            (vec4, scalar),
+            (26, 22),
+            "cases taking the vec4 and scalar paths"
+        );
+    }
+
     #[test]
     fn other_tile_shapes_give_the_same_product() {
         let Some(gpu) = test_device() else { return };
-        let a = Tensor::randn([2, 45, 29], 1.0, 1, DType::F32, &Device::Cpu).unwrap();
-        let b = Tensor::randn([29, 51], 1.0, 2, DType::F32, &Device::Cpu).unwrap();
-        let want = a.matmul(&b).unwrap().to_vec_f32().unwrap();
-        let (dims, _) = matmul_dims(a.shape(), b.shape(), false, false).unwrap();
-        let (ga, gb) = (a.to_device(&gpu).unwrap(), b.to_device(&gpu).unwrap());
-        let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*ga.storage(), &*gb.storage()) else {
-            unreachable!("moved to the GPU above")
-        };
-        for tiles in [
-            Tiles {
-                bk: 8,
-                wg_x: 8,
-                wg_y: 8,
-            },
-            Tiles {
-                bk: 4,
-                wg_x: 16,
-                wg_y: 4,
-            },
-            Tiles {
-                bk: 32,
-                wg_x: 8,
-                wg_y: 16,
-            },
-        ] {
-            let got = matmul_with_tiles(sa, sb, &dims, tiles)
-                .unwrap()
-                .to_vec()
-                .unwrap();
-            for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    (g - w).abs() < 1e-4 * (1.0 + w.abs()),
-                    "{tiles:?}: {g} vs {w}"
-                );
+        // The first pair is staged by scalars, the second (multiples of 4) by vectors.
+        for (sa, sb) in [([2, 45, 29], [29, 51]), ([2, 44, 28], [28, 52])] {
+            let a = Tensor::randn(sa, 1.0, 1, DType::F32, &Device::Cpu).unwrap();
+            let b = Tensor::randn(sb, 1.0, 2, DType::F32, &Device::Cpu).unwrap();
+            let want = a.matmul(&b).unwrap().to_vec_f32().unwrap();
+            let (dims, _) = matmul_dims(a.shape(), b.shape(), false, false).unwrap();
+            let (ga, gb) = (a.to_device(&gpu).unwrap(), b.to_device(&gpu).unwrap());
+            let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*ga.storage(), &*gb.storage()) else {
+                unreachable!("moved to the GPU above")
+            };
+            for tiles in [
+                Tiles {
+                    bk: 8,
+                    wg_x: 8,
+                    wg_y: 8,
+                },
+                Tiles {
+                    bk: 4,
+                    wg_x: 16,
+                    wg_y: 4,
+                },
+                Tiles {
+                    bk: 32,
+                    wg_x: 8,
+                    wg_y: 16,
+                },
+                Tiles {
+                    bk: 6,
+                    wg_x: 4,
+                    wg_y: 8,
+                },
+            ] {
+                let got = matmul_with_tiles(sa, sb, &dims, tiles)
+                    .unwrap()
+                    .to_vec()
+                    .unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{tiles:?}: {g} vs {w}"
+                    );
+                }
             }
         }
     }
