@@ -1,4 +1,5 @@
-//! GPU matmul throughput, C = op(A) · op(B) in f32, reported as GFLOP/s (2·m·k·n per product).
+//! GPU matmul throughput, C = op(A) · op(B), reported as GFLOP/s (2·m·k·n per product): f32
+//! inputs, and f16-storage inputs (accumulated in f32) where the adapter has shader-f16.
 //!
 //! Sizes follow the adapter. A real GPU gets 1024², 2048², 4096² and the two big BEiT-base
 //! products of a batch of 128 images (197 tokens, width 768), Y = X·W for the fused qkv
@@ -80,30 +81,38 @@ fn matmul(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(Duration::from_millis(500));
     }
+    // f16 storage (read as f16, accumulated in f32) where the adapter has shader-f16.
+    let mut dtypes = vec![DType::F32];
+    if gpu.has_shader_f16() {
+        dtypes.push(DType::F16);
+    }
     for p in products(software) {
         let shape = |rows, cols, trans| if trans { [cols, rows] } else { [rows, cols] };
         let a = Tensor::randn(shape(p.m, p.k, p.trans_a), 1.0, 1, DType::F32, &device).unwrap();
         let b = Tensor::randn(shape(p.k, p.n, p.trans_b), 1.0, 2, DType::F32, &device).unwrap();
         let flops = 2 * p.m * p.k * p.n;
-        let product = || {
-            let c = a.matmul_t(&b, p.trans_a, p.trans_b).unwrap();
-            device.synchronize().unwrap();
-            c
-        };
-        // A direct figure first (criterion prints throughput as elem/s, here flop/s).
-        let runs = if software { 2 } else { 10 };
-        let seconds = common::best_times(runs, || drop(product())).wall;
-        let label = format!("{}x{}x{}", p.m, p.k, p.n);
-        println!(
-            "{} {label} f32 on {device}: {:.2} GFLOP/s ({:.2} ms, best of {runs})",
-            p.name,
-            flops as f64 / seconds / 1e9,
-            seconds * 1e3
-        );
-        group.throughput(Throughput::Elements(flops as u64));
-        group.bench_function(BenchmarkId::new(&p.name, &label), |bench| {
-            bench.iter(product)
-        });
+        for &dtype in &dtypes {
+            let (a, b) = (a.to_dtype(dtype).unwrap(), b.to_dtype(dtype).unwrap());
+            let product = || {
+                let c = a.matmul_t(&b, p.trans_a, p.trans_b).unwrap();
+                device.synchronize().unwrap();
+                c
+            };
+            // A direct figure first (criterion prints throughput as elem/s, here flop/s).
+            let runs = if software { 2 } else { 10 };
+            let seconds = common::best_times(runs, || drop(product())).wall;
+            let label = format!("{}x{}x{}/{dtype:?}", p.m, p.k, p.n);
+            println!(
+                "{} {label} on {device}: {:.2} GFLOP/s ({:.2} ms, best of {runs})",
+                p.name,
+                flops as f64 / seconds / 1e9,
+                seconds * 1e3
+            );
+            group.throughput(Throughput::Elements(flops as u64));
+            group.bench_function(BenchmarkId::new(&p.name, &label), |bench| {
+                bench.iter(product)
+            });
+        }
     }
     group.finish();
 }

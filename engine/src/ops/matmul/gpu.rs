@@ -1,8 +1,10 @@
 //! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation),
-//! staging tiles with 16-byte loads when both operands allow it.
+//! staging tiles with 16-byte loads when both operands allow it. F16 operands (both, on an
+//! adapter with shader-f16) take the f16-storage entry points of the same kernel, which
+//! widen each value as they stage it and write C in f32.
 use super::MatmulDims;
 use crate::gpu::{shaders, GpuDevice, GpuStorage, Launch, Params};
-use crate::Result;
+use crate::{DType, Result};
 
 /// Tile shape, set through the shader's override constants: a workgroup of `wg_x` x `wg_y`
 /// invocations computes a (4 wg_y) x (4 wg_x) tile of C, stepping through k by `bk`.
@@ -70,10 +72,12 @@ pub(crate) fn matmul_with_tiles(
         ("WG_X", tiles.wg_x as f64),
         ("WG_Y", tiles.wg_y as f64),
     ];
-    let entry = if vec4_aligned(d, tiles) {
-        "matmul_vec4"
-    } else {
-        "matmul"
+    let f16 = a.dtype() == DType::F16;
+    let (shader, entry) = match (f16, vec4_aligned(d, tiles)) {
+        (false, false) => (&shaders::MATMUL, "matmul"),
+        (false, true) => (&shaders::MATMUL, "matmul_vec4"),
+        (true, false) => (&shaders::MATMUL_F16, "matmul_f16"),
+        (true, true) => (&shaders::MATMUL_F16, "matmul_f16_vec4"),
     };
     // Batch entries go along z, at most `max` per launch.
     let mut base = 0;
@@ -89,7 +93,7 @@ pub(crate) fn matmul_with_tiles(
             .u32(d.trans_b as usize)
             .u32(base);
         device.launch(Launch {
-            shader: &shaders::MATMUL,
+            shader,
             entry,
             constants: &constants,
             params,
