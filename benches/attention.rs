@@ -13,7 +13,7 @@
 //! printed beside it gives the best time in GFLOP/s (by wall and CPU time, see benches/common).
 //!
 //! Run: `cargo bench --bench attention` (CLCE_BENCH_FULL=1 on a real GPU).
-// Shared with the other benches; this one uses only `best_times`.
+// Shared with the other benches; this one does not use them all.
 #[allow(dead_code)]
 mod common;
 
@@ -25,7 +25,7 @@ use clce::engine::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn shape() -> [usize; 4] {
-    if std::env::var("CLCE_BENCH_FULL").is_ok_and(|v| v == "1") {
+    if common::full() {
         [128, 12, 197, 64]
     } else {
         [4, 12, 197, 64]
@@ -33,12 +33,8 @@ fn shape() -> [usize; 4] {
 }
 
 fn devices() -> Vec<Device> {
-    let index = std::env::var("CLCE_DEVICE")
-        .ok()
-        .and_then(|d| d.strip_prefix("gpu:").and_then(|i| i.parse().ok()))
-        .unwrap_or(0);
     let mut devices = vec![Device::Cpu];
-    match Device::gpu(index) {
+    match common::open_gpu() {
         Ok(d) => devices.push(d),
         Err(e) => eprintln!("attention: CPU only ({e})"),
     }

@@ -3,6 +3,8 @@
 //! with the backward pass, which does two more products of the forward's size), so its
 //! "elem/s" reads as FLOP/s; each shape also prints its best times in GFLOP/s (by wall and
 //! by CPU time, see benches/common).
+// Shared with the other benches; this one does not use them all.
+#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;

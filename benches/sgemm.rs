@@ -3,6 +3,8 @@
 //! Criterion's throughput is set to 2·n³ elements, so its "elem/s" reads as FLOP/s; each
 //! size also prints the best of a few timed runs (by wall and by CPU time, see
 //! benches/common), the figures BENCHMARKS.md compares with numpy's.
+// Shared with the other benches; this one does not use them all.
+#[allow(dead_code)]
 mod common;
 mod hand_sgemm;
 

@@ -9,6 +9,12 @@
 // columns, so neighbouring invocations read neighbouring workgroup-memory words and write
 // neighbouring addresses of C. Out-of-range rows, columns and k are loaded as zeros and never
 // written, so no size needs to be a multiple of a tile.
+//
+// Entry points differ only in how they stage tiles: `matmul` loads one f32 at a time and
+// takes any size; `matmul_vec4` loads 16-byte vectors and needs each operand's contiguous
+// dimension (k for A, n for B; m for Aᵀ, k for Bᵀ) to be a multiple of 4 and BK too, so a
+// vector never straddles a row or the edge of the matrix. shaders/matmul_f16.wgsl adds the
+// f16-storage entry points to this file.
 
 override BK: u32 = 16u;
 override WG_X: u32 = 16u;
@@ -32,32 +38,175 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
+// Each entry point uses one view of A and B; WGSL allows the aliases because no entry point
+// uses two views of one binding.
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 // Stored k-major: a_tile[kk * BM + row], b_tile[kk * BN + col].
 var<workgroup> a_tile: array<f32, BK * BM>;
 var<workgroup> b_tile: array<f32, BK * BN>;
 
-// op(A)[row, kk] of the current batch entry, or 0 outside the matrix.
-fn load_a(base: u32, row: u32, kk: u32) -> f32 {
-    if row >= params.m || kk >= params.k {
-        return 0.0;
-    }
-    // A is stored [m, k], or [k, m] when transposed.
-    let at = select(row * params.k + kk, kk * params.m + row, params.trans_a == 1u);
-    return a[base + at];
+// Where a workgroup works: its batch entry, the first row and column of its tile of C, and
+// the start of each operand's matrix.
+struct Block {
+    batch: u32,
+    row0: u32,
+    col0: u32,
+    a_base: u32,
+    b_base: u32,
 }
 
-// op(B)[kk, col], or 0 outside the matrix.
-fn load_b(base: u32, kk: u32, col: u32) -> f32 {
-    if kk >= params.k || col >= params.n {
-        return 0.0;
+fn block_of(wid: vec3<u32>) -> Block {
+    let batch = params.batch_base + wid.z;
+    return Block(
+        batch,
+        wid.y * BM,
+        wid.x * BN,
+        batch * params.a_batch_stride,
+        batch * params.b_batch_stride,
+    );
+}
+
+// Element offset of op(A)[row, kk] within its matrix: A is stored [m, k], or [k, m] when
+// transposed.
+fn a_offset(row: u32, kk: u32) -> u32 {
+    return select(row * params.k + kk, kk * params.m + row, params.trans_a == 1u);
+}
+
+// Element offset of op(B)[kk, col]: B is stored [k, n], or [n, k] when transposed.
+fn b_offset(kk: u32, col: u32) -> u32 {
+    return select(kk * params.n + col, col * params.k + kk, params.trans_b == 1u);
+}
+
+// Position [i, j] in a tile of op(X) (extent `rows` x `cols`) of staged element `e`. The
+// element order follows X's storage order, so that consecutive invocations load consecutive
+// addresses: j is the contiguous index, or i when X is stored transposed.
+fn stage_position(e: u32, rows: u32, cols: u32, transposed: bool) -> vec2<u32> {
+    if transposed {
+        return vec2<u32>(e % rows, e / rows);
     }
-    // B is stored [k, n], or [n, k] when transposed.
-    let at = select(kk * params.n + col, col * params.k + kk, params.trans_b == 1u);
-    return b[base + at];
+    return vec2<u32>(e / cols, e % cols);
+}
+
+fn stage_a_scalar(blk: Block, k0: u32, flat: u32) {
+    for (var e = flat; e < BM * BK; e += WG_X * WG_Y) {
+        let p = stage_position(e, BM, BK, params.trans_a == 1u);
+        let row = blk.row0 + p.x;
+        let kk = k0 + p.y;
+        var v = 0.0;
+        if row < params.m && kk < params.k {
+            v = a[blk.a_base + a_offset(row, kk)];
+        }
+        a_tile[p.y * BM + p.x] = v;
+    }
+}
+
+fn stage_b_scalar(blk: Block, k0: u32, flat: u32) {
+    for (var e = flat; e < BK * BN; e += WG_X * WG_Y) {
+        let p = stage_position(e, BK, BN, params.trans_b == 1u);
+        let kk = k0 + p.x;
+        let col = blk.col0 + p.y;
+        var v = 0.0;
+        if kk < params.k && col < params.n {
+            v = b[blk.b_base + b_offset(kk, col)];
+        }
+        b_tile[p.x * BN + p.y] = v;
+    }
+}
+
+// Vector staging: each e covers 4 elements along the contiguous dimension. Because that
+// dimension is a multiple of 4, as are the tile origins, a vector lies wholly inside or
+// wholly outside the matrix.
+fn stage_a_vec4(blk: Block, k0: u32, flat: u32) {
+    for (var e = flat; e < BM * BK / 4u; e += WG_X * WG_Y) {
+        if params.trans_a == 1u {
+            // [k, m]: four consecutive rows of one kk.
+            let row = 4u * (e % (BM / 4u));
+            let kk = e / (BM / 4u);
+            var v = vec4<f32>();
+            if blk.row0 + row < params.m && k0 + kk < params.k {
+                v = a4[(blk.a_base + a_offset(blk.row0 + row, k0 + kk)) / 4u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                a_tile[kk * BM + row + i] = v[i];
+            }
+        } else {
+            // [m, k]: four consecutive kk of one row.
+            let row = e / (BK / 4u);
+            let kk = 4u * (e % (BK / 4u));
+            var v = vec4<f32>();
+            if blk.row0 + row < params.m && k0 + kk < params.k {
+                v = a4[(blk.a_base + a_offset(blk.row0 + row, k0 + kk)) / 4u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                a_tile[(kk + i) * BM + row] = v[i];
+            }
+        }
+    }
+}
+
+fn stage_b_vec4(blk: Block, k0: u32, flat: u32) {
+    for (var e = flat; e < BK * BN / 4u; e += WG_X * WG_Y) {
+        if params.trans_b == 1u {
+            // [n, k]: four consecutive kk of one column.
+            let col = e / (BK / 4u);
+            let kk = 4u * (e % (BK / 4u));
+            var v = vec4<f32>();
+            if k0 + kk < params.k && blk.col0 + col < params.n {
+                v = b4[(blk.b_base + b_offset(k0 + kk, blk.col0 + col)) / 4u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                b_tile[(kk + i) * BN + col] = v[i];
+            }
+        } else {
+            // [k, n]: four consecutive columns of one kk.
+            let col = 4u * (e % (BN / 4u));
+            let kk = e / (BN / 4u);
+            var v = vec4<f32>();
+            if k0 + kk < params.k && blk.col0 + col < params.n {
+                v = b4[(blk.b_base + b_offset(k0 + kk, blk.col0 + col)) / 4u];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                b_tile[kk * BN + col + i] = v[i];
+            }
+        }
+    }
+}
+
+// acc += (staged slice of op(A)) · (staged slice of op(B)) for this invocation's outputs.
+fn multiply_tiles(lid: vec3<u32>, acc: ptr<function, array<array<f32, TN>, TM>>) {
+    var a_reg: array<f32, TM>;
+    var b_reg: array<f32, TN>;
+    for (var kk = 0u; kk < BK; kk++) {
+        for (var i = 0u; i < TM; i++) {
+            a_reg[i] = a_tile[kk * BM + lid.y + i * WG_Y];
+        }
+        for (var j = 0u; j < TN; j++) {
+            b_reg[j] = b_tile[kk * BN + lid.x + j * WG_X];
+        }
+        for (var i = 0u; i < TM; i++) {
+            for (var j = 0u; j < TN; j++) {
+                (*acc)[i][j] = fma(a_reg[i], b_reg[j], (*acc)[i][j]);
+            }
+        }
+    }
+}
+
+fn store(blk: Block, lid: vec3<u32>, acc: array<array<f32, TN>, TM>) {
+    let c_base = blk.batch * params.m * params.n;
+    for (var i = 0u; i < TM; i++) {
+        let row = blk.row0 + lid.y + i * WG_Y;
+        for (var j = 0u; j < TN; j++) {
+            let col = blk.col0 + lid.x + j * WG_X;
+            if row < params.m && col < params.n {
+                c[c_base + row * params.n + col] = acc[i][j];
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
@@ -66,64 +215,32 @@ fn matmul(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) flat: u32,
 ) {
-    let batch = params.batch_base + wid.z;
-    let a_base = batch * params.a_batch_stride;
-    let b_base = batch * params.b_batch_stride;
-    let row0 = wid.y * BM;
-    let col0 = wid.x * BN;
-    let threads = WG_X * WG_Y;
-
+    let blk = block_of(wid);
     var acc: array<array<f32, TN>, TM>;
-    var a_reg: array<f32, TM>;
-    var b_reg: array<f32, TN>;
-
     for (var k0 = 0u; k0 < params.k; k0 += BK) {
-        // Stage the tiles. The element order follows each operand's storage order, so that
-        // consecutive invocations load consecutive addresses.
-        for (var e = flat; e < BM * BK; e += threads) {
-            var row = e / BK;
-            var kk = e % BK;
-            if params.trans_a == 1u {
-                row = e % BM;
-                kk = e / BM;
-            }
-            a_tile[kk * BM + row] = load_a(a_base, row0 + row, k0 + kk);
-        }
-        for (var e = flat; e < BK * BN; e += threads) {
-            var col = e % BN;
-            var kk = e / BN;
-            if params.trans_b == 1u {
-                col = e / BK;
-                kk = e % BK;
-            }
-            b_tile[kk * BN + col] = load_b(b_base, k0 + kk, col0 + col);
-        }
+        stage_a_scalar(blk, k0, flat);
+        stage_b_scalar(blk, k0, flat);
         workgroupBarrier();
-
-        for (var kk = 0u; kk < BK; kk++) {
-            for (var i = 0u; i < TM; i++) {
-                a_reg[i] = a_tile[kk * BM + lid.y + i * WG_Y];
-            }
-            for (var j = 0u; j < TN; j++) {
-                b_reg[j] = b_tile[kk * BN + lid.x + j * WG_X];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] = fma(a_reg[i], b_reg[j], acc[i][j]);
-                }
-            }
-        }
+        multiply_tiles(lid, &acc);
         workgroupBarrier();
     }
+    store(blk, lid, acc);
+}
 
-    let c_base = batch * params.m * params.n;
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + lid.y + i * WG_Y;
-        for (var j = 0u; j < TN; j++) {
-            let col = col0 + lid.x + j * WG_X;
-            if row < params.m && col < params.n {
-                c[c_base + row * params.n + col] = acc[i][j];
-            }
-        }
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) flat: u32,
+) {
+    let blk = block_of(wid);
+    var acc: array<array<f32, TN>, TM>;
+    for (var k0 = 0u; k0 < params.k; k0 += BK) {
+        stage_a_vec4(blk, k0, flat);
+        stage_b_vec4(blk, k0, flat);
+        workgroupBarrier();
+        multiply_tiles(lid, &acc);
+        workgroupBarrier();
     }
+    store(blk, lid, acc);
 }

@@ -62,3 +62,17 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// The GPU a bench measures: `gpu:0`, or `gpu:N` given as `CLCE_DEVICE=gpu:N`.
+pub fn open_gpu() -> clce::engine::Result<clce::engine::Device> {
+    let index = std::env::var("CLCE_DEVICE")
+        .ok()
+        .and_then(|d| d.strip_prefix("gpu:").and_then(|i| i.parse().ok()))
+        .unwrap_or(0);
+    clce::engine::Device::gpu(index)
+}
+
+/// Whether `CLCE_BENCH_FULL=1` asks for the full training shapes.
+pub fn full() -> bool {
+    std::env::var("CLCE_BENCH_FULL").is_ok_and(|v| v == "1")
+}

@@ -1,11 +1,16 @@
 //! Element types. f32 is the working type on every device; f64 exists on the CPU so that
-//! finite-difference gradient checks are exact to ~1e-10. f16 storage slots in here later.
+//! finite-difference gradient checks are exact to ~1e-10; f16 exists on GPUs with shader-f16,
+//! as storage that halves the bytes a matmul reads (it still accumulates in f32).
 use crate::storage::CpuStorage;
+use crate::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F64,
+    /// Storage only, on GPUs: `to_dtype` makes it, matmul reads it, every other op asks for
+    /// a cast back to f32.
+    F16,
 }
 
 impl DType {
@@ -13,8 +18,20 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F64 => 8,
+            DType::F16 => 2,
         }
     }
+}
+
+/// The error for an F16 tensor where only F32 and F64 exist (the CPU, and every GPU op but
+/// matmul and `to_dtype`).
+pub(crate) fn f16_unsupported(op: &'static str, where_: &str) -> Error {
+    Error::invalid(
+        op,
+        format!(
+            "F16 tensors are not supported {where_}: F16 is GPU storage that only matmul and to_dtype read; cast with .to_dtype(DType::F32) first"
+        ),
+    )
 }
 
 /// A float element a CPU kernel can be written over once, for both f32 and f64.

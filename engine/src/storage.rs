@@ -1,6 +1,8 @@
-//! Where a tensor's numbers live: host memory (f32 or f64) or a GPU buffer (f32).
+//! Where a tensor's numbers live: host memory (f32 or f64) or a GPU buffer (f32, or f16 as
+//! storage for matmul).
+use crate::dtype::f16_unsupported;
 use crate::gpu::GpuStorage;
-use crate::{DType, Elem};
+use crate::{DType, Elem, Result};
 
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
@@ -24,11 +26,12 @@ impl CpuStorage {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn zeros(dtype: DType, n: usize) -> Self {
-        match dtype {
+    pub fn zeros(dtype: DType, n: usize) -> Result<Self> {
+        Ok(match dtype {
             DType::F32 => CpuStorage::F32(vec![0.0; n]),
             DType::F64 => CpuStorage::F64(vec![0.0; n]),
-        }
+            DType::F16 => return Err(f16_unsupported("zeros", "on the CPU")),
+        })
     }
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match self {
@@ -42,18 +45,20 @@ impl CpuStorage {
             CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
-    pub fn from_f64(dtype: DType, v: &[f64]) -> Self {
-        match dtype {
+    pub fn from_f64(dtype: DType, v: &[f64]) -> Result<Self> {
+        Ok(match dtype {
             DType::F32 => CpuStorage::F32(v.iter().map(|&x| x as f32).collect()),
             DType::F64 => CpuStorage::F64(v.to_vec()),
-        }
+            DType::F16 => return Err(f16_unsupported("from_f64", "on the CPU")),
+        })
     }
-    pub fn to_dtype(&self, dtype: DType) -> Self {
-        match (self, dtype) {
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(match (self, dtype) {
             (CpuStorage::F32(_), DType::F32) | (CpuStorage::F64(_), DType::F64) => self.clone(),
             (s, DType::F32) => CpuStorage::F32(s.to_f32_vec()),
             (s, DType::F64) => CpuStorage::F64(s.to_f64_vec()),
-        }
+            (_, DType::F16) => return Err(f16_unsupported("to_dtype", "on the CPU")),
+        })
     }
     pub fn as_slice<T: Elem>(&self) -> &[T] {
         T::slice(self).expect("storage dtype checked by the op")
@@ -82,7 +87,7 @@ impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
-            Storage::Gpu(_) => DType::F32,
+            Storage::Gpu(s) => s.dtype(),
         }
     }
     pub fn len(&self) -> usize {

@@ -151,12 +151,23 @@ impl Tensor {
                 format!("{} values for shape {shape:?}", data.len()),
             ));
         }
-        Tensor::from_storage(
-            Storage::Cpu(CpuStorage::from_f64(dtype, data)),
+        // F16 exists on GPUs only: made there from f32 by the cast kernel.
+        let host = if dtype == DType::F16 {
+            DType::F32
+        } else {
+            dtype
+        };
+        let t = Tensor::from_storage(
+            Storage::Cpu(CpuStorage::from_f64(host, data)?),
             shape,
             Device::Cpu,
         )
-        .to_device(device)
+        .to_device(device)?;
+        if dtype == DType::F16 {
+            t.to_dtype(DType::F16)
+        } else {
+            Ok(t)
+        }
     }
 
     pub fn scalar(value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
@@ -300,6 +311,7 @@ impl Tensor {
     // ---------------------------------------------------------------- data movement
     /// A copy on `device` (the same tensor when it is already there). The copy is a new leaf:
     /// moving is not recorded on the tape, so move parameters before building the graph.
+    /// An F16 tensor arrives on the CPU as F32.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device() == device {
             return Ok(self.clone());
@@ -321,38 +333,16 @@ impl Tensor {
                 Storage::Gpu(GpuStorage::from_slice(gpu, &values)?)
             }
         };
-        Ok(Tensor::from_storage(
-            storage,
-            self.shape().clone(),
-            device.clone(),
-        ))
-    }
-
-    /// Converts the element type (a copy; not recorded on the tape).
-    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
-        if dtype == self.dtype() {
-            return Ok(self.clone());
+        let moved = Tensor::from_storage(storage, self.shape().clone(), device.clone());
+        // F16 travels as f32 (the host has no f16) and becomes F16 again on another GPU.
+        if self.dtype() == DType::F16 && device.is_gpu() {
+            return moved.to_dtype(DType::F16);
         }
-        let storage = match &*self.storage() {
-            Storage::Cpu(s) => Storage::Cpu(s.to_dtype(dtype)),
-            Storage::Gpu(_) => {
-                return Err(Error::invalid(
-                    "to_dtype",
-                    format!(
-                        "{dtype:?} is not available on {}: GPU tensors are f32; move the tensor to the CPU first",
-                        self.device()
-                    ),
-                ))
-            }
-        };
-        Ok(Tensor::from_storage(
-            storage,
-            self.shape().clone(),
-            self.device().clone(),
-        ))
+        Ok(moved)
     }
 
-    /// A CPU copy of this tensor's storage (reads back from the GPU).
+    /// A CPU copy of this tensor's storage (reads back from the GPU; f16 storage comes back
+    /// as f32, since the CPU has no f16).
     pub fn to_cpu_storage(&self) -> Result<CpuStorage> {
         match &*self.storage() {
             Storage::Cpu(s) => Ok(s.clone()),

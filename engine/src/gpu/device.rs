@@ -84,9 +84,11 @@ impl GpuDevice {
         let info = adapters::summary(index, adapter);
         // Ask for everything the adapter offers: the defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
+        // shader-f16 where the adapter has it: the f16-storage matmul needs it.
+        let features = adapter.features() & wgpu::Features::SHADER_F16;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("clce"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -114,6 +116,13 @@ impl GpuDevice {
     }
     pub fn limits(&self) -> &wgpu::Limits {
         &self.0.limits
+    }
+    /// Whether kernels may use f16 (and so whether tensors may be F16 here).
+    pub fn has_shader_f16(&self) -> bool {
+        self.0
+            .device
+            .features()
+            .contains(wgpu::Features::SHADER_F16)
     }
 
     pub fn memory_stats(&self) -> MemoryStats {

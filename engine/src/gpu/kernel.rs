@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use super::pipelines::Slot;
 use super::shaders::Shader;
 use super::{GpuBuffer, GpuDevice};
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
 
 /// Highest rank a shape/stride parameter array holds (`array<vec4<u32>, 2>` in WGSL).
 pub(crate) const MAX_RANK: usize = 8;
@@ -89,6 +89,17 @@ pub(crate) fn linear_grid(device: &GpuDevice, threads: usize, group_size: u32) -
 impl GpuDevice {
     /// Records one kernel launch (nothing runs until the batch is submitted).
     pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
+        // F16 storage reaches only the kernels written for it, whose entry points say so in
+        // their names; any other would read its bits as f32. The op is named by the result
+        // buffer it allocated.
+        if !l.entry.contains("f16") && l.reads.iter().any(|b| b.dtype() == DType::F16) {
+            let op = l.writes.first().map_or("", |b| b.made_by());
+            let op = if op.is_empty() { l.entry } else { op };
+            return Err(crate::dtype::f16_unsupported(
+                op,
+                &format!("by {op} (kernel {}:{})", l.shader.name, l.entry),
+            ));
+        }
         if l.workgroups.contains(&0) {
             return Ok(());
         }

@@ -30,3 +30,16 @@ shader!(DROPOUT, "dropout.wgsl");
 shader!(BATCH_NORM, "batch_norm.wgsl");
 shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl");
+shader!(CAST, "cast.wgsl");
+
+/// matmul.wgsl with the f16-storage entry points of matmul_f16.wgsl: one module, so the
+/// f16 kernels share the f32 ones' tiling code, compiled only where shader-f16 exists
+/// (`enable f16` fails elsewhere).
+pub const MATMUL_F16: Shader = Shader {
+    name: "matmul_f16.wgsl",
+    source: concat!(
+        "enable f16;\n",
+        include_str!("../../../shaders/matmul.wgsl"),
+        include_str!("../../../shaders/matmul_f16.wgsl"),
+    ),
+};

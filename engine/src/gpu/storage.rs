@@ -1,11 +1,11 @@
 //! Buffers on the GPU: [`GpuBuffer`] is one pooled allocation (returned to the pool when
-//! dropped); [`GpuStorage`] is a tensor's f32 values in one, shared by clones.
+//! dropped); [`GpuStorage`] is a tensor's f32 (or f16) values in one, shared by clones.
 use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
 use super::GpuDevice;
-use crate::Result;
+use crate::{DType, Error, Result};
 
 pub struct GpuBuffer {
     device: GpuDevice,
@@ -14,6 +14,11 @@ pub struct GpuBuffer {
     class: u64,
     /// The bytes in use, at most `class` (bindings cover exactly these).
     bytes: u64,
+    /// F16 for a tensor's f16 storage, else F32 (also for index lists): kernels that read
+    /// f32 refuse f16 buffers (see `launch`).
+    dtype: DType,
+    /// The op that allocated it as its result, named when an f16 input reaches it.
+    made_by: &'static str,
 }
 
 impl GpuBuffer {
@@ -23,7 +28,16 @@ impl GpuBuffer {
             buffer: Some(buffer),
             class,
             bytes,
+            dtype: DType::F32,
+            made_by: "",
         }
+    }
+
+    pub(crate) fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub(crate) fn made_by(&self) -> &'static str {
+        self.made_by
     }
 
     pub(crate) fn raw(&self) -> &wgpu::Buffer {
@@ -82,8 +96,9 @@ impl Drop for GpuBuffer {
     }
 }
 
-/// A tensor's values on the GPU: `len` f32 in a buffer that is never written again (see the
-/// module docs of `gpu`), so clones share it.
+/// A tensor's values on the GPU: `len` f32 (or f16, two to a 32-bit word, the last word
+/// padded) in a buffer that is never written again (see the module docs of `gpu`), so clones
+/// share it.
 #[derive(Clone)]
 pub struct GpuStorage {
     buffer: Arc<GpuBuffer>,
@@ -92,15 +107,44 @@ pub struct GpuStorage {
 
 impl std::fmt::Debug for GpuStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuStorage({} f32 on {})", self.len, self.device())
+        write!(
+            f,
+            "GpuStorage({} {:?} on {})",
+            self.len,
+            self.dtype(),
+            self.device()
+        )
     }
 }
 
 impl GpuStorage {
-    /// Storage for `len` f32 that a kernel is about to write.
-    pub(crate) fn alloc(device: &GpuDevice, len: usize, what: &str) -> Result<GpuStorage> {
+    /// Storage for `len` f32 that a kernel of op `what` is about to write.
+    pub(crate) fn alloc(device: &GpuDevice, len: usize, what: &'static str) -> Result<GpuStorage> {
+        Self::alloc_typed(device, len, DType::F32, what)
+    }
+
+    /// Storage for `len` f32 or f16; f16 is rounded up to whole 32-bit words, which storage
+    /// bindings need.
+    pub(crate) fn alloc_typed(
+        device: &GpuDevice,
+        len: usize,
+        dtype: DType,
+        what: &'static str,
+    ) -> Result<GpuStorage> {
+        let bytes =
+            match dtype {
+                DType::F32 => 4 * len as u64,
+                DType::F16 => (2 * len as u64).next_multiple_of(4),
+                DType::F64 => return Err(Error::invalid(
+                    what,
+                    "F64 tensors cannot live on a GPU; convert with .to_dtype(DType::F32) first",
+                )),
+            };
+        let mut buffer = device.alloc(bytes, what)?;
+        buffer.dtype = dtype;
+        buffer.made_by = what;
         Ok(GpuStorage {
-            buffer: Arc::new(device.alloc(4 * len as u64, what)?),
+            buffer: Arc::new(buffer),
             len,
         })
     }
@@ -116,12 +160,25 @@ impl GpuStorage {
         })
     }
 
+    /// The values as f32 (f16 storage is widened on the host, exactly).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.buffer.read_bytes()?))
+        let bytes = self.buffer.read_bytes()?;
+        Ok(match self.dtype() {
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .take(self.len)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => bytemuck::pod_collect_to_vec(&bytes),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.buffer.dtype
     }
 
     /// Elements `start .. start + len` as storage of their own (a copy).
-    pub(crate) fn slice(&self, start: usize, len: usize, what: &str) -> Result<GpuStorage> {
+    pub(crate) fn slice(&self, start: usize, len: usize, what: &'static str) -> Result<GpuStorage> {
         let out = GpuStorage::alloc(self.device(), len, what)?;
         self.copy_into(&out, start, 0, len, what)?;
         Ok(out)
@@ -139,6 +196,11 @@ impl GpuStorage {
     ) -> Result<()> {
         if len == 0 {
             return Ok(());
+        }
+        if self.dtype() != DType::F32 || dst.dtype() != DType::F32 {
+            return Err(Error::Gpu(format!(
+                "{what}: copies f32 storage only; cast F16 tensors with .to_dtype(DType::F32) first"
+            )));
         }
         self.device().record(what, |enc| {
             enc.copy_buffer_to_buffer(

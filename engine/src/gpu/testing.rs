@@ -18,6 +18,24 @@ pub fn test_device() -> Option<Device> {
     }
 }
 
+/// `test_device`, for tests of F16 tensors: None (skipping, with a message) where the adapter
+/// lacks shader-f16, unless `CLCE_REQUIRE_GPU=1`, which then fails, since lavapipe, the
+/// adapter of machines without a GPU, has it.
+pub fn f16_test_device() -> Option<Device> {
+    let device = test_device()?;
+    let Device::Gpu(gpu) = &device else {
+        unreachable!("test_device opens a GPU")
+    };
+    if gpu.has_shader_f16() {
+        return Some(device);
+    }
+    if std::env::var("CLCE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("CLCE_REQUIRE_GPU=1 but {gpu} has no shader-f16");
+    }
+    eprintln!("F16 tests skipped: {gpu} has no shader-f16");
+    None
+}
+
 /// Runs a case on the CPU and on `gpu`, in f32 with the same inputs, and compares the
 /// outputs and (through the loss sum(f(x) * r)) the gradients of every input that is not
 /// frozen. Returns the largest difference relative to max(|CPU value|, 1).

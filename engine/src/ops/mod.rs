@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod batch_norm;
 pub mod binary;
+pub mod cast;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod dropout;
@@ -40,6 +41,7 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(l2_normalize::gradcheck_cases());
     cases.extend(cross_entropy::gradcheck_cases());
     cases.extend(attention::gradcheck_cases());
+    cases.extend(cast::gradcheck_cases());
     cases.extend(crate::loss::gradcheck_cases());
     cases
 }

@@ -24,6 +24,7 @@ pub(super) fn adamw(
     match p.dtype() {
         DType::F32 => adamw_typed::<f32>(p, g, m, v, u),
         DType::F64 => adamw_typed::<f64>(p, g, m, v, u),
+        DType::F16 => Err(dtype_error("adamw")),
     }
 }
 
@@ -82,6 +83,7 @@ pub(super) fn sgd(
     match p.dtype() {
         DType::F32 => sgd_typed::<f32>(p, g, buffer, u),
         DType::F64 => sgd_typed::<f64>(p, g, buffer, u),
+        DType::F16 => Err(dtype_error("sgd")),
     }
 }
 

@@ -60,7 +60,7 @@ impl<'a> SavedState<'a> {
                 ),
             ));
         }
-        let values = saved.to_cpu_storage()?.to_dtype(like.dtype());
+        let values = saved.to_cpu_storage()?.to_dtype(like.dtype())?;
         Tensor::from_storage(Storage::Cpu(values), like.shape().clone(), Device::Cpu)
             .to_device(like.device())
     }

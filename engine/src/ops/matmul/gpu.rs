@@ -1,7 +1,10 @@
-//! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation).
+//! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation),
+//! staging tiles with 16-byte loads when both operands allow it. F16 operands (both, on an
+//! adapter with shader-f16) take the f16-storage entry points of the same kernel, which
+//! widen each value as they stage it and write C in f32.
 use super::MatmulDims;
 use crate::gpu::{shaders, GpuDevice, GpuStorage, Launch, Params};
-use crate::Result;
+use crate::{DType, Result};
 
 /// Tile shape, set through the shader's override constants: a workgroup of `wg_x` x `wg_y`
 /// invocations computes a (4 wg_y) x (4 wg_x) tile of C, stepping through k by `bk`.
@@ -26,6 +29,21 @@ impl Tiles {
     fn cols(self) -> u32 {
         4 * self.wg_x
     }
+}
+
+/// Whether every 4-element group along each operand's contiguous dimension starts at a
+/// multiple of 4 elements, which `matmul_vec4` needs to read both as `vec4<f32>`. The
+/// contiguous dimension is k for A and n for B, or m for a transposed A and k for a
+/// transposed B; the batch strides (m·k, k·n) are then multiples of 4 too. A tile depth
+/// that is not a multiple of 4 would split a vector between two steps of k. With k = 0 the
+/// operands are empty, bound as one f32, too small for a vec4 array.
+pub(crate) fn vec4_aligned(d: &MatmulDims, tiles: Tiles) -> bool {
+    let a_contiguous = if d.trans_a { d.m } else { d.k };
+    let b_contiguous = if d.trans_b { d.k } else { d.n };
+    d.k > 0
+        && a_contiguous.is_multiple_of(4)
+        && b_contiguous.is_multiple_of(4)
+        && tiles.bk.is_multiple_of(4)
 }
 
 pub(crate) fn matmul(a: &GpuStorage, b: &GpuStorage, d: &MatmulDims) -> Result<GpuStorage> {
@@ -54,6 +72,13 @@ pub(crate) fn matmul_with_tiles(
         ("WG_X", tiles.wg_x as f64),
         ("WG_Y", tiles.wg_y as f64),
     ];
+    let f16 = a.dtype() == DType::F16;
+    let (shader, entry) = match (f16, vec4_aligned(d, tiles)) {
+        (false, false) => (&shaders::MATMUL, "matmul"),
+        (false, true) => (&shaders::MATMUL, "matmul_vec4"),
+        (true, false) => (&shaders::MATMUL_F16, "matmul_f16"),
+        (true, true) => (&shaders::MATMUL_F16, "matmul_f16_vec4"),
+    };
     // Batch entries go along z, at most `max` per launch.
     let mut base = 0;
     while base < d.batch {
@@ -68,8 +93,8 @@ pub(crate) fn matmul_with_tiles(
             .u32(d.trans_b as usize)
             .u32(base);
         device.launch(Launch {
-            shader: &shaders::MATMUL,
-            entry: "matmul",
+            shader,
+            entry,
             constants: &constants,
             params,
             reads: &[a.buffer(), b.buffer()],

@@ -7,7 +7,7 @@ pub(crate) mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
-use crate::{ensure_shape, Result, Shape, Storage, Tensor};
+use crate::{ensure_shape, DType, Result, Shape, Storage, Tensor};
 
 /// Sizes of one matmul call, worked out from shapes and flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +76,8 @@ impl Tensor {
     }
 
     /// op(self) · op(rhs), transposing each operand's last two dimensions when its flag is set,
-    /// without materialising the transpose.
+    /// without materialising the transpose. Two F16 operands (GPU) give an F32 product,
+    /// accumulated in f32.
     pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         self.check_same("matmul", rhs)?;
         let (dims, out_shape) = matmul_dims(self.shape(), rhs.shape(), trans_a, trans_b)?;
@@ -110,18 +111,24 @@ impl BackwardOp for MatmulBackward {
         _out: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let (a, b) = (&inputs[0], &inputs[1]);
+        // F16 operands (f16-storage matmul) meet the f32 gradient as f32: their gradients
+        // are f32 (see ops/cast).
+        let widen = |t: &Tensor| match t.dtype() {
+            DType::F16 => t.to_dtype(DType::F32),
+            _ => Ok(t.clone()),
+        };
+        let (a, b) = (&widen(&inputs[0])?, &widen(&inputs[1])?);
         let (ta, tb) = (self.trans_a, self.trans_b);
         // C = op(A) op(B)  =>  d op(A) = dC op(B)ᵀ,  d op(B) = op(A)ᵀ dC; a transposed operand
         // takes the transpose of that, which swaps the factors.
-        let ga = if !a.requires_grad() {
+        let ga = if !inputs[0].requires_grad() {
             None
         } else if ta {
             Some(b.matmul_t(g, tb, true)?.sum_to(a.shape())?)
         } else {
             Some(g.matmul_t(b, false, !tb)?.sum_to(a.shape())?)
         };
-        let gb = if !b.requires_grad() {
+        let gb = if !inputs[1].requires_grad() {
             None
         } else if tb {
             Some(g.matmul_t(a, true, ta)?.sum_to(b.shape())?)

@@ -76,7 +76,7 @@ fn gradients_match_finite_differences() {
 }
 
 mod gpu {
-    use super::super::gpu::{matmul_with_tiles, Tiles};
+    use super::super::gpu::{matmul_with_tiles, vec4_aligned, Tiles};
     use super::super::matmul_dims;
     use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
     use crate::gradcheck::Case;
@@ -125,44 +125,217 @@ mod gpu {
         assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
     }
 
+    /// Products whose contiguous dimensions are multiples of 4 take the vec4 entry point,
+    /// the others the scalar one; both must give the CPU's product and gradients, for every
+    /// transpose, batched or not, at sizes that are not multiples of the 64 x 64 tile.
+    #[test]
+    fn vec4_and_scalar_staging_match_cpu() {
+        let Some(gpu) = test_device() else { return };
+        let (mut vec4, mut scalar) = (0, 0);
+        for (m, k, n) in [
+            (4, 4, 4),
+            (68, 36, 132),
+            (8, 20, 12),
+            (1, 1, 1),
+            (7, 13, 11),
+            (65, 64, 67),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for batch in [None, Some(3)] {
+                    let mut sa = if ta { vec![k, m] } else { vec![m, k] };
+                    let sb = if tb { vec![n, k] } else { vec![k, n] };
+                    if let Some(b) = batch {
+                        sa.insert(0, b);
+                    }
+                    let shapes = [sa.as_slice(), sb.as_slice()];
+                    let dims_of =
+                        |s: &[&[usize]]| matmul_dims(&s[0].into(), &s[1].into(), ta, tb).unwrap().0;
+                    if vec4_aligned(&dims_of(&shapes), Tiles::DEFAULT) {
+                        vec4 += 1;
+                    } else {
+                        scalar += 1;
+                    }
+                    let case =
+                        Case::new("matmul_t", &shapes, move |x| x[0].matmul_t(&x[1], ta, tb));
+                    assert_gpu_agrees(&gpu, &[case], 1e-5);
+                }
+            }
+        }
+        // (4,4,4), (68,36,132) and (8,20,12) are aligned under every transpose; (65,64,67)
+        // only as A·Bᵀ, where both contiguous dimensions are k = 64.
+        assert_eq!(
+            (vec4, scalar),
+            (26, 22),
+            "cases taking the vec4 and scalar paths"
+        );
+    }
+
     #[test]
     fn other_tile_shapes_give_the_same_product() {
         let Some(gpu) = test_device() else { return };
-        let a = Tensor::randn([2, 45, 29], 1.0, 1, DType::F32, &Device::Cpu).unwrap();
-        let b = Tensor::randn([29, 51], 1.0, 2, DType::F32, &Device::Cpu).unwrap();
-        let want = a.matmul(&b).unwrap().to_vec_f32().unwrap();
-        let (dims, _) = matmul_dims(a.shape(), b.shape(), false, false).unwrap();
-        let (ga, gb) = (a.to_device(&gpu).unwrap(), b.to_device(&gpu).unwrap());
-        let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*ga.storage(), &*gb.storage()) else {
-            unreachable!("moved to the GPU above")
-        };
-        for tiles in [
-            Tiles {
-                bk: 8,
-                wg_x: 8,
-                wg_y: 8,
-            },
-            Tiles {
-                bk: 4,
-                wg_x: 16,
-                wg_y: 4,
-            },
-            Tiles {
-                bk: 32,
-                wg_x: 8,
-                wg_y: 16,
-            },
-        ] {
-            let got = matmul_with_tiles(sa, sb, &dims, tiles)
-                .unwrap()
-                .to_vec()
-                .unwrap();
-            for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    (g - w).abs() < 1e-4 * (1.0 + w.abs()),
-                    "{tiles:?}: {g} vs {w}"
-                );
+        // The first pair is staged by scalars, the second (multiples of 4) by vectors.
+        for (sa, sb) in [([2, 45, 29], [29, 51]), ([2, 44, 28], [28, 52])] {
+            let a = Tensor::randn(sa, 1.0, 1, DType::F32, &Device::Cpu).unwrap();
+            let b = Tensor::randn(sb, 1.0, 2, DType::F32, &Device::Cpu).unwrap();
+            let want = a.matmul(&b).unwrap().to_vec_f32().unwrap();
+            let (dims, _) = matmul_dims(a.shape(), b.shape(), false, false).unwrap();
+            let (ga, gb) = (a.to_device(&gpu).unwrap(), b.to_device(&gpu).unwrap());
+            let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*ga.storage(), &*gb.storage()) else {
+                unreachable!("moved to the GPU above")
+            };
+            for tiles in [
+                Tiles {
+                    bk: 8,
+                    wg_x: 8,
+                    wg_y: 8,
+                },
+                Tiles {
+                    bk: 4,
+                    wg_x: 16,
+                    wg_y: 4,
+                },
+                Tiles {
+                    bk: 32,
+                    wg_x: 8,
+                    wg_y: 16,
+                },
+                Tiles {
+                    bk: 6,
+                    wg_x: 4,
+                    wg_y: 8,
+                },
+            ] {
+                let got = matmul_with_tiles(sa, sb, &dims, tiles)
+                    .unwrap()
+                    .to_vec()
+                    .unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{tiles:?}: {g} vs {w}"
+                    );
+                }
             }
         }
+    }
+}
+
+mod f16 {
+    use super::naive;
+    use crate::autograd::backward_with_grad;
+    use crate::gpu::testing::f16_test_device;
+    use crate::{DType, Device, Tensor};
+
+    /// A random [rows, cols] (stored transposed when `trans`) on `gpu`, as F16, and its
+    /// values after rounding, as a CPU f64 matrix in op() orientation.
+    fn operand(
+        rows: usize,
+        cols: usize,
+        trans: bool,
+        seed: u64,
+        gpu: &Device,
+    ) -> (Tensor, Vec<f64>) {
+        let shape = if trans { [cols, rows] } else { [rows, cols] };
+        let h = Tensor::randn(shape, 1.0, seed, DType::F32, gpu)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let stored = h.to_vec_f64().unwrap();
+        let at = |r: usize, c: usize| {
+            if trans {
+                stored[c * rows + r]
+            } else {
+                stored[r * cols + c]
+            }
+        };
+        let op = (0..rows * cols).map(|i| at(i / cols, i % cols)).collect();
+        (h, op)
+    }
+
+    /// The f16 kernels (vec4 and scalar staging) against the f64 product of the same
+    /// f16-rounded inputs: only f32 accumulation separates them.
+    #[test]
+    fn f16_storage_matches_the_product_of_the_rounded_inputs() {
+        let Some(gpu) = f16_test_device() else { return };
+        for (m, k, n) in [(1, 1, 1), (7, 13, 11), (68, 36, 132), (65, 64, 67)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (a, av) = operand(m, k, ta, 1, &gpu);
+                let (b, bv) = operand(k, n, tb, 2, &gpu);
+                let c = a.matmul_t(&b, ta, tb).unwrap();
+                assert_eq!(c.dtype(), DType::F32);
+                let want = naive(&av, &bv, m, k, n);
+                for (g, w) in c.to_vec_f64().unwrap().iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
+                        "{m}x{k}x{n} t{ta}{tb}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        // Batched A, shared B.
+        let a = Tensor::randn([3, 8, 12], 1.0, 3, DType::F32, &gpu).unwrap();
+        let b = Tensor::randn([12, 4], 1.0, 4, DType::F32, &gpu).unwrap();
+        let (ah, bh) = (
+            a.to_dtype(DType::F16).unwrap(),
+            b.to_dtype(DType::F16).unwrap(),
+        );
+        let got = ah.matmul(&bh).unwrap().to_vec_f64().unwrap();
+        let want = ah
+            .to_dtype(DType::F32)
+            .unwrap()
+            .matmul(&bh.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .to_vec_f64()
+            .unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
+
+    /// y = x16 · w16 with x16, w16 casts of f32 leaves: dx = dy · w16ᵀ and dw = x16ᵀ · dy
+    /// in f32, through the f16 matmul's backward and the cast's.
+    #[test]
+    fn gradients_reach_the_f32_leaves_through_the_casts() {
+        let Some(gpu) = f16_test_device() else { return };
+        let (m, k, n) = (5, 12, 8);
+        let leaf = |shape: [usize; 2], seed| {
+            Tensor::randn(shape, 1.0, seed, DType::F32, &gpu)
+                .unwrap()
+                .set_requires_grad(true)
+        };
+        let (x, w) = (leaf([m, k], 1), leaf([k, n], 2));
+        let (xh, wh) = (
+            x.to_dtype(DType::F16).unwrap(),
+            w.to_dtype(DType::F16).unwrap(),
+        );
+        let y = xh.matmul(&wh).unwrap();
+        let dy = Tensor::randn([m, n], 1.0, 3, DType::F32, &gpu).unwrap();
+        backward_with_grad(&y, &dy).unwrap();
+        let (xv, wv, dyv) = (
+            xh.to_vec_f64().unwrap(),
+            wh.to_vec_f64().unwrap(),
+            dy.to_vec_f64().unwrap(),
+        );
+        let transpose = |v: &[f64], r: usize, c: usize| -> Vec<f64> {
+            (0..r * c).map(|i| v[(i % r) * c + i / r]).collect()
+        };
+        let want_dx = naive(&dyv, &transpose(&wv, k, n), m, n, k);
+        let want_dw = naive(&transpose(&xv, m, k), &dyv, k, m, n);
+        for (t, want) in [(&x, want_dx), (&w, want_dw)] {
+            let g = t.grad().expect("the leaf records a gradient");
+            assert_eq!(g.dtype(), DType::F32);
+            for (g, w) in g.to_vec_f64().unwrap().iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_times_f32_is_a_dtype_error() {
+        let Some(gpu) = f16_test_device() else { return };
+        let a = Tensor::ones([2, 2], DType::F16, &gpu).unwrap();
+        let b = Tensor::ones([2, 2], DType::F32, &gpu).unwrap();
+        let e = a.matmul(&b).unwrap_err().to_string();
+        assert!(e.contains("matmul") && e.contains("F16"), "{e}");
     }
 }
