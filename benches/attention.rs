@@ -90,21 +90,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("forward_backward", &id), |bench| {
             bench.iter(train)
         });
-        for (what, flops, times) in [
-            ("forward", forward_flops, common::best_times(3, forward)),
-            (
-                "forward+backward",
-                3 * forward_flops,
-                common::best_times(3, train),
-            ),
-        ] {
-            println!(
-                "attention {b}x{h}x{n}x{d} {what} on {device}: {:.2} GFLOP/s wall ({:.1} ms), {:.2} per CPU-second (best of 3)",
-                flops as f64 / times.wall / 1e9,
-                times.wall * 1e3,
-                flops as f64 / times.cpu / 1e9,
-            );
-        }
+        common::print_forward_backward(
+            &format!("attention {b}x{h}x{n}x{d} on {device}"),
+            forward_flops,
+            forward,
+            train,
+        );
     }
     group.finish();
 }

@@ -75,20 +75,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("forward", &id), |b| b.iter(forward));
         group.throughput(Throughput::Elements(3 * forward_flops));
         group.bench_function(BenchmarkId::new("forward_backward", &id), |b| b.iter(train));
-        for (what, flops, times) in [
-            ("forward", forward_flops, common::best_times(3, forward)),
-            (
-                "forward+backward",
-                3 * forward_flops,
-                common::best_times(3, train),
-            ),
-        ] {
-            println!(
-                "conv2d {id} {what} on {device}: {:.2} GFLOP/s ({:.2} ms, best of 3)",
-                flops as f64 / times.wall / 1e9,
-                times.wall * 1e3,
-            );
-        }
+        common::print_forward_backward(
+            &format!("conv2d {id} on {device}"),
+            forward_flops,
+            forward,
+            train,
+        );
     }
     group.finish();
 }

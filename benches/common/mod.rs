@@ -53,6 +53,32 @@ pub fn best_times(runs: usize, mut f: impl FnMut()) -> Times {
     Times { wall, cpu }
 }
 
+/// Prints `{what} forward` and `{what} forward+backward` lines: the best of 3 calls of each,
+/// in GFLOP/s by wall and CPU time, with the backward counted as twice the forward's FLOP
+/// (two more products of its size), as the conv2d and attention benches do.
+pub fn print_forward_backward(
+    what: &str,
+    forward_flops: u64,
+    forward: impl FnMut(),
+    forward_backward: impl FnMut(),
+) {
+    for (pass, flops, times) in [
+        ("forward", forward_flops, best_times(3, forward)),
+        (
+            "forward+backward",
+            3 * forward_flops,
+            best_times(3, forward_backward),
+        ),
+    ] {
+        println!(
+            "{what} {pass}: {:.2} GFLOP/s wall ({:.1} ms), {:.2} per CPU-second (best of 3)",
+            flops as f64 / times.wall / 1e9,
+            times.wall * 1e3,
+            flops as f64 / times.cpu / 1e9,
+        );
+    }
+}
+
 fn cpu_seconds() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
