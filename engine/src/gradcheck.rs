@@ -12,6 +12,9 @@ use crate::{DType, Device, Result, Tensor};
 
 type CaseFn = Arc<dyn Fn(&[Tensor]) -> Result<Tensor> + Send + Sync>;
 
+/// `init(input index, shape, seed)`: an input's values.
+type InitFn = Arc<dyn Fn(usize, &[usize], u64) -> Vec<f64> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Case {
     pub name: String,
@@ -21,7 +24,7 @@ pub struct Case {
     /// Inputs that are data, not parameters (e.g. labels-derived masks): not differentiated.
     frozen: Vec<usize>,
     /// Gives each input its own values instead of standard normal ones.
-    init: Option<Arc<dyn Fn(usize, &[usize], u64) -> Vec<f64> + Send + Sync>>,
+    init: Option<InitFn>,
 }
 
 #[derive(Clone, Debug)]

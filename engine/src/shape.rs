@@ -61,7 +61,7 @@ impl Shape {
     pub fn broadcast(op: &'static str, a: &Shape, b: &Shape) -> Result<Shape> {
         let rank = a.rank().max(b.rank());
         let mut out = vec![0; rank];
-        for i in 0..rank {
+        for (i, out_dim) in out.iter_mut().enumerate() {
             let da = if i + a.rank() >= rank {
                 a.0[i + a.rank() - rank]
             } else {
@@ -72,7 +72,7 @@ impl Shape {
             } else {
                 1
             };
-            out[i] = match (da, db) {
+            *out_dim = match (da, db) {
                 (x, y) if x == y => x,
                 (1, y) => y,
                 (x, 1) => x,

@@ -96,7 +96,8 @@ impl Tensor {
 
 pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     use crate::gradcheck::Case;
-    let ops: [(&str, fn(&Tensor, &Tensor) -> Result<Tensor>); 4] = [
+    type BinaryFn = fn(&Tensor, &Tensor) -> Result<Tensor>;
+    let ops: [(&str, BinaryFn); 4] = [
         ("add", |a, b| a.add(b)),
         ("sub", |a, b| a.sub(b)),
         ("mul", |a, b| a.mul(b)),

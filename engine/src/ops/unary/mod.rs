@@ -131,7 +131,8 @@ impl Tensor {
 
 pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     use crate::gradcheck::Case;
-    let ops: [(&str, fn(&Tensor) -> Result<Tensor>); 10] = [
+    type UnaryFn = fn(&Tensor) -> Result<Tensor>;
+    let ops: [(&str, UnaryFn); 10] = [
         ("exp", |x| x.exp()),
         ("log", |x| x.mul(x)?.add_scalar(0.5)?.log()),
         ("sqrt", |x| x.mul(x)?.add_scalar(0.5)?.sqrt()),
