@@ -34,6 +34,21 @@ pub enum TrainError {
         step: usize,
         epoch: usize,
     },
+    /// A training step failed on the GPU (out of memory, a buffer over the adapter's limit,
+    /// a lost device).
+    #[error(
+        "step {step} failed on {device} with --batch-size {batch_size} ({views} views): {msg}. \
+         If the GPU ran out of memory or a buffer is over its limit, try --batch-size {half}; \
+         checkpoints already written are kept",
+        views = 2 * batch_size,
+        half = (batch_size / 2).max(1)
+    )]
+    GpuStep {
+        step: usize,
+        device: String,
+        batch_size: usize,
+        msg: String,
+    },
     /// The analytic gradients disagree with finite differences.
     #[error(
         "gradient check failed (max relative error {max_error:.2e} > tolerance {tolerance:.0e}): \

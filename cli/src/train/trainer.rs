@@ -122,7 +122,8 @@ pub fn train(
             }
             let started = Instant::now();
             let lr = schedule.lr_at(state.step);
-            let (loss, grad_norm, correct) = step(s, &mut opt, &trained, &batch, &state, lr)?;
+            let (loss, grad_norm, correct) = step(s, &mut opt, &trained, &batch, &state, lr)
+                .map_err(|e| with_batch_size(e, s, state.step + 1))?;
             let seconds = started.elapsed().as_secs_f64();
 
             state.step += 1;
@@ -205,6 +206,20 @@ pub fn train(
         tally,
         best: state.best,
     })
+}
+
+/// A GPU failure in a training step, out of memory above all, depends on the batch: say which
+/// batch size was tried, so the user knows what to lower.
+fn with_batch_size(e: TrainError, s: &Session, step: usize) -> TrainError {
+    match e {
+        TrainError::Engine(clce_engine::Error::Gpu(msg)) => TrainError::GpuStep {
+            step,
+            device: s.device.to_string(),
+            batch_size: s.cfg.batch_size,
+            msg,
+        },
+        e => e,
+    }
 }
 
 /// One optimiser step; returns the loss, the gradient norm before clipping and how many

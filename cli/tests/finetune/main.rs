@@ -373,3 +373,47 @@ fn the_gpu_backend_trains_like_the_cpu() {
         );
     }
 }
+
+/// A batch too large for the GPU stops the run with an error that names the batch size and a
+/// smaller one to try. On lavapipe (storage bindings of 128 MiB) 512 views of 224 px (308 MB)
+/// cannot even be uploaded; on a real GPU the same limit or its memory stops it.
+#[test]
+fn a_batch_too_large_for_the_gpu_names_the_batch_size() {
+    let Some(clce_engine::Device::Gpu(gpu)) = clce_engine::gpu::testing::test_device() else {
+        return;
+    };
+    if gpu.limits().max_storage_buffer_binding_size >= 512 * 3 * 224 * 224 * 4 {
+        eprintln!("skipped: this GPU's storage bindings hold the whole batch");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = clce(&[
+        "finetune",
+        "--model",
+        "resnet-tiny",
+        "--image-size",
+        "224",
+        "--data",
+        "synthetic:classes=2,train=128,test=2",
+        "--batch-size",
+        "256",
+        "--epochs",
+        "1",
+        "--no-gradcheck",
+        "--device",
+        "gpu:0",
+        "--quiet",
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "step 1 failed",
+        "--batch-size 256 (512 views)",
+        "try --batch-size 128",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?}: {}", text(&out));
+    }
+    assert!(!stderr.contains("panicked"), "{}", text(&out));
+}
