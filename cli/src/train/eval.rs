@@ -138,15 +138,22 @@ pub fn per_class_rows(names: &[String], tally: &Tally) -> Vec<(String, Option<f6
         .collect()
 }
 
-/// Per-class accuracy, three classes to a line.
+/// Per-class accuracy, three classes to a line; names as wide as the longest, up to 24
+/// characters.
 pub fn per_class_table(rows: &[(String, Option<f64>, usize)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(name, _, _)| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(24);
     let cells: Vec<String> = rows
         .iter()
         .enumerate()
         .map(|(i, (name, acc, _))| {
             let acc = acc.map_or("   -  ".into(), |a| format!("{:5.1}%", 100.0 * a));
-            let name: String = name.chars().take(20).collect();
-            format!("{i:>4} {name:<20} {acc}")
+            let name: String = name.chars().take(width).collect();
+            format!("{i:>4} {name:<width$} {acc}")
         })
         .collect();
     let mut out = String::from("per-class top-1 accuracy:");
@@ -220,6 +227,23 @@ mod tests {
         let table = per_class_table(&rows);
         assert!(table.contains("cat") && table.contains("100.0%") && table.contains("-"));
         assert_eq!(per_class_json(&rows)[2]["top1"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_table_shows_whole_names_up_to_24_characters() {
+        let rows = [
+            ("yellow-triangle-solid".to_string(), Some(0.5), 2),
+            ("a-name-of-exactly-30-letters!!".to_string(), Some(1.0), 1),
+        ];
+        let table = per_class_table(&rows);
+        assert!(
+            table.contains("   0 yellow-triangle-solid     50.0%"),
+            "{table}"
+        );
+        assert!(
+            table.contains("   1 a-name-of-exactly-30-let 100.0%"),
+            "{table}"
+        );
     }
 
     #[test]
