@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/losses/");
+/// A loss fixture file, as a path argument.
+fn loss_fixture(name: &str) -> String {
+    let path = clce_engine::fixtures::dir().join(format!("losses/{name}.safetensors"));
+    path.to_str().unwrap().to_string()
+}
 
 fn clce_cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_clce-cli"))
@@ -71,7 +75,7 @@ fn reproduces_the_pytorch_fixtures() {
         ("low_tau_beta2", "ce", "ce", &[]),
     ];
     for (fixture, loss, key, flags) in runs {
-        let input = format!("{FIXTURES}{fixture}.safetensors");
+        let input = loss_fixture(fixture);
         let output = scratch(&format!("{fixture}_{loss}.safetensors"));
         let mut args = vec!["loss", "--input", &input, "--loss", loss];
         args.extend_from_slice(flags);
@@ -143,7 +147,7 @@ fn bad_inputs_fail_with_clear_messages() {
     let good = write_file("good.safetensors", &[features.clone(), labels.clone()]);
 
     fails_with(&["--input", "/no/such/file.safetensors"], "cannot read");
-    let small = format!("{FIXTURES}small.safetensors");
+    let small = loss_fixture("small");
     let truncated = scratch("truncated.safetensors");
     std::fs::write(&truncated, &std::fs::read(&small).unwrap()[..200]).unwrap();
     fails_with(

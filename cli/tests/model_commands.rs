@@ -5,20 +5,7 @@ use std::process::Command;
 use clce_models::checkpoint::{Checkpoint, Values};
 
 fn fixture(name: &str) -> PathBuf {
-    let dir = match std::env::var("CLCE_FIXTURES") {
-        Ok(dir) => PathBuf::from(dir),
-        Err(_) => {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            [
-                root.join("shared/fixtures"),
-                root.join("../shared/fixtures"),
-            ]
-            .into_iter()
-            .find(|d| d.join("models").is_dir())
-            .expect("reference fixtures not found: set CLCE_FIXTURES")
-        }
-    };
-    dir.join("models").join(name)
+    clce_engine::fixtures::dir().join("models").join(name)
 }
 
 fn scratch(tag: &str) -> PathBuf {

@@ -13,6 +13,8 @@ pub mod autograd;
 pub mod device;
 pub mod dtype;
 pub mod error;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod gpu;
 pub mod gradcheck;
 pub mod loss;

@@ -36,29 +36,11 @@ pub fn load(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use clce_engine::{no_grad, Tensor};
     use clce_models::Mode;
     use safetensors::SafeTensors;
 
     use super::*;
-
-    /// The reference fixtures (`CLCE_FIXTURES`, else `shared/fixtures` in or beside the
-    /// repository).
-    fn fixtures() -> PathBuf {
-        if let Ok(dir) = std::env::var("CLCE_FIXTURES") {
-            return PathBuf::from(dir);
-        }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        [
-            root.join("shared/fixtures"),
-            root.join("../shared/fixtures"),
-        ]
-        .into_iter()
-        .find(|d| d.join("models").is_dir())
-        .expect("reference fixtures not found: set CLCE_FIXTURES")
-    }
 
     fn f32s(file: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
         let t = file.tensor(name).unwrap();
@@ -74,7 +56,7 @@ mod tests {
     /// rows in input order).
     #[test]
     fn beit_features_match_timm() {
-        let dir = fixtures().join("models");
+        let dir = clce_engine::fixtures::dir().join("models");
         let weights = dir.join("beit_timm_tiny.safetensors");
         let mut extractor = load(Some("beit"), &weights, &Device::Cpu).unwrap();
         let bytes = std::fs::read(dir.join("beit_timm_tiny.io.safetensors")).unwrap();
@@ -101,7 +83,7 @@ mod tests {
     /// with batch statistics, for inputs of any size.
     #[test]
     fn resnet_features_are_the_eval_mode_pooled_output() {
-        let weights = fixtures().join("models/resnet_timm_tiny.safetensors");
+        let weights = clce_engine::fixtures::dir().join("models/resnet_timm_tiny.safetensors");
         let mut extractor = load(Some("resnet"), &weights, &Device::Cpu).unwrap();
         let (model, _) = Model::load(&weights, &LoadOptions::default()).unwrap();
         let (count, side) = (3, 40);

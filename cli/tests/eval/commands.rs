@@ -326,27 +326,11 @@ fn plot_draws_the_curves_of_a_run() {
     assert!(stderr(&o).contains("line 1"), "{}", stderr(&o));
 }
 
-/// The reference fixtures (`CLCE_FIXTURES`, else `shared/fixtures` in or beside the
-/// repository).
-fn fixtures() -> std::path::PathBuf {
-    if let Ok(dir) = std::env::var("CLCE_FIXTURES") {
-        return dir.into();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    [
-        root.join("shared/fixtures"),
-        root.join("../shared/fixtures"),
-    ]
-    .into_iter()
-    .find(|d| d.join("models").is_dir())
-    .expect("reference fixtures not found: set CLCE_FIXTURES")
-}
-
 #[test]
 fn embed_then_fewshot_matches_fewshot_on_the_model() {
     // The tiny BEiT of the fixtures (random weights, 32-pixel input) on the synthetic set.
     let tmp = tempfile::tempdir().unwrap();
-    let weights = fixtures().join("models/beit_timm_tiny.safetensors");
+    let weights = clce_engine::fixtures::dir().join("models/beit_timm_tiny.safetensors");
     let weights = weights.to_str().unwrap();
     let data = "synthetic:classes=6,train=1,test=20";
     let emb = tmp.path().join("tiny.safetensors");

@@ -5,8 +5,6 @@ use safetensors::{Dtype, SafeTensors};
 use super::{hscl, lacln, objective, supcon, LossConfig, LossKind};
 use crate::{DType, Device, Tensor};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/losses/");
-
 /// One PyTorch-made batch: its tensors (as f64), labels and hyper-parameters.
 pub(super) struct Fixture {
     name: String,
@@ -62,13 +60,17 @@ impl Fixture {
     }
 
     fn all() -> Vec<Fixture> {
-        let mut paths: Vec<_> = std::fs::read_dir(FIXTURES)
+        let mut paths: Vec<_> = std::fs::read_dir(crate::fixtures::dir().join("losses"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
             .collect();
         paths.sort();
-        assert!(paths.len() >= 4, "loss fixtures missing in {FIXTURES}");
+        assert!(
+            paths.len() >= 4,
+            "loss fixtures missing in {}",
+            crate::fixtures::dir().display()
+        );
         paths.iter().map(|p| Fixture::load(p)).collect()
     }
 

@@ -6,26 +6,7 @@ use std::path::PathBuf;
 
 use clce_models::checkpoint::{Checkpoint, FileDType, FileTensor, Values};
 
-/// The reference fixtures (`CLCE_FIXTURES`, else `shared/fixtures` in or beside the
-/// repository).
-pub fn fixtures_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("CLCE_FIXTURES") {
-        return PathBuf::from(dir);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    for candidate in [
-        root.join("shared/fixtures"),
-        root.join("../shared/fixtures"),
-    ] {
-        if candidate.join("models").is_dir() {
-            return candidate;
-        }
-    }
-    panic!(
-        "reference fixtures not found: set CLCE_FIXTURES to the fixtures folder (the one \
-         holding models/ and losses/)"
-    );
-}
+pub use clce_engine::fixtures::dir as fixtures_dir;
 
 pub fn model_fixture(name: &str) -> PathBuf {
     fixtures_dir().join("models").join(name)
