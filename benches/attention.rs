@@ -22,7 +22,7 @@ use std::time::Duration;
 use clce::engine::autograd::{backward_with_grad, no_grad};
 use clce::engine::ops::attention::attention;
 use clce::engine::{DType, Device, Tensor};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 
 fn shape() -> [usize; 4] {
     if common::full() {
@@ -82,15 +82,9 @@ fn bench(c: &mut Criterion) {
 
         let label = if device.is_cpu() { "cpu" } else { "gpu" };
         let id = format!("{b}x{h}x{n}x{d}/{label}");
-        group.throughput(Throughput::Elements(forward_flops));
-        group.bench_function(BenchmarkId::new("forward", &id), |bench| {
-            bench.iter(forward)
-        });
-        group.throughput(Throughput::Elements(3 * forward_flops));
-        group.bench_function(BenchmarkId::new("forward_backward", &id), |bench| {
-            bench.iter(train)
-        });
-        common::print_forward_backward(
+        common::forward_backward(
+            &mut group,
+            &id,
             &format!("attention {b}x{h}x{n}x{d} on {device}"),
             forward_flops,
             forward,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clce::engine::autograd::{backward_with_grad, no_grad};
 use clce::engine::{DType, Device, Tensor};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 
 /// (stage, channels, side) of each stage's bottleneck 3×3 convolution.
 const STAGES: [(&str, usize, usize); 4] = [
@@ -71,11 +71,9 @@ fn bench(c: &mut Criterion) {
         };
 
         let id = format!("{stage}_{ch}ch_{side}px_batch{n}");
-        group.throughput(Throughput::Elements(forward_flops));
-        group.bench_function(BenchmarkId::new("forward", &id), |b| b.iter(forward));
-        group.throughput(Throughput::Elements(3 * forward_flops));
-        group.bench_function(BenchmarkId::new("forward_backward", &id), |b| b.iter(train));
-        common::print_forward_backward(
+        common::forward_backward(
+            &mut group,
+            &id,
             &format!("conv2d {id} on {device}"),
             forward_flops,
             forward,

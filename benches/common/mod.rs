@@ -53,21 +53,32 @@ pub fn best_times(runs: usize, mut f: impl FnMut()) -> Times {
     Times { wall, cpu }
 }
 
-/// Prints `{what} forward` and `{what} forward+backward` lines: the best of 3 calls of each,
-/// in GFLOP/s by wall and CPU time, with the backward counted as twice the forward's FLOP
-/// (two more products of its size), as the conv2d and attention benches do.
-pub fn print_forward_backward(
+/// Benchmarks a forward pass and a forward + backward pass as `forward/{id}` and
+/// `forward_backward/{id}` of `group` (throughput in FLOP, the backward counted as twice the
+/// forward's FLOP: two more products of its size), then prints `{what} forward` and
+/// `{what} forward+backward` lines: the best of 3 calls of each, in GFLOP/s by wall and CPU
+/// time.
+pub fn forward_backward(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: &str,
     what: &str,
     forward_flops: u64,
-    forward: impl FnMut(),
-    forward_backward: impl FnMut(),
+    mut forward: impl FnMut(),
+    mut forward_backward: impl FnMut(),
 ) {
+    use criterion::{BenchmarkId, Throughput};
+    group.throughput(Throughput::Elements(forward_flops));
+    group.bench_function(BenchmarkId::new("forward", id), |b| b.iter(&mut forward));
+    group.throughput(Throughput::Elements(3 * forward_flops));
+    group.bench_function(BenchmarkId::new("forward_backward", id), |b| {
+        b.iter(&mut forward_backward)
+    });
     for (pass, flops, times) in [
-        ("forward", forward_flops, best_times(3, forward)),
+        ("forward", forward_flops, best_times(3, &mut forward)),
         (
             "forward+backward",
             3 * forward_flops,
-            best_times(3, forward_backward),
+            best_times(3, &mut forward_backward),
         ),
     ] {
         println!(
