@@ -349,6 +349,14 @@ impl Tensor {
             Storage::Gpu(s) => Ok(CpuStorage::F32(s.to_vec()?)),
         }
     }
+    /// This tensor's GPU storage, for a GPU op whose operands `check_same` (or the op's own
+    /// dispatch) put on one GPU; a CPU tensor here is the mixed-devices error of `op`.
+    pub(crate) fn gpu_storage(&self, op: &'static str) -> Result<GpuStorage> {
+        match &*self.storage() {
+            Storage::Gpu(s) => Ok(s.clone()),
+            Storage::Cpu(_) => Err(crate::storage::mixed_devices(op)),
+        }
+    }
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         Ok(self.to_cpu_storage()?.to_f32_vec())
     }

@@ -81,6 +81,16 @@ impl GpuBuffer {
         Self::upload(device, bytemuck::cast_slice(data), what)
     }
 
+    /// Indices or class labels as the u32 the kernels read.
+    pub(crate) fn upload_indices(
+        device: &GpuDevice,
+        indices: &[usize],
+        what: &str,
+    ) -> Result<GpuBuffer> {
+        let as_u32: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        Self::upload_u32(device, &as_u32, what)
+    }
+
     pub(crate) fn read_bytes(&self) -> Result<Vec<u8>> {
         self.device.read_back(self.raw(), self.bytes)
     }

@@ -78,22 +78,14 @@ fn params(loss: Loss, m: usize, tau: f64, count: usize) -> Params {
         .f32(inv_count)
 }
 
-fn gpu_storage(t: &Tensor, op: &'static str) -> Result<GpuStorage> {
-    match &*t.storage() {
-        Storage::Gpu(s) => Ok(s.clone()),
-        Storage::Cpu(_) => Err(crate::storage::mixed_devices(op)),
-    }
-}
-
 /// `loss` of the L2-normalised features `z` [M, D] (on a GPU) with class `labels`, checked
 /// by the caller, as a scalar on z's device.
 pub(super) fn forward(loss: Loss, z: &Tensor, labels: &[usize], tau: f64) -> Result<Tensor> {
-    let zs = gpu_storage(z, loss.name())?;
+    let zs = z.gpu_storage(loss.name())?;
     let device = zs.device();
     let (m, d) = (labels.len(), z.dims()[1]);
     let gram = matmul(&zs, &zs, &product(m, d, m, true))?;
-    let labels_u32: Vec<u32> = labels.iter().map(|&y| y as u32).collect();
-    let labels_buffer = GpuBuffer::upload_u32(device, &labels_u32, "contrastive labels")?;
+    let labels_buffer = GpuBuffer::upload_indices(device, labels, "contrastive labels")?;
     let stats = GpuStorage::alloc(device, 4 * m, "contrastive anchors")?;
     let row_loss = GpuStorage::alloc(device, m, "contrastive anchors")?;
     let count = loss.count(labels);
@@ -160,8 +152,8 @@ impl BackwardOp for ContrastiveBackward {
         grad_output: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let z = &inputs[0];
-        let zs = gpu_storage(z, self.loss.name())?;
-        let upstream = gpu_storage(grad_output, self.loss.name())?;
+        let zs = z.gpu_storage(self.loss.name())?;
+        let upstream = grad_output.gpu_storage(self.loss.name())?;
         let device = zs.device();
         let (m, d) = (z.dims()[0], z.dims()[1]);
         let symmetric = GpuStorage::alloc(device, m * m, "contrastive backward")?;

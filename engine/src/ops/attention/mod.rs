@@ -166,10 +166,7 @@ impl AttentionBackward {
         // packed after L so that the kernels read both from one buffer.
         let delta = g.mul(out)?.sum(-1, false)?;
         let stats = Tensor::concat(&[lse.reshape([b * h * n])?, delta.reshape([b * h * n])?], 0)?;
-        let storage = |t: &Tensor| match &*t.storage() {
-            Storage::Gpu(s) => Ok(s.clone()),
-            Storage::Cpu(_) => Err(crate::storage::mixed_devices("attention")),
-        };
+        let storage = |t: &Tensor| t.gpu_storage("attention");
         let wanted = [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()));
         let grads = gpu::backward(
             &storage(&inputs[0])?,

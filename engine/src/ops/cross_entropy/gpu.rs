@@ -11,11 +11,6 @@ fn params(m: usize, c: usize, smoothing: f64) -> Params {
         .f32(smoothing / c as f64)
 }
 
-fn upload_labels(logits: &GpuStorage, labels: &[usize]) -> Result<GpuBuffer> {
-    let labels: Vec<u32> = labels.iter().map(|&y| y as u32).collect();
-    GpuBuffer::upload_u32(logits.device(), &labels, "cross_entropy labels")
-}
-
 /// (the mean loss, one element; softmax probabilities [M, C]).
 pub(crate) fn forward(
     logits: &GpuStorage,
@@ -26,7 +21,7 @@ pub(crate) fn forward(
     let (m, c) = (labels.len(), logits.len() / labels.len());
     let probs = GpuStorage::alloc(device, logits.len(), "cross_entropy")?;
     let row_loss = GpuStorage::alloc(device, m, "cross_entropy")?;
-    let labels = upload_labels(logits, labels)?;
+    let labels = GpuBuffer::upload_indices(device, labels, "cross_entropy labels")?;
     device.launch(Launch {
         shader: &shaders::CROSS_ENTROPY,
         entry: "forward",
@@ -50,7 +45,7 @@ pub(crate) fn backward(
     let device = probs.device();
     let (m, c) = (labels.len(), probs.len() / labels.len());
     let dx = GpuStorage::alloc(device, probs.len(), "cross_entropy backward")?;
-    let labels = upload_labels(probs, labels)?;
+    let labels = GpuBuffer::upload_indices(probs.device(), labels, "cross_entropy labels")?;
     device.launch(Launch {
         shader: &shaders::CROSS_ENTROPY,
         entry: "backward",

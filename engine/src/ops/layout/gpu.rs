@@ -64,11 +64,6 @@ fn launch(
     })
 }
 
-fn upload_indices(x: &GpuStorage, indices: &[usize], what: &str) -> Result<GpuBuffer> {
-    let as_u32: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-    GpuBuffer::upload_u32(x.device(), &as_u32, what)
-}
-
 pub(crate) fn permute(x: &GpuStorage, shape: &Shape, dims: &[usize]) -> Result<GpuStorage> {
     let in_strides = shape.strides();
     let out_dims: Vec<usize> = dims.iter().map(|&d| shape.dims()[d]).collect();
@@ -141,7 +136,7 @@ pub(crate) fn index_select(
 ) -> Result<GpuStorage> {
     let k = indices.len();
     let out = GpuStorage::alloc(x.device(), outer * k * inner, "index_select")?;
-    let idx = upload_indices(x, indices, "index_select indices")?;
+    let idx = GpuBuffer::upload_indices(x.device(), indices, "index_select indices")?;
     let params = Block::around(outer, n, inner, k).params(&[], &[]);
     launch("index_select", params, &[x.buffer(), &idx], &out, out.len())?;
     Ok(out)
@@ -193,7 +188,7 @@ pub(crate) fn gather(
     k: usize,
 ) -> Result<GpuStorage> {
     let out = GpuStorage::alloc(x.device(), outer * k * inner, "gather")?;
-    let idx = upload_indices(x, indices, "gather indices")?;
+    let idx = GpuBuffer::upload_indices(x.device(), indices, "gather indices")?;
     let params = Block::around(outer, n, inner, k).params(&[], &[]);
     launch("gather", params, &[x.buffer(), &idx], &out, out.len())?;
     Ok(out)
@@ -208,7 +203,7 @@ pub(crate) fn scatter_add(
     k: usize,
 ) -> Result<GpuStorage> {
     let out = GpuStorage::alloc(g.device(), outer * n * inner, "scatter_add")?;
-    let idx = upload_indices(g, indices, "scatter_add indices")?;
+    let idx = GpuBuffer::upload_indices(g.device(), indices, "scatter_add indices")?;
     let params = Block::around(outer, n, inner, k).params(&[], &[]);
     launch("scatter_add", params, &[g.buffer(), &idx], &out, out.len())?;
     Ok(out)
