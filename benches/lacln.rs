@@ -46,20 +46,6 @@ fn selected(group: &str) -> bool {
     filter.is_none_or(|f| group.contains(&f))
 }
 
-fn gpu_device() -> Option<Device> {
-    let index = std::env::var("CLCE_DEVICE")
-        .ok()
-        .and_then(|d| d.strip_prefix("gpu:").and_then(|i| i.parse().ok()))
-        .unwrap_or(0);
-    match Device::gpu(index) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("lacln: no GPU to measure ({e})");
-            None
-        }
-    }
-}
-
 /// Benchmarks fused against composed LACLN on `device` for each M, in the group `name`.
 fn fused_against_composed(c: &mut Criterion, name: &str, device: &Device, sizes: &[usize]) {
     let mut group = c.benchmark_group(name);
@@ -114,7 +100,10 @@ fn cpu(c: &mut Criterion) {
 }
 
 fn gpu(c: &mut Criterion) {
-    let Some(device) = gpu_device() else { return };
+    let device = match common::open_gpu() {
+        Ok(d) => d,
+        Err(e) => return eprintln!("lacln: no GPU to measure ({e})"),
+    };
     let Device::Gpu(gpu) = &device else { return };
     let sizes: &[usize] = if gpu.info().is_software {
         &[128, 256, 1024]
