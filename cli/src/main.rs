@@ -32,6 +32,11 @@ enum Command {
     Convert(commands::convert::Args),
     /// Evaluate a loss (clce, lacln, supcon, ...) and its gradients on a saved batch.
     Loss(commands::loss::Args),
+    /// Time full training steps on random input: median step, views/s, peak memory.
+    Bench(commands::bench::Args),
+    /// The peak memory of one training step (weights, optimiser, gradients, activations),
+    /// planned without running it.
+    Plan(commands::plan::Args),
     /// Fine-tune a model with CLCE (or a baseline objective), evaluating every epoch.
     // Boxed: its many flags would make every command as large as it.
     Finetune(Box<commands::finetune::Args>),
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Loss(args) => commands::loss::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Finetune(args) => commands::finetune::run(*args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Fewshot(args) => commands::fewshot::run(args),

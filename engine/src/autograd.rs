@@ -230,6 +230,10 @@ impl BackwardOp for CheckpointBackward {
             backward_with_grad(&out, grad_output)?;
         }
         let mut grads: Vec<Option<Tensor>> = replay.iter().map(|t| t.grad()).collect();
+        // The replayed inputs are leaves only for the replay: their gradients flow on.
+        for g in grads.iter().flatten() {
+            crate::memory::recount(g, crate::memory::meta::Category::Activations);
+        }
         // Parameter gradients were accumulated into the parameters during the replay.
         grads.extend(std::iter::repeat_n(None, inputs.len() - self.n_inputs));
         Ok(grads)

@@ -1,11 +1,15 @@
-//! Devices a tensor can live on: the CPU, or a GPU opened through wgpu.
-use crate::gpu::{self, GpuDevice, MemoryStats};
+//! Devices a tensor can live on: the CPU, a GPU opened through wgpu, or the shape-only meta
+//! device that plans memory.
+use crate::gpu::{self, GpuDevice};
+use crate::memory::{self, meta::MetaDevice, MemoryStats};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
     Gpu(GpuDevice),
+    /// Shapes without values, with every allocation counted (`clce-cli plan`).
+    Meta(MetaDevice),
 }
 
 impl Device {
@@ -40,11 +44,27 @@ impl Device {
         Device::try_auto().unwrap_or(Device::Cpu)
     }
 
-    /// Buffer memory held on a GPU (None on the CPU).
-    pub fn memory_stats(&self) -> Option<MemoryStats> {
+    pub fn is_meta(&self) -> bool {
+        matches!(self, Device::Meta(_))
+    }
+
+    /// Live and peak bytes of tensor storage (`torch.cuda.memory_allocated` and
+    /// `max_memory_allocated`): on the CPU, every tensor of this process; on a GPU, its
+    /// buffers, with the freed ones kept for reuse as `pooled_bytes`.
+    pub fn memory_stats(&self) -> MemoryStats {
         match self {
-            Device::Cpu => None,
-            Device::Gpu(g) => Some(g.memory_stats()),
+            Device::Cpu => memory::cpu_stats(),
+            Device::Gpu(g) => g.memory_stats(),
+            Device::Meta(m) => m.memory_stats(),
+        }
+    }
+
+    /// Starts a new peak from what is live now (`torch.cuda.reset_peak_memory_stats`).
+    pub fn reset_peak_memory(&self) {
+        match self {
+            Device::Cpu => memory::cpu_reset_peak(),
+            Device::Gpu(g) => g.reset_peak_memory(),
+            Device::Meta(m) => m.reset_peak_memory(),
         }
     }
 
@@ -52,7 +72,7 @@ impl Device {
     /// wait by themselves).
     pub fn synchronize(&self) -> Result<()> {
         match self {
-            Device::Cpu => Ok(()),
+            Device::Cpu | Device::Meta(_) => Ok(()),
             Device::Gpu(g) => g.synchronize(),
         }
     }
@@ -63,6 +83,7 @@ impl std::fmt::Display for Device {
         match self {
             Device::Cpu => write!(f, "cpu"),
             Device::Gpu(g) => write!(f, "{g}"),
+            Device::Meta(m) => write!(f, "{m}"),
         }
     }
 }

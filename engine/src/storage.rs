@@ -2,6 +2,7 @@
 //! storage for matmul).
 use crate::dtype::f16_unsupported;
 use crate::gpu::GpuStorage;
+use crate::memory::meta::MetaStorage;
 use crate::{DType, Elem, Result};
 
 #[derive(Clone, Debug)]
@@ -81,6 +82,8 @@ macro_rules! map_cpu {
 pub enum Storage {
     Cpu(CpuStorage),
     Gpu(GpuStorage),
+    /// Shape-only storage of the meta device (`memory::meta`): counted, never computed.
+    Meta(MetaStorage),
 }
 
 impl Storage {
@@ -88,12 +91,14 @@ impl Storage {
         match self {
             Storage::Cpu(s) => s.dtype(),
             Storage::Gpu(s) => s.dtype(),
+            Storage::Meta(s) => s.dtype(),
         }
     }
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(s) => s.len(),
             Storage::Gpu(s) => s.len(),
+            Storage::Meta(s) => s.len(),
         }
     }
     pub fn is_empty(&self) -> bool {

@@ -1,13 +1,15 @@
 //! `Tensor`: a shape, a device, shared contiguous storage, and (when it was produced by an
 //! op while gradients were being recorded) the op node that made it.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::autograd::{self, BackwardOp, Node};
 use crate::gpu::GpuStorage;
+use crate::memory::meta::MetaStorage;
+use crate::memory::StorageCell;
 use crate::{CpuStorage, DType, Device, Elem, Error, Result, Shape, Storage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,8 +28,8 @@ pub(crate) struct TensorInner {
     pub(crate) dtype: DType,
     pub(crate) device: Device,
     /// Shared with reshaped views and detached copies; written in place only by optimisers
-    /// and running-statistics updates.
-    pub(crate) storage: Arc<RwLock<Storage>>,
+    /// and running-statistics updates. Counted in the device's memory statistics.
+    pub(crate) storage: Arc<StorageCell>,
     /// The recorded op that produced this tensor (None for leaves and untracked results).
     pub(crate) node: Option<Node>,
     pub(crate) requires_grad: bool,
@@ -57,11 +59,17 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     // ---------------------------------------------------------------- construction
     pub(crate) fn from_storage(storage: Storage, shape: Shape, device: Device) -> Tensor {
-        Self::new_inner(Arc::new(RwLock::new(storage)), shape, device, None, false)
+        Self::new_inner(
+            Arc::new(StorageCell::new(storage)),
+            shape,
+            device,
+            None,
+            false,
+        )
     }
 
     fn new_inner(
-        storage: Arc<RwLock<Storage>>,
+        storage: Arc<StorageCell>,
         shape: Shape,
         device: Device,
         node: Option<Node>,
@@ -94,7 +102,13 @@ impl Tensor {
             op: Box::new(op),
             inputs,
         });
-        Self::new_inner(Arc::new(RwLock::new(storage)), shape, device, node, track)
+        Self::new_inner(
+            Arc::new(StorageCell::new(storage)),
+            shape,
+            device,
+            node,
+            track,
+        )
     }
 
     /// A view with another shape over the same storage (used by reshape).
@@ -151,6 +165,9 @@ impl Tensor {
                 format!("{} values for shape {shape:?}", data.len()),
             ));
         }
+        if let Device::Meta(m) = device {
+            return Ok(Tensor::meta(m, shape, dtype, "from_f64_slice"));
+        }
         // F16 exists on GPUs only: made there from f32 by the cast kernel.
         let host = if dtype == DType::F16 {
             DType::F32
@@ -170,6 +187,12 @@ impl Tensor {
         }
     }
 
+    /// A tensor of the meta device: its shape and dtype, no values.
+    fn meta(device: &crate::MetaDevice, shape: Shape, dtype: DType, op: &'static str) -> Tensor {
+        let storage = MetaStorage::alloc(device, shape.numel(), dtype, op);
+        Tensor::from_storage(Storage::Meta(storage), shape, Device::Meta(device.clone()))
+    }
+
     pub fn scalar(value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
         Tensor::full(value, Shape::scalar(), dtype, device)
     }
@@ -181,6 +204,9 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
+        if let Device::Meta(m) = device {
+            return Ok(Tensor::meta(m, shape, dtype, "full"));
+        }
         let data = vec![value; shape.numel()];
         Tensor::from_f64_slice(&data, shape, dtype, device)
     }
@@ -210,6 +236,9 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
+        if let Device::Meta(m) = device {
+            return Ok(Tensor::meta(m, shape, dtype, "randn"));
+        }
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let data: Vec<f64> = (0..shape.numel())
             .map(|_| std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
@@ -227,6 +256,9 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
+        if let Device::Meta(m) = device {
+            return Ok(Tensor::meta(m, shape, dtype, "rand_uniform"));
+        }
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let data: Vec<f64> = (0..shape.numel())
             .map(|_| rng.random_range(lo..hi))
@@ -300,6 +332,10 @@ impl Tensor {
         *self.0.grad.lock().unwrap() = None;
     }
     pub(crate) fn set_grad(&self, g: Option<Tensor>) {
+        // A plan counts what the reverse pass leaves in parameters as their gradients.
+        if let Some(g) = &g {
+            crate::memory::recount(g, crate::memory::meta::Category::Gradients);
+        }
         *self.0.grad.lock().unwrap() = g;
     }
     /// Reverse-mode pass from this scalar: accumulates d(self)/d(leaf) into every leaf that
@@ -317,6 +353,14 @@ impl Tensor {
             return Ok(self.clone());
         }
         let storage = match device {
+            Device::Meta(m) => {
+                return Ok(Tensor::meta(
+                    m,
+                    self.shape().clone(),
+                    self.dtype(),
+                    "to_device",
+                ))
+            }
             Device::Cpu => Storage::Cpu(self.to_cpu_storage()?),
             Device::Gpu(gpu) => {
                 let values = match self.to_cpu_storage()? {
@@ -347,6 +391,11 @@ impl Tensor {
         match &*self.storage() {
             Storage::Cpu(s) => Ok(s.clone()),
             Storage::Gpu(s) => Ok(CpuStorage::F32(s.to_vec()?)),
+            // Shapes without values read as zeros, so code that looks at a loss runs on.
+            Storage::Meta(s) => match s.dtype() {
+                DType::F64 => CpuStorage::zeros(DType::F64, s.len()),
+                _ => CpuStorage::zeros(DType::F32, s.len()),
+            },
         }
     }
     /// This tensor's GPU storage, for a GPU op whose operands `check_same` (or the op's own
@@ -354,7 +403,7 @@ impl Tensor {
     pub(crate) fn gpu_storage(&self, op: &'static str) -> Result<GpuStorage> {
         match &*self.storage() {
             Storage::Gpu(s) => Ok(s.clone()),
-            Storage::Cpu(_) => Err(crate::storage::mixed_devices(op)),
+            Storage::Cpu(_) | Storage::Meta(_) => Err(crate::storage::mixed_devices(op)),
         }
     }
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {

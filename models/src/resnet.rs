@@ -23,10 +23,18 @@ pub struct Bottleneck {
     pub params: Vec<Tensor>,
 }
 
-pub struct ResNet {
-    pub config: ResNetConfig,
+/// conv 7x7 / 2 -> BatchNorm -> ReLU -> max pool 3x3 / 2. With activation checkpointing it
+/// is one more segment: at 224 px its activations are the largest of the network (four maps of
+/// 64 x 112 x 112 per image), more than a whole bottleneck stage keeps.
+pub struct Stem {
     pub conv1: Conv2d,
     pub bn1: BatchNorm2d,
+    pub params: Vec<Tensor>,
+}
+
+pub struct ResNet {
+    pub config: ResNetConfig,
+    pub stem: Arc<Stem>,
     pub stages: Vec<Vec<Arc<Bottleneck>>>,
     pub fc: Linear,
 }
@@ -97,10 +105,11 @@ impl ResNet {
             stages.push(blocks);
         }
         let fc = Linear::build_default(b, "fc", in_chans, num_classes)?;
+        let mut params = b.trainable_under("conv1.");
+        params.extend(b.trainable_under("bn1."));
         Ok(ResNet {
             config: c.clone(),
-            conv1,
-            bn1,
+            stem: Arc::new(Stem { conv1, bn1, params }),
             stages,
             fc,
         })
@@ -120,11 +129,7 @@ impl ResNet {
                 x.shape()
             )));
         }
-        let stem = self
-            .bn1
-            .forward(&self.conv1.forward(x)?, mode, true)?
-            .relu()?;
-        let mut h = stem.max_pool2d(3, 2, 1)?;
+        let mut h = run_block(&self.stem, x, mode, checkpointing)?;
         for block in self.stages.iter().flatten() {
             h = run_block(block, &h, mode, checkpointing)?;
         }
@@ -135,6 +140,19 @@ impl ResNet {
     /// head and projection stages + 1.
     pub fn layer_id(&self, name: &str) -> usize {
         resnet_layer_id(name, self.config.layers.len())
+    }
+}
+
+impl Residual for Stem {
+    fn forward(&self, x: &Tensor, mode: Mode, update_stats: bool) -> EngineResult<Tensor> {
+        self.bn1
+            .forward(&self.conv1.forward(x)?, mode, update_stats)?
+            .relu()?
+            .max_pool2d(3, 2, 1)
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params
     }
 }
 

@@ -5,8 +5,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clce_engine::loss::{objective, LossConfig, LossKind};
-use clce_engine::Tensor;
 use serde_json::json;
 
 use super::CmdResult;
@@ -15,9 +13,11 @@ use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
 use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
 use clce_cli::train::fewshot::{self, FewShotProbe};
 use clce_cli::train::model::{self, Finetuned};
+use clce_cli::train::plan::{allocator_of, fit_budget, BudgetChoice};
+use clce_cli::train::progress::format_bytes;
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{self, Outcome, Session};
-use clce_cli::train::{checkpoint, Output, RunDir, TrainConfig, TrainError, TrainFlags};
+use clce_cli::train::{checkpoint, RunDir, TrainConfig, TrainError, TrainFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,6 +31,11 @@ pub struct Args {
     /// Continue the run in DIR where it stopped, with the settings in DIR/config.json.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Before reading any data, plan the step's memory (as `clce-cli plan` does) and pick the
+    /// cheapest settings that fit SIZE on the device (e.g. 12GB, 11.5GiB): as given, else
+    /// with --checkpoint-activations. Refuses, naming the largest batch that fits, if none do.
+    #[arg(long, value_name = "SIZE", conflicts_with = "resume")]
+    memory_budget: Option<String>,
     /// Print only the final result line (warnings and errors still go to stderr).
     #[arg(long, conflicts_with = "json")]
     quiet: bool,
@@ -83,10 +88,18 @@ pub fn run(args: Args) -> CmdResult {
             (run, cfg, data, model, Some(state), probe)
         }
         None => {
-            let flags = &args.flags;
+            let mut flags = args.flags.clone();
             let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
             let facts = model::facts(&described);
             let image_size = flags.image_size(&facts)?;
+            if let Some(budget) = &args.memory_budget {
+                let budget = parse_budget(budget)?;
+                let planned = super::plan::planned_config(&flags, &args.device.device)?;
+                let choice = fit_budget(&planned, budget, allocator_of(&device))?;
+                reporter.info(&describe_choice(budget, &choice));
+                flags.checkpoint_activations = choice.checkpoint_activations;
+            }
+            let flags = &flags;
             if flags.fewshot_eval.is_some() {
                 // Refuse a data set without few-shot classes before reading it.
                 fewshot::source(&flags.data_spec().parse()?)?;
@@ -122,22 +135,7 @@ pub fn run(args: Args) -> CmdResult {
             (run, cfg, data, model, None, probe)
         }
     };
-    let kind: LossKind = cfg.loss.parse()?;
-    let loss_cfg = LossConfig {
-        tau: cfg.tau,
-        beta: cfg.beta,
-        lambda: cfg.lambda,
-        label_smoothing: cfg.label_smoothing,
-    };
-    let objective_fn = |out: &Output, labels: &[usize]| -> clce_cli::train::Result<Tensor> {
-        Ok(objective(
-            kind,
-            &loss_cfg,
-            &out.projection,
-            labels,
-            Some(&out.logits),
-        )?)
-    };
+    let objective_fn = model::objective_for(&cfg)?;
     let augment = AugmentConfig::clce(cfg.image_size, model::normalization(net.config()));
     let net = Finetuned {
         model: net,
@@ -285,4 +283,72 @@ fn describe_run(
         cfg.epochs
     ));
     reporter.info(&format!("run directory {}", run.root().display()));
+}
+
+/// `--memory-budget SIZE`: a size with a unit (kB, MB, GB: powers of 1000; KiB, MiB, GiB:
+/// powers of 1024).
+fn parse_budget(text: &str) -> Result<u64, TrainError> {
+    let bad = |why: &str| {
+        TrainError::Invalid(format!(
+            "--memory-budget {text}: {why}; give a size with a unit, e.g. 12GB or 11.5GiB"
+        ))
+    };
+    if text.trim().ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad("no unit"));
+    }
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|e: String| bad(&e))?;
+    match size.as_u64() {
+        0 => Err(bad("the budget must be above zero")),
+        bytes => Ok(bytes),
+    }
+}
+
+/// The line that says what `--memory-budget` chose and why.
+fn describe_choice(budget: u64, choice: &BudgetChoice) -> String {
+    let tried: Vec<String> = choice
+        .rejected
+        .iter()
+        .map(|(ckpt, p)| {
+            format!(
+                "{} needs {}",
+                if *ckpt {
+                    "with checkpointing"
+                } else {
+                    "without checkpointing"
+                },
+                format_bytes(p.peak_bytes)
+            )
+        })
+        .collect();
+    format!(
+        "memory budget {}: planned peak {} {}{}",
+        format_bytes(budget),
+        format_bytes(choice.plan.peak_bytes),
+        if choice.checkpoint_activations {
+            "with --checkpoint-activations"
+        } else {
+            "without activation checkpointing"
+        },
+        if tried.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", tried.join(", "))
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_budget;
+
+    #[test]
+    fn budgets_take_decimal_and_binary_units_and_refuse_bare_numbers() {
+        assert_eq!(parse_budget("12GB").unwrap(), 12_000_000_000);
+        assert_eq!(parse_budget("12 GiB").unwrap(), 12 << 30);
+        assert_eq!(parse_budget("800MB").unwrap(), 800_000_000);
+        for bad in ["12", "twelve GB", "0GB", ""] {
+            let e = parse_budget(bad).unwrap_err().to_string();
+            assert!(e.contains("--memory-budget"), "{bad}: {e}");
+        }
+    }
 }

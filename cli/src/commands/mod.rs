@@ -1,4 +1,5 @@
 pub mod analyze;
+pub mod bench;
 pub mod convert;
 pub mod devices;
 pub mod embed;
@@ -11,6 +12,7 @@ pub mod gradcheck;
 pub mod inspect;
 pub mod loss;
 mod model_features;
+pub mod plan;
 pub mod plot;
 
 /// What a command returns: an exit code, or an error printed as `error: ...` with exit 1.

@@ -130,6 +130,12 @@ pub struct TrainFlags {
     /// [off; 300 when given without a number].
     #[arg(long, value_name = "EPISODES", num_args = 0..=1, default_missing_value = "300")]
     pub fewshot_eval: Option<usize>,
+    /// Keep only each block's input during the forward pass and recompute the block in the
+    /// backward pass (BEiT: per transformer block; ResNet: per bottleneck block and the
+    /// stem): far less activation memory for about one more forward pass of time. Gradients
+    /// are the same to f32 rounding; drop path is replayed exactly.
+    #[arg(long)]
+    pub checkpoint_activations: bool,
 }
 
 /// Every setting of a run, resolved. Written to `config.json`; `--resume` reads it back.
@@ -166,6 +172,9 @@ pub struct TrainConfig {
     /// Absent from the config.json of older runs.
     #[serde(default)]
     pub fewshot_eval: Option<usize>,
+    /// `--checkpoint-activations` (absent from older runs' config.json: off).
+    #[serde(default)]
+    pub checkpoint_activations: bool,
     /// Optimiser steps per epoch: training images / batch size (the last partial batch is
     /// dropped).
     pub steps_per_epoch: usize,
@@ -259,6 +268,7 @@ impl TrainFlags {
         check(self.gradcheck_coords.is_some(), "--gradcheck-coords");
         check(self.gradcheck_tol.is_some(), "--gradcheck-tol");
         check(self.fewshot_eval.is_some(), "--fewshot-eval");
+        check(self.checkpoint_activations, "--checkpoint-activations");
         given
     }
 
@@ -315,6 +325,7 @@ impl TrainFlags {
                     .unwrap_or(GradcheckSettings::default().tolerance),
             },
             fewshot_eval: self.fewshot_eval,
+            checkpoint_activations: self.checkpoint_activations,
             steps_per_epoch: train_images / batch_size.max(1),
             device: device.to_string(),
             clce_version: env!("CARGO_PKG_VERSION").to_string(),

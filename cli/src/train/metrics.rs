@@ -8,8 +8,10 @@
 //! `epoch` counts from 1, `step` is the number of optimiser steps done, accuracies are
 //! fractions. With `--fewshot-eval`, epoch lines also carry `fewshot_val_1shot`,
 //! `fewshot_val_1shot_ci95`, `fewshot_val_5shot` and `fewshot_val_5shot_ci95` (fractions too).
-//! Timing fields (`images_per_s`, `seconds`) are the only ones that differ between two runs of
-//! the same configuration.
+//! Epoch lines carry `peak_mem_bytes`, the largest tensor memory of the epoch's training
+//! steps. Timing fields (`images_per_s`, `seconds`) and `peak_mem_bytes` (which counts what
+//! else the process holds) are the only ones that differ between two runs of the same
+//! configuration.
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -61,6 +63,11 @@ pub struct EpochRecord {
     /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
     pub seconds: f64,
     pub images_per_s: f64,
+    /// The largest tensor memory of the epoch's training steps on the training device, in
+    /// bytes (`torch.cuda.max_memory_allocated`; on the CPU, all tensor storage of the
+    /// process). Absent in runs made before it was recorded.
+    #[serde(default)]
+    pub peak_mem_bytes: u64,
     /// `--fewshot-eval`: mean 5-way 1-shot and 5-shot accuracy on the few-shot split and the
     /// half-widths of their 95% intervals; absent without the flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +212,7 @@ mod tests {
             best: true,
             seconds: 1.5,
             images_per_s: 90.0,
+            peak_mem_bytes: 1 << 30,
             fewshot_val_1shot: None,
             fewshot_val_1shot_ci95: None,
             fewshot_val_5shot: None,

@@ -7,7 +7,9 @@
 //! - `eval.rs`: top-1, top-5 and per-class accuracy; `fewshot.rs`: the per-epoch few-shot
 //!   evaluation (`--fewshot-eval`);
 //! - `metrics.rs`, `checkpoint.rs`, `progress.rs`: what a run writes and shows;
-//! - `network.rs`: what all of this needs from a model; `model.rs`: the product's models.
+//! - `network.rs`: what all of this needs from a model; `model.rs`: the product's models;
+//! - `plan.rs`: the memory of one step, planned on the meta device (`clce-cli plan`,
+//!   `--memory-budget`).
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod gradcheck;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod plan;
 pub mod progress;
 pub mod run_dir;
 pub mod trainer;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use clce_engine::loss::{objective, LossConfig, LossKind};
 use clce_engine::optim::ParamGroup;
 use clce_engine::{no_grad, Device, Tensor};
 use clce_models::config::{infer, PRESETS};
@@ -116,24 +117,53 @@ pub fn normalization(config: &ModelConfig) -> Normalization {
 pub fn for_new_run(cfg: &TrainConfig, device: &Device) -> Result<(Model, Option<LoadReport>)> {
     match &cfg.weights {
         Some(path) => {
-            let (model, report) = Model::load(path, &load_options(cfg, device))?;
+            let (mut model, report) = Model::load(path, &load_options(cfg, device))?;
+            model.set_activation_checkpointing(cfg.checkpoint_activations);
             Ok((model, Some(report)))
         }
-        None => {
-            let mut config = describe(&cfg.model, None)?;
-            config.num_classes = cfg.num_classes;
-            config.proj_dim = cfg.proj_dim;
-            if let Architecture::Beit(c) = &mut config.arch {
-                c.drop_path_rate = cfg.drop_path;
-            }
-            Ok((Model::new(config, device, cfg.seed)?, None))
-        }
+        None => Ok((random_model(cfg, device)?, None)),
     }
+}
+
+/// The run's model with random weights: the architecture of `--model` (or of `--weights`'s
+/// shapes, reading only the file's header) with the run's heads and drop path.
+pub fn random_model(cfg: &TrainConfig, device: &Device) -> Result<Model> {
+    let mut config = describe(&cfg.model, cfg.weights.as_deref())?;
+    config.num_classes = cfg.num_classes;
+    config.proj_dim = cfg.proj_dim;
+    if let Architecture::Beit(c) = &mut config.arch {
+        c.drop_path_rate = cfg.drop_path;
+    }
+    let mut model = Model::new(config, device, cfg.seed)?;
+    model.set_activation_checkpointing(cfg.checkpoint_activations);
+    Ok(model)
+}
+
+/// The run's training objective (`--loss` and its settings) as the trainer calls it.
+pub fn objective_for(cfg: &TrainConfig) -> Result<impl Fn(&Output, &[usize]) -> Result<Tensor>> {
+    let kind: LossKind = cfg.loss.parse()?;
+    let loss_cfg = LossConfig {
+        tau: cfg.tau,
+        beta: cfg.beta,
+        lambda: cfg.lambda,
+        label_smoothing: cfg.label_smoothing,
+    };
+    Ok(move |out: &Output, labels: &[usize]| -> Result<Tensor> {
+        Ok(objective(
+            kind,
+            &loss_cfg,
+            &out.projection,
+            labels,
+            Some(&out.logits),
+        )?)
+    })
 }
 
 /// The model of a run being resumed: its `last.safetensors`.
 pub fn for_resumed_run(cfg: &TrainConfig, last: &Path, device: &Device) -> Result<Model> {
-    Ok(Model::load(last, &load_options(cfg, device))?.0)
+    let mut model = Model::load(last, &load_options(cfg, device))?.0;
+    model.set_activation_checkpointing(cfg.checkpoint_activations);
+    Ok(model)
 }
 
 fn load_options(cfg: &TrainConfig, device: &Device) -> LoadOptions {

@@ -72,7 +72,7 @@ impl Reporter {
             (OutputMode::Json, r) => println!("{}", r.to_json()),
             (OutputMode::Normal, Record::Epoch(e)) => self.print(&format!(
                 "epoch {:>3}  loss {:.4}  train top-1 {:5.1}%  test top-1 {:5.1}%  top-5 {:5.1}%  \
-                 {}lr {:.2e}  {:.0} img/s  {:.1} s{}",
+                 {}lr {:.2e}  {:.0} img/s  {:.1} s  peak {}{}",
                 e.epoch,
                 e.loss,
                 100.0 * e.train_top1,
@@ -88,6 +88,7 @@ impl Reporter {
                 e.lr,
                 e.images_per_s,
                 e.seconds,
+                format_bytes(e.peak_mem_bytes),
                 if e.best { "  *best" } else { "" }
             )),
             _ => {}
@@ -177,5 +178,18 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.finish_bar();
+    }
+}
+
+/// Bytes as a person reads them: "912 MB", "6.31 GB" (decimal units, as `--memory-budget`
+/// takes them).
+pub fn format_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.0} MB", b / 1e6)
+    } else {
+        format!("{:.0} kB", b / 1e3)
     }
 }

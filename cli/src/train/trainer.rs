@@ -111,6 +111,7 @@ pub fn train(
             cfg.steps_per_epoch,
         );
         reporter.advance_bar(state.batch, String::new());
+        s.device.reset_peak_memory();
         for batch in loader {
             let batch = batch?;
             if state.step == 0 && !resumed && cfg.gradcheck.enabled {
@@ -154,6 +155,7 @@ pub fn train(
             }
         }
         reporter.finish_bar();
+        let peak_mem_bytes = s.device.memory_stats().peak_live_bytes;
 
         let tally = test_accuracy(s, reporter)?;
         let fewshot = match s.fewshot {
@@ -177,6 +179,7 @@ pub fn train(
             best: is_best,
             seconds: state.epoch_seconds,
             images_per_s: (state.batch * cfg.batch_size) as f64 / state.epoch_seconds.max(1e-9),
+            peak_mem_bytes,
             fewshot_val_1shot: fewshot.map(|f| f.one_shot.mean),
             fewshot_val_1shot_ci95: fewshot.map(|f| f.one_shot.ci95),
             fewshot_val_5shot: fewshot.map(|f| f.five_shot.mean),
@@ -233,40 +236,92 @@ fn step(
     lr: f64,
 ) -> Result<(f64, f64, usize)> {
     let x = batch.to_tensor(&s.device)?;
-    // A linear probe keeps the encoder as it is: BatchNorm on its running statistics and no
-    // drop path (the heads behave the same in both modes).
-    let mode = if s.cfg.freeze_backbone {
-        Mode::Eval
-    } else {
-        Mode::Train {
-            seed: step_seed(s.cfg.seed, state.step),
-        }
+    let core = StepCore {
+        net: s.net,
+        objective: s.objective,
+        mode: step_mode(s.cfg, state.step),
+        clip_grad: s.cfg.clip_grad,
+        lr,
     };
-    opt.zero_grad();
-    let out = s.net.forward(&x, mode)?;
-    let loss_t = (s.objective)(&out, &batch.labels)?;
-    let loss = loss_t.to_scalar()?;
     let non_finite = |what, value| TrainError::NonFinite {
         what,
         value,
         step: state.step + 1,
         epoch: state.epoch + 1,
     };
-    if !loss.is_finite() {
-        return Err(non_finite("loss", loss));
+    let done = core.run(opt, trained, &x, &batch.labels, &non_finite)?;
+    let correct = top1_correct(&done.logits, &batch.labels)?;
+    Ok((done.loss, done.grad_norm, correct))
+}
+
+/// The forward mode of step `step` (counted from 0).
+pub fn step_mode(cfg: &TrainConfig, step: usize) -> Mode {
+    // A linear probe keeps the encoder as it is: BatchNorm on its running statistics and no
+    // drop path (the heads behave the same in both modes).
+    if cfg.freeze_backbone {
+        Mode::Eval
+    } else {
+        Mode::Train {
+            seed: step_seed(cfg.seed, step),
+        }
     }
-    loss_t.backward()?;
-    let grad_norm = match s.cfg.clip_grad {
-        Some(max_norm) => clip_grad_norm(trained, max_norm)?,
-        None => global_norm(trained)?,
-    };
-    // A non-finite gradient would poison every parameter it reaches, and then the checkpoint.
-    if !grad_norm.is_finite() {
-        return Err(non_finite("gradient norm", grad_norm));
+}
+
+/// The arithmetic of one optimiser step, shared by training and by `clce-cli plan` (which runs
+/// it on the meta device to count its memory), so that the plan cannot drift from the step.
+pub struct StepCore<'a> {
+    pub net: &'a dyn Network,
+    pub objective: Objective<'a>,
+    pub mode: Mode,
+    pub clip_grad: Option<f64>,
+    pub lr: f64,
+}
+
+/// What a step leaves behind.
+pub struct StepDone {
+    pub loss: f64,
+    /// Global L2 norm of the gradient, before clipping.
+    pub grad_norm: f64,
+    pub logits: Tensor,
+}
+
+impl StepCore<'_> {
+    /// Forward of the 2B views `x`, the objective, backward, gradient norm (clipped with
+    /// `clip_grad`), AdamW. `non_finite` makes the error for a loss or gradient norm that is
+    /// not finite; nothing is updated then.
+    pub fn run(
+        &self,
+        opt: &mut AdamW,
+        trained: &[Tensor],
+        x: &Tensor,
+        labels: &[usize],
+        non_finite: &dyn Fn(&'static str, f64) -> TrainError,
+    ) -> Result<StepDone> {
+        opt.zero_grad();
+        let out = self.net.forward(x, self.mode)?;
+        let loss_t = (self.objective)(&out, labels)?;
+        let loss = loss_t.to_scalar()?;
+        if !loss.is_finite() {
+            return Err(non_finite("loss", loss));
+        }
+        loss_t.backward()?;
+        drop(loss_t);
+        let grad_norm = match self.clip_grad {
+            Some(max_norm) => clip_grad_norm(trained, max_norm)?,
+            None => global_norm(trained)?,
+        };
+        // A non-finite gradient would poison every parameter it reaches, and then the
+        // checkpoint.
+        if !grad_norm.is_finite() {
+            return Err(non_finite("gradient norm", grad_norm));
+        }
+        opt.step(self.lr)?;
+        Ok(StepDone {
+            loss,
+            grad_norm,
+            logits: out.logits,
+        })
     }
-    opt.step(lr)?;
-    let correct = top1_correct(&out.logits, &batch.labels)?;
-    Ok((loss, grad_norm, correct))
 }
 
 /// L2 norm of all gradients together, read back once.

@@ -280,6 +280,7 @@ fn metrics_file(fewshot: bool) -> String {
             best: true,
             seconds: 1.0,
             images_per_s: 100.0,
+            peak_mem_bytes: 1 << 30,
             fewshot_val_1shot: few(0.3),
             fewshot_val_1shot_ci95: fewshot.then_some(0.02),
             fewshot_val_5shot: few(0.5),

@@ -173,6 +173,7 @@ fn without_timings(records: Vec<Record>) -> Vec<Record> {
             Record::Epoch(e) => Record::Epoch(EpochRecord {
                 images_per_s: 0.0,
                 seconds: 0.0,
+                peak_mem_bytes: 0,
                 ..e
             }),
         })

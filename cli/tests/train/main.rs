@@ -123,6 +123,7 @@ fn without_timings(records: Vec<Record>) -> Vec<Record> {
             Record::Epoch(e) => Record::Epoch(metrics::EpochRecord {
                 images_per_s: 0.0,
                 seconds: 0.0,
+                peak_mem_bytes: 0,
                 ..e
             }),
         })

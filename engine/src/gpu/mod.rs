@@ -52,5 +52,6 @@ pub use adapters::{adapters, AdapterSummary};
 pub use device::GpuDevice;
 pub(crate) use kernel::{linear_grid, Launch, Params, MAX_RANK};
 pub(crate) use layout_params::{check_rank, collapse};
+pub(crate) use pool::size_class;
 pub use pool::MemoryStats;
 pub use storage::{GpuBuffer, GpuStorage};

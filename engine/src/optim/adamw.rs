@@ -4,6 +4,7 @@
 use super::group::{check_groups, check_lr, checked_grad, describe, flat};
 use super::state::{saved_copy, step_tensor, SavedState};
 use super::{cpu, gpu, Optimizer, ParamGroup};
+use crate::memory::meta::MetaStorage;
 use crate::{Error, Result, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -165,6 +166,10 @@ fn apply(p: &Tensor, g: &Tensor, m: &Moments, u: &AdamWUpdate) -> Result<()> {
         }
         (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
             gpu::adamw(p, g, m, v, u)
+        }
+        (Storage::Meta(p), Storage::Meta(_), Storage::Meta(m), Storage::Meta(v)) => {
+            MetaStorage::update_in_place(&mut [p, m, v], "adamw");
+            Ok(())
         }
         _ => Err(crate::storage::mixed_devices("adamw")),
     }

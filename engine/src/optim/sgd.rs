@@ -3,6 +3,7 @@
 use super::group::{check_groups, check_lr, checked_grad, describe, flat};
 use super::state::{saved_copy, SavedState};
 use super::{cpu, gpu, Optimizer, ParamGroup};
+use crate::memory::meta::MetaStorage;
 use crate::{Error, Result, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -120,6 +121,14 @@ fn apply(p: &Tensor, g: &Tensor, buffer: Option<&Tensor>, u: &SgdUpdate) -> Resu
         (Storage::Cpu(p), Storage::Cpu(g), Some(Storage::Cpu(b))) => cpu::sgd(p, g, Some(b), u),
         (Storage::Gpu(p), Storage::Gpu(g), None) => gpu::sgd(p, g, None, u),
         (Storage::Gpu(p), Storage::Gpu(g), Some(Storage::Gpu(b))) => gpu::sgd(p, g, Some(b), u),
+        (Storage::Meta(p), Storage::Meta(_), None) => {
+            MetaStorage::update_in_place(&mut [p], "sgd");
+            Ok(())
+        }
+        (Storage::Meta(p), Storage::Meta(_), Some(Storage::Meta(b))) => {
+            MetaStorage::update_in_place(&mut [p, b], "sgd");
+            Ok(())
+        }
         _ => Err(crate::storage::mixed_devices("sgd")),
     }
 }

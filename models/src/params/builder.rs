@@ -8,7 +8,7 @@
 //! attempt reports every problem at once.
 use std::collections::BTreeMap;
 
-use clce_engine::{Device, Tensor};
+use clce_engine::{DType, Device, Tensor};
 
 use super::{seed_for, Init, ParamStore, Role};
 use crate::checkpoint::naming::timm_to_transformers;
@@ -158,6 +158,10 @@ impl Builder {
     }
 
     fn float(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        if self.device.is_meta() && self.file.is_none() {
+            // Shapes only (a memory plan): drawing 86M initial values would be wasted.
+            return Ok(Tensor::zeros(shape.to_vec(), DType::F32, &self.device)?);
+        }
         let values = match self.take(name, shape) {
             Taken::Values(Values::F32(v)) => v,
             // `take` only hands out float values.

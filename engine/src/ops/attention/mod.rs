@@ -13,6 +13,7 @@ mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::memory::meta::AllocatorModel;
 use crate::ops::softmax::softmax_grad;
 use crate::{ensure_shape, Result, Storage, Tensor};
 
@@ -61,7 +62,7 @@ pub fn attention(
             let bias = match bias_storage.as_deref() {
                 None => None,
                 Some(Storage::Cpu(s)) => Some(s),
-                Some(Storage::Gpu(_)) => return Err(crate::storage::mixed_devices("attention")),
+                Some(_) => return Err(crate::storage::mixed_devices("attention")),
             };
             let (out, probs) = cpu::forward(q, k, v, bias, dims, scale);
             (
@@ -73,13 +74,28 @@ pub fn attention(
             let bias = match bias_storage.as_deref() {
                 None => None,
                 Some(Storage::Gpu(s)) => Some(s),
-                Some(Storage::Cpu(_)) => return Err(crate::storage::mixed_devices("attention")),
+                Some(_) => return Err(crate::storage::mixed_devices("attention")),
             };
             let (out, lse) = gpu::forward(q, k, v, bias, dims, scale)?;
             (
                 Storage::Gpu(out),
                 Saved::LogSumExp(tensor(Storage::Gpu(lse), &[b, h, n])),
             )
+        }
+        // What the planned-for device's kernels keep: the CPU the weights, a GPU the row
+        // logsumexps.
+        (Storage::Meta(q), Storage::Meta(_), Storage::Meta(_)) => {
+            let saved = match q.device().model() {
+                AllocatorModel::Cpu => {
+                    let probs = q.output(b * h * n * n, "attention");
+                    Saved::Probs(tensor(Storage::Meta(probs), &[b, h, n, n]))
+                }
+                AllocatorModel::Gpu { .. } => {
+                    let lse = q.output(b * h * n, "attention row statistics");
+                    Saved::LogSumExp(tensor(Storage::Meta(lse), &[b, h, n]))
+                }
+            };
+            (Storage::Meta(q.like("attention")), saved)
         }
         _ => return Err(crate::storage::mixed_devices("attention")),
     };
@@ -166,8 +182,26 @@ impl AttentionBackward {
         // packed after L so that the kernels read both from one buffer.
         let delta = g.mul(out)?.sum(-1, false)?;
         let stats = Tensor::concat(&[lse.reshape([b * h * n])?, delta.reshape([b * h * n])?], 0)?;
-        let storage = |t: &Tensor| t.gpu_storage("attention");
         let wanted = [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()));
+        if let Storage::Meta(q) = &*stats.storage() {
+            // The kernels' outputs: dq, dk, dv like q, and dbias.
+            let grad = |i: usize, like: &crate::Shape| {
+                wanted[i].then(|| {
+                    let s = q.output(like.numel(), "attention backward");
+                    Tensor::from_storage(Storage::Meta(s), like.clone(), out.device().clone())
+                })
+            };
+            let mut result = vec![
+                grad(0, out.shape()),
+                grad(1, out.shape()),
+                grad(2, out.shape()),
+            ];
+            if let Some(bias) = inputs.get(3) {
+                result.push(grad(3, bias.shape()));
+            }
+            return Ok(result);
+        }
+        let storage = |t: &Tensor| t.gpu_storage("attention");
         let grads = gpu::backward(
             &storage(&inputs[0])?,
             &storage(&inputs[1])?,

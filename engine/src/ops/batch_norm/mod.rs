@@ -66,6 +66,8 @@ impl Tensor {
                 let [mean, var] = match &*self.storage() {
                     Storage::Cpu(x) => cpu::batch_stats(x, l).map(Storage::Cpu),
                     Storage::Gpu(x) => gpu::batch_stats(x, l)?.map(Storage::Gpu),
+                    Storage::Meta(x) => [x.output(l.c, "batch_norm"), x.output(l.c, "batch_norm")]
+                        .map(Storage::Meta),
                 };
                 let channels =
                     |s| Tensor::from_storage(s, Shape::from([l.c]), self.device().clone());
@@ -101,6 +103,7 @@ impl Tensor {
                 Storage::Gpu(w),
                 Storage::Gpu(b),
             ) => Storage::Gpu(gpu::normalize(x, [m, r, w, b], l)?),
+            (Storage::Meta(x), ..) => Storage::Meta(x.like("batch_norm")),
             _ => return Err(crate::storage::mixed_devices("batch_norm")),
         };
         Ok(Tensor::from_op(
@@ -181,6 +184,12 @@ impl BackwardOp for BatchNormBackward {
                 Storage::Gpu(r),
                 Storage::Gpu(w),
             ) => gpu::backward(x, g, [m, r, w], l, self.training)?.map(Storage::Gpu),
+            (Storage::Meta(x), ..) => [
+                x.like("batch_norm backward"),
+                x.output(l.c, "batch_norm backward"),
+                x.output(l.c, "batch_norm backward"),
+            ]
+            .map(Storage::Meta),
             _ => return Err(crate::storage::mixed_devices("batch_norm")),
         };
         let shapes = [x.shape().clone(), Shape::from([l.c]), Shape::from([l.c])];

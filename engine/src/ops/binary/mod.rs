@@ -36,6 +36,9 @@ fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         (Storage::Gpu(x), Storage::Gpu(y)) => {
             Storage::Gpu(gpu::binary(x, a.shape(), y, b.shape(), &out_shape, op)?)
         }
+        (Storage::Meta(x), Storage::Meta(_)) => {
+            Storage::Meta(x.output(out_shape.numel(), op.name()))
+        }
         _ => return Err(crate::storage::mixed_devices(op.name())),
     };
     Ok(Tensor::from_op(

@@ -11,6 +11,7 @@ pub(crate) mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::memory::meta::MetaStorage;
 use crate::{DType, Result, Storage, Tensor};
 
 impl Tensor {
@@ -23,6 +24,9 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::cast(s, dtype)?),
             Storage::Gpu(s) => Storage::Gpu(gpu::cast(s, dtype)?),
+            Storage::Meta(s) => {
+                Storage::Meta(MetaStorage::alloc(s.device(), s.len(), dtype, "to_dtype"))
+            }
         };
         Ok(Tensor::from_op(
             storage,

@@ -9,7 +9,7 @@ use crate::ops::{layout, reduce};
 use crate::{Result, Shape};
 
 /// Upper bound on one chunk's largest intermediate.
-const CHUNK_BYTES: u64 = 256 << 20;
+pub(super) const CHUNK_BYTES: u64 = 256 << 20;
 
 /// Samples per chunk: as many as keep the unfolded columns and the output chunk within
 /// both the binding limit and [`CHUNK_BYTES`].

@@ -13,6 +13,7 @@ mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::memory::meta::{AllocatorModel, MetaStorage};
 use crate::{ensure_shape, Error, Result, Shape, Storage, Tensor};
 
 /// Sizes of one conv2d call, worked out from the shapes and checked.
@@ -130,6 +131,10 @@ impl Tensor {
                 (Storage::Gpu(x), Storage::Gpu(w), Some(Storage::Gpu(b))) => {
                     Storage::Gpu(gpu::forward(x, w, Some(b), &d)?)
                 }
+                (Storage::Meta(x), Storage::Meta(_), _) => {
+                    unfolded_scratch(x, &d);
+                    Storage::Meta(x.output(d.n * d.o * d.out_pixels(), "conv2d"))
+                }
                 _ => return Err(crate::storage::mixed_devices("conv2d")),
             }
         };
@@ -140,6 +145,20 @@ impl Tensor {
             Conv2dBackward { dims: d },
             inputs,
         ))
+    }
+}
+
+/// The unfolded columns (im2col) a GPU conv2d works through, chunk by chunk: counted on the
+/// meta device as a buffer that lives only during the op. The CPU's columns are host scratch
+/// outside tensor storage.
+fn unfolded_scratch(x: &MetaStorage, d: &Conv2dDims) {
+    if let AllocatorModel::Gpu { binding_limit } = x.device().model() {
+        if !d.is_pointwise() {
+            let per_sample = 4 * (d.patch_len().max(d.o) * d.out_pixels()) as u64;
+            let limit = binding_limit.min(gpu::CHUNK_BYTES);
+            let chunk = ((limit / per_sample.max(1)) as usize).clamp(1, d.n.max(1));
+            drop(x.output(chunk * d.patch_len() * d.out_pixels(), "conv2d im2col"));
+        }
     }
 }
 
@@ -181,6 +200,17 @@ impl BackwardOp for Conv2dBackward {
                 let g = gpu::backward(xs, ws, gs, &self.dims, wanted)?;
                 let gpu = |s: Option<crate::gpu::GpuStorage>| s.map(Storage::Gpu);
                 [gpu(g.input), gpu(g.weight), gpu(g.bias)]
+            }
+            (Storage::Meta(xs), Storage::Meta(ws), Storage::Meta(_)) => {
+                unfolded_scratch(xs, &self.dims);
+                let meta = |want: bool, len: usize| {
+                    want.then(|| Storage::Meta(xs.output(len, "conv2d backward")))
+                };
+                [
+                    meta(wanted.input, xs.len()),
+                    meta(wanted.weight, ws.len()),
+                    meta(wanted.bias, self.dims.o),
+                ]
             }
             _ => return Err(crate::storage::mixed_devices("conv2d")),
         };

@@ -51,6 +51,10 @@ impl Tensor {
                 let (loss, probs) = gpu::forward(s, labels, label_smoothing)?;
                 (Storage::Gpu(loss), Storage::Gpu(probs))
             }
+            Storage::Meta(s) => (
+                Storage::Meta(s.output(1, "cross_entropy")),
+                Storage::Meta(s.like("cross_entropy")),
+            ),
         };
         let device = self.device().clone();
         let backward = CrossEntropyBackward {
@@ -92,6 +96,7 @@ impl BackwardOp for CrossEntropyBackward {
             (Storage::Gpu(p), Storage::Gpu(g)) => {
                 Storage::Gpu(gpu::backward(p, g, &self.labels, self.label_smoothing)?)
             }
+            (Storage::Meta(p), Storage::Meta(_)) => Storage::Meta(p.like("cross_entropy backward")),
             _ => return Err(crate::storage::mixed_devices("cross_entropy")),
         };
         Ok(vec![Some(Tensor::from_storage(

@@ -107,6 +107,7 @@ fn masked(x: &Tensor, mask: &Mask) -> Result<Storage> {
     Ok(match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::masked(s, mask)),
         Storage::Gpu(s) => Storage::Gpu(gpu::masked(s, mask)?),
+        Storage::Meta(s) => Storage::Meta(s.like("dropout")),
     })
 }
 

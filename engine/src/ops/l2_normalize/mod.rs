@@ -22,6 +22,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, n, inner, eps)),
             Storage::Gpu(s) => Storage::Gpu(gpu::forward(s, (outer, n, inner), eps)?),
+            Storage::Meta(s) => Storage::Meta(s.like("l2_normalize")),
         };
         Ok(Tensor::from_op(
             storage,
@@ -52,6 +53,7 @@ impl BackwardOp for L2NormalizeBackward {
             (Storage::Gpu(x), Storage::Gpu(y), Storage::Gpu(g)) => {
                 Storage::Gpu(gpu::backward(x, y, g, (outer, n, inner), self.eps)?)
             }
+            (Storage::Meta(x), _, _) => Storage::Meta(x.like("l2_normalize backward")),
             _ => return Err(crate::storage::mixed_devices("l2_normalize")),
         };
         Ok(vec![Some(Tensor::from_storage(

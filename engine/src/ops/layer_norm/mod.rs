@@ -52,6 +52,15 @@ impl Tensor {
                 let (w, b) = (gpu_part(ws.as_deref())?, gpu_part(bs.as_deref())?);
                 gpu::forward(x, w, b, d, eps)?.map(Storage::Gpu)
             }
+            Storage::Meta(x) => {
+                let rows = x.len() / d.max(1);
+                [
+                    x.like("layer_norm"),
+                    x.output(rows, "layer_norm"),
+                    x.output(rows, "layer_norm"),
+                ]
+                .map(Storage::Meta)
+            }
         };
         drop((ws, bs));
         let device = self.device().clone();
@@ -78,7 +87,7 @@ impl Tensor {
 fn cpu_part(s: Option<&Storage>) -> Result<Option<&CpuStorage>> {
     s.map(|s| match s {
         Storage::Cpu(s) => Ok(s),
-        Storage::Gpu(_) => Err(crate::storage::mixed_devices("layer_norm")),
+        _ => Err(crate::storage::mixed_devices("layer_norm")),
     })
     .transpose()
 }
@@ -87,7 +96,7 @@ fn cpu_part(s: Option<&Storage>) -> Result<Option<&CpuStorage>> {
 fn gpu_part(s: Option<&Storage>) -> Result<Option<&GpuStorage>> {
     s.map(|s| match s {
         Storage::Gpu(s) => Ok(s),
-        Storage::Cpu(_) => Err(crate::storage::mixed_devices("layer_norm")),
+        _ => Err(crate::storage::mixed_devices("layer_norm")),
     })
     .transpose()
 }
@@ -126,6 +135,12 @@ impl BackwardOp for LayerNormBackward {
             (Storage::Gpu(x), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(r)) => {
                 gpu::backward(x, gpu_part(ws.as_deref())?, g, m, r, d)?.map(Storage::Gpu)
             }
+            (Storage::Meta(x), _, _, _) => [
+                x.like("layer_norm backward"),
+                x.output(d, "layer_norm backward"),
+                x.output(d, "layer_norm backward"),
+            ]
+            .map(Storage::Meta),
             _ => return Err(crate::storage::mixed_devices("layer_norm")),
         };
         let device = x.device();

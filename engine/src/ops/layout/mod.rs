@@ -44,6 +44,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::permute(s, self.shape(), dims)),
             Storage::Gpu(s) => Storage::Gpu(gpu::permute(s, self.shape(), dims)?),
+            Storage::Meta(s) => Storage::Meta(s.like("permute")),
         };
         Ok(Tensor::from_op(
             storage,
@@ -77,6 +78,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::narrow(s, outer, n, inner, start, len)),
             Storage::Gpu(s) => Storage::Gpu(gpu::narrow(s, outer, n, inner, start, len)?),
+            Storage::Meta(s) => Storage::Meta(s.output(outer * len * inner, "narrow")),
         };
         let out_shape = self.shape().with_dim(axis, len);
         Ok(Tensor::from_op(
@@ -118,7 +120,7 @@ impl Tensor {
                     .zip(&sizes)
                     .map(|(g, &n)| match &**g {
                         Storage::Cpu(s) => Ok((s, n)),
-                        Storage::Gpu(_) => Err(crate::storage::mixed_devices("concat")),
+                        _ => Err(crate::storage::mixed_devices("concat")),
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Storage::Cpu(cpu::concat(&parts, outer, inner))
@@ -129,11 +131,12 @@ impl Tensor {
                     .zip(&sizes)
                     .map(|(g, &n)| match &**g {
                         Storage::Gpu(s) => Ok((s, n)),
-                        Storage::Cpu(_) => Err(crate::storage::mixed_devices("concat")),
+                        _ => Err(crate::storage::mixed_devices("concat")),
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Storage::Gpu(gpu::concat(&parts, outer, inner)?)
             }
+            Storage::Meta(s) => Storage::Meta(s.output(out_shape.numel(), "concat")),
         };
         drop(guards);
         Ok(Tensor::from_op(
@@ -159,6 +162,9 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
             Storage::Gpu(s) => Storage::Gpu(gpu::index_select(s, outer, n, inner, indices)?),
+            Storage::Meta(s) => {
+                Storage::Meta(s.output(outer * indices.len() * inner, "index_select"))
+            }
         };
         let out_shape = self.shape().with_dim(axis, indices.len());
         let op = IndexSelectBackward {
@@ -197,6 +203,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
             Storage::Gpu(s) => Storage::Gpu(gpu::gather(s, outer, n, inner, indices, k)?),
+            Storage::Meta(s) => Storage::Meta(s.output(out_shape.numel(), "gather")),
         };
         let op = GatherBackward {
             axis,
@@ -331,6 +338,7 @@ impl BackwardOp for IndexSelectBackward {
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_add(s, outer, n, inner, &self.indices)),
             Storage::Gpu(s) => Storage::Gpu(gpu::index_add(s, outer, n, inner, &self.indices)?),
+            Storage::Meta(s) => Storage::Meta(s.output(x.numel(), "index_select backward")),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,
@@ -362,6 +370,7 @@ impl BackwardOp for GatherBackward {
             Storage::Gpu(s) => {
                 Storage::Gpu(gpu::scatter_add(s, outer, n, inner, &self.indices, k)?)
             }
+            Storage::Meta(s) => Storage::Meta(s.output(x.numel(), "gather backward")),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

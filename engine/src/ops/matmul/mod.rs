@@ -84,6 +84,10 @@ impl Tensor {
         let storage = match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, &dims)),
             (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu::matmul(a, b, &dims)?),
+            // An F16 product is F32, accumulated in f32.
+            (Storage::Meta(a), Storage::Meta(_)) => {
+                Storage::Meta(a.output(out_shape.numel(), "matmul"))
+            }
             _ => return Err(crate::storage::mixed_devices("matmul")),
         };
         Ok(Tensor::from_op(

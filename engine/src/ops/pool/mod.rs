@@ -102,6 +102,7 @@ fn pool2d(
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, kind, &dims)),
         Storage::Gpu(s) => Storage::Gpu(gpu::forward(s, kind, &dims)?),
+        Storage::Meta(s) => Storage::Meta(s.output(dims.out_shape().numel(), kind.name())),
     };
     Ok(Tensor::from_op(
         storage,
@@ -136,6 +137,7 @@ impl BackwardOp for Pool2dBackward {
             (Storage::Gpu(xs), Storage::Gpu(gs)) => {
                 Storage::Gpu(gpu::backward(xs, gs, self.kind, &self.dims)?)
             }
+            (Storage::Meta(xs), Storage::Meta(_)) => Storage::Meta(xs.like(self.kind.name())),
             _ => return Err(crate::storage::mixed_devices(self.kind.name())),
         };
         Ok(vec![Some(Tensor::from_storage(

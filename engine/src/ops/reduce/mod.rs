@@ -26,6 +26,7 @@ fn reduce(x: &Tensor, axis: isize, keepdim: bool, op: ReduceOp) -> Result<Tensor
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::reduce_axis(s, outer, n, inner, op)),
         Storage::Gpu(s) => Storage::Gpu(gpu::reduce_axis(s, outer, n, inner, op)?),
+        Storage::Meta(s) => Storage::Meta(s.output(outer * inner, name)),
     };
     let kept = kept_shape(x, axis);
     let backward = ReduceBackward { op, axis };
@@ -65,6 +66,7 @@ impl BackwardOp for ReduceBackward {
                     (Storage::Gpu(xs), Storage::Gpu(os), Storage::Gpu(gs)) => {
                         Storage::Gpu(gpu::max_backward(xs, os, gs, outer, n, inner)?)
                     }
+                    (Storage::Meta(xs), _, _) => Storage::Meta(xs.output(xs.len(), "max backward")),
                     _ => return Err(crate::storage::mixed_devices("max backward")),
                 };
                 Tensor::from_storage(storage, x.shape().clone(), x.device().clone())
@@ -112,6 +114,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::sum_to(s, self.shape(), shape)),
             Storage::Gpu(s) => Storage::Gpu(gpu::sum_to(s, self.shape(), shape)?),
+            Storage::Meta(s) => Storage::Meta(s.output(shape.numel(), "sum_to")),
         };
         Ok(Tensor::from_op(
             storage,
@@ -138,6 +141,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::broadcast_to(s, self.shape(), shape)),
             Storage::Gpu(s) => Storage::Gpu(gpu::broadcast_to(s, self.shape(), shape)?),
+            Storage::Meta(s) => Storage::Meta(s.output(shape.numel(), "broadcast_to")),
         };
         Ok(Tensor::from_op(
             storage,

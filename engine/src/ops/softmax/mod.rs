@@ -27,6 +27,7 @@ fn softmax(x: &Tensor, axis: isize, log: bool) -> Result<Tensor> {
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::softmax(s, n, inner, log)),
         Storage::Gpu(s) => Storage::Gpu(gpu::softmax(s, outer, n, inner, log)?),
+        Storage::Meta(s) => Storage::Meta(s.like(name)),
     };
     Ok(Tensor::from_op(
         storage,
@@ -49,6 +50,7 @@ pub(crate) fn softmax_grad(y: &Tensor, g: &Tensor, axis: usize, log: bool) -> Re
         (Storage::Gpu(y), Storage::Gpu(g)) => {
             Storage::Gpu(gpu::softmax_backward(y, g, outer, n, inner, log)?)
         }
+        (Storage::Meta(y), Storage::Meta(_)) => Storage::Meta(y.like("softmax_backward")),
         _ => return Err(crate::storage::mixed_devices("softmax_backward")),
     };
     Ok(Tensor::from_storage(

@@ -51,6 +51,7 @@ pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let storage = match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::unary(s, op)),
         Storage::Gpu(s) => Storage::Gpu(gpu::unary(s, op)?),
+        Storage::Meta(s) => Storage::Meta(s.like(op.name())),
     };
     Ok(Tensor::from_op(
         storage,

@@ -1,0 +1,208 @@
+//! The memory of one training step, planned without running it: `clce-cli plan` and
+//! `finetune --memory-budget`.
+//!
+//! The plan runs the real step (`trainer::StepCore`: the model's forward pass in train mode,
+//! the objective, backward, the gradient norm and AdamW) on the meta device, whose tensors
+//! have shapes and no values and whose allocator counts every allocation and release the
+//! way the planned-for device would (exact bytes on the CPU; a GPU pool's size classes and
+//! binding limit). So the plan follows the code: a change to a model, an op's saved state
+//! or the tape shows up in the plan by itself.
+use clce_engine::memory::meta::{Breakdown, Category, LargestBuffer};
+use clce_engine::optim::{AdamW, AdamWConfig, Optimizer};
+use clce_engine::{AllocatorModel, DType, Device, MetaDevice, Tensor};
+
+use super::config::TrainConfig;
+use super::error::{Result, TrainError};
+use super::model::{objective_for, random_model, Finetuned};
+use super::network::{GroupOptions, Network};
+use super::trainer::{step_mode, StepCore};
+
+/// The peak memory of one step and what it is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The largest tensor memory during the step (weights and optimiser state included).
+    pub peak_bytes: u64,
+    /// Live bytes by kind at the peak.
+    pub weights_bytes: u64,
+    pub optimizer_bytes: u64,
+    /// Parameter gradients already accumulated at the peak.
+    pub gradients_bytes: u64,
+    /// Activations, saved state, temporaries and gradients in flight at the peak.
+    pub activations_bytes: u64,
+    /// The largest single buffer the step asks for, and the op asking.
+    pub largest_buffer: LargestBuffer,
+    /// A GPU's largest storage binding (None when planning for the CPU).
+    pub binding_limit: Option<u64>,
+    /// Live bytes at the peak by the op that allocated them, largest first.
+    pub ops_at_peak: Vec<(&'static str, u64)>,
+}
+
+impl Plan {
+    /// Whether the step needs a buffer the device cannot bind.
+    pub fn exceeds_binding_limit(&self) -> bool {
+        self.binding_limit
+            .is_some_and(|limit| self.largest_buffer.bytes > limit)
+    }
+
+    /// Whether the step fits `budget` bytes on its device.
+    pub fn fits(&self, budget: u64) -> bool {
+        self.peak_bytes <= budget && !self.exceeds_binding_limit()
+    }
+}
+
+/// How `device` allocates, for planning on it: the CPU, or a GPU's pool with its binding limit.
+pub fn allocator_of(device: &Device) -> AllocatorModel {
+    match device {
+        Device::Gpu(g) => AllocatorModel::Gpu {
+            binding_limit: g.limits().max_storage_buffer_binding_size,
+        },
+        Device::Meta(m) => m.model(),
+        Device::Cpu => AllocatorModel::Cpu,
+    }
+}
+
+/// The peak memory of one training step of `cfg` (its model, batch, image size, objective,
+/// checkpointing and frozen backbone) on a device that allocates like `target`.
+pub fn plan(cfg: &TrainConfig, target: AllocatorModel) -> Result<Plan> {
+    let meta = MetaDevice::new(target);
+    let device = Device::Meta(meta.clone());
+
+    meta.set_category(Category::Weights);
+    let net = Finetuned {
+        model: random_model(cfg, &device)?,
+        frozen_backbone: cfg.freeze_backbone,
+    };
+    meta.set_category(Category::OptimizerState);
+    let groups = net.param_groups(&GroupOptions {
+        weight_decay: cfg.weight_decay,
+        layer_decay: cfg.layer_decay,
+        heads_only: cfg.freeze_backbone,
+    });
+    let mut opt = AdamW::new(groups, AdamWConfig::default())?;
+    let trained = opt.params();
+
+    meta.set_category(Category::Activations);
+    meta.reset_peak_memory();
+    let b = cfg.batch_size;
+    let s = cfg.image_size;
+    let x = Tensor::zeros([2 * b, 3, s, s], DType::F32, &device)?;
+    // Two views of each image, as the loader lays them out.
+    let labels: Vec<usize> = (0..2 * b).map(|i| (i % b) % cfg.num_classes).collect();
+    let objective = objective_for(cfg)?;
+    let core = StepCore {
+        net: &net,
+        objective: &objective,
+        mode: step_mode(cfg, 0),
+        clip_grad: cfg.clip_grad,
+        lr: cfg.lr,
+    };
+    // Values read back on the meta device are zeros, always finite.
+    let never = |what, value| TrainError::Invalid(format!("planning read a {what} of {value}"));
+    core.run(&mut opt, &trained, &x, &labels, &never)?;
+
+    let at_peak: Breakdown = meta.breakdown_at_peak();
+    let part = |c: Category| at_peak[Category::ALL.iter().position(|&k| k == c).unwrap_or(0)];
+    Ok(Plan {
+        peak_bytes: meta.memory_stats().peak_live_bytes,
+        weights_bytes: part(Category::Weights),
+        optimizer_bytes: part(Category::OptimizerState),
+        gradients_bytes: part(Category::Gradients),
+        activations_bytes: part(Category::Activations),
+        largest_buffer: meta.largest_buffer(),
+        ops_at_peak: meta.ops_at_peak(),
+        binding_limit: match target {
+            AllocatorModel::Gpu { binding_limit } => Some(binding_limit),
+            AllocatorModel::Cpu => None,
+        },
+    })
+}
+
+/// What `--memory-budget` settled on.
+#[derive(Clone, Debug)]
+pub struct BudgetChoice {
+    pub checkpoint_activations: bool,
+    pub plan: Plan,
+    /// The plans of the settings tried before, cheapest first, that did not fit.
+    pub rejected: Vec<(bool, Plan)>,
+}
+
+/// The cheapest settings of `cfg` whose planned step fits `budget` bytes on `target`: first
+/// as given, then with activation checkpointing (about one more forward pass of time). When
+/// nothing fits, the error names the largest batch that would.
+pub fn fit_budget(cfg: &TrainConfig, budget: u64, target: AllocatorModel) -> Result<BudgetChoice> {
+    let options: &[bool] = if cfg.checkpoint_activations {
+        &[true]
+    } else {
+        &[false, true]
+    };
+    let mut rejected = Vec::new();
+    for &checkpoint_activations in options {
+        let tried = TrainConfig {
+            checkpoint_activations,
+            ..cfg.clone()
+        };
+        let plan = plan(&tried, target)?;
+        if plan.fits(budget) {
+            return Ok(BudgetChoice {
+                checkpoint_activations,
+                plan,
+                rejected,
+            });
+        }
+        rejected.push((checkpoint_activations, plan));
+    }
+    let cheapest = TrainConfig {
+        checkpoint_activations: true,
+        ..cfg.clone()
+    };
+    let largest = largest_fitting_batch(&cheapest, budget, target)?;
+    let (_, best) = rejected.last().expect("at least one setting was tried");
+    Err(TrainError::Invalid(format!(
+        "--memory-budget {}: batch {} needs {} even with activation checkpointing{}; {}",
+        super::progress::format_bytes(budget),
+        cfg.batch_size,
+        super::progress::format_bytes(best.peak_bytes),
+        if best.exceeds_binding_limit() {
+            format!(
+                " and a buffer of {} ({}) above the device's binding limit",
+                super::progress::format_bytes(best.largest_buffer.bytes),
+                best.largest_buffer.op
+            )
+        } else {
+            String::new()
+        },
+        match largest {
+            Some(b) => format!("the largest batch that fits is {b} (--batch-size {b})"),
+            None => "not even one image fits: lower --image-size or use a smaller model".into(),
+        }
+    )))
+}
+
+/// The largest batch size below `cfg.batch_size` whose step fits (bisection: the peak grows
+/// with the batch).
+fn largest_fitting_batch(
+    cfg: &TrainConfig,
+    budget: u64,
+    target: AllocatorModel,
+) -> Result<Option<usize>> {
+    let fits = |b: usize| -> Result<bool> {
+        let tried = TrainConfig {
+            batch_size: b,
+            ..cfg.clone()
+        };
+        Ok(plan(&tried, target)?.fits(budget))
+    };
+    if !fits(1)? {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (1, cfg.batch_size);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(Some(lo))
+}
