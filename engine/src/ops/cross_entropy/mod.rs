@@ -79,6 +79,13 @@ impl BackwardOp for CrossEntropyBackward {
     fn name(&self) -> &'static str {
         "cross_entropy"
     }
+    /// The probabilities it keeps are all it reads.
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         _inputs: &[Tensor],

@@ -217,6 +217,12 @@ impl BackwardOp for ReshapeBackward {
     fn name(&self) -> &'static str {
         "reshape"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -231,6 +237,12 @@ struct PermuteBackward(Vec<usize>);
 impl BackwardOp for PermuteBackward {
     fn name(&self) -> &'static str {
         "permute"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,
@@ -253,6 +265,12 @@ struct NarrowBackward {
 impl BackwardOp for NarrowBackward {
     fn name(&self) -> &'static str {
         "narrow"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,
@@ -292,6 +310,12 @@ impl BackwardOp for ConcatBackward {
     fn name(&self) -> &'static str {
         "concat"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -320,6 +344,12 @@ impl BackwardOp for IndexSelectBackward {
     fn name(&self) -> &'static str {
         "index_select"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -347,6 +377,12 @@ struct GatherBackward {
 impl BackwardOp for GatherBackward {
     fn name(&self) -> &'static str {
         "gather"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,

@@ -105,6 +105,9 @@ impl BackwardOp for MatmulBackward {
     fn name(&self) -> &'static str {
         "matmul"
     }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
