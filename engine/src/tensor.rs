@@ -199,8 +199,21 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
-        let data = vec![value; shape.numel()];
-        Tensor::from_f64_slice(&data, shape, dtype, device)
+        let Device::Gpu(gpu) = device else {
+            let data = vec![value; shape.numel()];
+            return Tensor::from_f64_slice(&data, shape, dtype, device);
+        };
+        if dtype == DType::F64 {
+            return Err(Error::invalid(
+                "full",
+                format!("an F64 tensor cannot live on {device}: GPUs work in f32"),
+            ));
+        }
+        // Made on the device: backward passes seed and pad gradients with these.
+        let filled = crate::ops::unary::gpu::fill(gpu, shape.numel(), value, "full")?;
+        let t = Tensor::from_storage(Storage::Gpu(filled), shape, device.clone());
+        // F16 is made from f32 by the cast kernel, as from_f64_slice does.
+        t.to_dtype(dtype)
     }
 
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {

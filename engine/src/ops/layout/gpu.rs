@@ -100,6 +100,32 @@ pub(crate) fn narrow(
     Ok(out)
 }
 
+/// The adjoint of narrow: `g` ([outer, len, inner]) placed at `start` along an axis of `n`
+/// entries, zeros elsewhere.
+pub(crate) fn pad(
+    g: &GpuStorage,
+    outer: usize,
+    len: usize,
+    inner: usize,
+    start: usize,
+    n: usize,
+) -> Result<GpuStorage> {
+    let out = GpuStorage::alloc(g.device(), outer * n * inner, "narrow backward")?;
+    let block = Block {
+        dst_start: start,
+        dst_n: n,
+        ..Block::around(outer, len, inner, len)
+    };
+    launch(
+        "pad",
+        block.params(&[], &[]),
+        &[g.buffer()],
+        &out,
+        out.len(),
+    )?;
+    Ok(out)
+}
+
 /// `parts` are (storage, size along the axis); each part's block is copied into place.
 pub(crate) fn concat(
     parts: &[(&GpuStorage, usize)],

@@ -278,27 +278,18 @@ impl BackwardOp for NarrowBackward {
         _out: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        // Zero padding around the slice: concat with zero blocks.
         let x = &inputs[0];
-        let n = x.dims()[self.axis];
+        let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let len = g.dims()[self.axis];
-        let mut parts = Vec::new();
-        if self.start > 0 {
-            parts.push(Tensor::zeros(
-                x.shape().with_dim(self.axis, self.start),
-                g.dtype(),
-                g.device(),
-            )?);
-        }
-        parts.push(g.clone());
-        if self.start + len < n {
-            parts.push(Tensor::zeros(
-                x.shape().with_dim(self.axis, n - self.start - len),
-                g.dtype(),
-                g.device(),
-            )?);
-        }
-        Ok(vec![Some(Tensor::concat(&parts, self.axis as isize)?)])
+        let storage = match &*g.storage() {
+            Storage::Cpu(s) => Storage::Cpu(cpu::pad(s, outer, len, inner, self.start, n)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::pad(s, outer, len, inner, self.start, n)?),
+        };
+        Ok(vec![Some(Tensor::from_storage(
+            storage,
+            x.shape().clone(),
+            x.device().clone(),
+        ))])
     }
 }
 
