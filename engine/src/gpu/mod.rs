@@ -53,4 +53,5 @@ pub use device::GpuDevice;
 pub(crate) use kernel::{linear_grid, Launch, Params, MAX_RANK};
 pub(crate) use layout_params::{check_rank, collapse};
 pub use pool::MemoryStats;
+pub(crate) use storage::Indices;
 pub use storage::{GpuBuffer, GpuStorage};

@@ -6,6 +6,7 @@ pub(crate) mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::gpu::Indices;
 use crate::{ensure_shape, Error, Result, Shape, Storage, Tensor};
 
 impl Tensor {
@@ -156,14 +157,26 @@ impl Tensor {
             ));
         }
         let (outer, _, inner) = self.shape().split_at_axis(axis);
-        let storage = match &*self.storage() {
-            Storage::Cpu(s) => Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
-            Storage::Gpu(s) => Storage::Gpu(gpu::index_select(s, outer, n, inner, indices)?),
+        let (storage, gpu_rows) = match &*self.storage() {
+            Storage::Cpu(s) => (
+                Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
+                None,
+            ),
+            Storage::Gpu(s) => {
+                let out = gpu::index_select(s, outer, n, inner, indices)?;
+                // Only a recorded op needs the inverted list (the condition of from_op).
+                let recorded = crate::autograd::is_grad_enabled() && self.requires_grad();
+                let rows = recorded
+                    .then(|| gpu::IndexRows::new(s.device(), n, indices))
+                    .transpose()?;
+                (Storage::Gpu(out), rows)
+            }
         };
         let out_shape = self.shape().with_dim(axis, indices.len());
         let op = IndexSelectBackward {
             axis,
             indices: indices.to_vec(),
+            gpu_rows,
         };
         Ok(Tensor::from_op(
             storage,
@@ -194,14 +207,17 @@ impl Tensor {
             ));
         }
         let (outer, _, inner) = self.shape().split_at_axis(axis);
-        let storage = match &*self.storage() {
-            Storage::Cpu(s) => Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
-            Storage::Gpu(s) => Storage::Gpu(gpu::gather(s, outer, n, inner, indices, k)?),
+        let (storage, indices) = match &*self.storage() {
+            Storage::Cpu(s) => (
+                Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
+                Indices::Host(indices.to_vec()),
+            ),
+            Storage::Gpu(s) => {
+                let (out, indices) = gpu::gather(s, outer, n, inner, indices, k)?;
+                (Storage::Gpu(out), Indices::Gpu(indices))
+            }
         };
-        let op = GatherBackward {
-            axis,
-            indices: indices.to_vec(),
-        };
+        let op = GatherBackward { axis, indices };
         Ok(Tensor::from_op(
             storage,
             out_shape,
@@ -330,6 +346,8 @@ impl BackwardOp for ConcatBackward {
 struct IndexSelectBackward {
     axis: usize,
     indices: Vec<usize>,
+    /// A GPU's inverted `indices`, from the forward.
+    gpu_rows: Option<gpu::IndexRows>,
 }
 impl BackwardOp for IndexSelectBackward {
     fn name(&self) -> &'static str {
@@ -351,7 +369,14 @@ impl BackwardOp for IndexSelectBackward {
         let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_add(s, outer, n, inner, &self.indices)),
-            Storage::Gpu(s) => Storage::Gpu(gpu::index_add(s, outer, n, inner, &self.indices)?),
+            Storage::Gpu(s) => {
+                // A recorded GPU index_select always made them: without, x was on the CPU.
+                let rows = self
+                    .gpu_rows
+                    .as_ref()
+                    .ok_or_else(|| crate::storage::mixed_devices("index_select"))?;
+                Storage::Gpu(gpu::index_add(s, outer, n, inner, rows)?)
+            }
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,
@@ -363,7 +388,7 @@ impl BackwardOp for IndexSelectBackward {
 
 struct GatherBackward {
     axis: usize,
-    indices: Vec<usize>,
+    indices: Indices,
 }
 impl BackwardOp for GatherBackward {
     fn name(&self) -> &'static str {
@@ -384,11 +409,14 @@ impl BackwardOp for GatherBackward {
         let x = &inputs[0];
         let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let k = g.dims()[self.axis];
-        let storage = match &*g.storage() {
-            Storage::Cpu(s) => Storage::Cpu(cpu::scatter_add(s, outer, n, inner, &self.indices, k)),
-            Storage::Gpu(s) => {
-                Storage::Gpu(gpu::scatter_add(s, outer, n, inner, &self.indices, k)?)
+        let storage = match (&*g.storage(), &self.indices) {
+            (Storage::Cpu(s), Indices::Host(indices)) => {
+                Storage::Cpu(cpu::scatter_add(s, outer, n, inner, indices, k))
             }
+            (Storage::Gpu(s), Indices::Gpu(indices)) => {
+                Storage::Gpu(gpu::scatter_add(s, outer, n, inner, indices, k)?)
+            }
+            _ => return Err(crate::storage::mixed_devices("gather")),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,
