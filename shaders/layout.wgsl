@@ -70,6 +70,25 @@ fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         src[(o * params.n + params.src_start + j) * params.inner + i];
 }
 
+// The adjoint of narrow: dst[o, j, i] = src[o, j - dst_start, i] where dst_start <= j <
+// dst_start + k, else 0, for a dst with dst_n entries along the axis. Writing the zeros here
+// saves a zero-filled tensor per side and a concat.
+@compute @workgroup_size(WG)
+fn pad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if t >= params.outer * params.dst_n * params.inner {
+        return;
+    }
+    let i = t % params.inner;
+    let j = (t / params.inner) % params.dst_n;
+    let o = t / (params.inner * params.dst_n);
+    var v = 0.0;
+    if j >= params.dst_start && j < params.dst_start + params.k {
+        v = src[(o * params.k + j - params.dst_start) * params.inner + i];
+    }
+    dst[t] = v;
+}
+
 // ---- index_select, gather and scatter_add: (values, indices) -> result
 
 @group(0) @binding(2) var<storage, read> indices: array<u32>;

@@ -63,6 +63,19 @@ fn apply(v: f32) -> f32 {
     }
 }
 
+// fill: out[i] = c, for tensors made on the device (Tensor::full) rather than uploaded.
+// Its own binding 1, as the written buffer (kernel.rs numbers reads before writes).
+@group(0) @binding(1) var<storage, read_write> filled: array<f32>;
+
+@compute @workgroup_size(WG)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i >= params.n {
+        return;
+    }
+    filled[i] = params.c;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;

@@ -6,10 +6,17 @@
 //! walks them in reverse, and asks each rule for its inputs' gradients. Backward rules are
 //! written with ordinary tensor ops, or with a dedicated backward kernel where composing
 //! ops would be slow, so the same rule runs on every device.
+//!
+//! The tape is lean: a node holds in full only the inputs (and output) its rule reads
+//! ([`BackwardOp::saves_input`], [`BackwardOp::saves_output`]) and a storage-less graph alias
+//! of the rest, and the reverse pass frees what each node saved, and each gradient, as soon
+//! as they have been used. So memory falls while backward proceeds, and a graph is
+//! differentiated once: a second pass is an error that asks for the forward to be rerun.
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::memory::StorageCell;
 use crate::{Error, Result, Tensor, TensorId};
 
 /// The backward rule of one recorded op.
@@ -24,11 +31,88 @@ pub trait BackwardOp: Send + Sync {
         output: &Tensor,
         grad_output: &Tensor,
     ) -> Result<Vec<Option<Tensor>>>;
+    /// Whether `backward` reads the values of input `index`. Where it does not, the node
+    /// keeps only the input's graph alias (shape, dtype, device, requires_grad, its place in
+    /// the graph), so the input's storage can be freed as soon as nothing else holds it.
+    fn saves_input(&self, _index: usize) -> bool {
+        true
+    }
+    /// Whether `backward` reads the values of `output`; where not, it gets the alias.
+    fn saves_output(&self) -> bool {
+        true
+    }
 }
 
+/// One recorded op on the tape. It is shared (`Arc`) by its output and that output's graph
+/// aliases; what it saved is taken out, and freed, by the reverse pass once its rule has run.
 pub struct Node {
-    pub op: Box<dyn BackwardOp>,
-    pub inputs: Vec<Tensor>,
+    name: &'static str,
+    saved: Mutex<Option<Saved>>,
+}
+
+/// What a node keeps until the reverse pass reaches it.
+struct Saved {
+    op: Box<dyn BackwardOp>,
+    /// Each input in full where the rule reads its values, else its graph alias.
+    inputs: Vec<Tensor>,
+    /// The output's storage, where the rule reads it.
+    output: Option<Arc<StorageCell>>,
+}
+
+impl Node {
+    pub(crate) fn new(
+        op: Box<dyn BackwardOp>,
+        inputs: Vec<Tensor>,
+        output: &Arc<StorageCell>,
+    ) -> Arc<Node> {
+        let inputs = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if op.saves_input(i) {
+                    t
+                } else {
+                    t.graph_alias()
+                }
+            })
+            .collect();
+        let output = op.saves_output().then(|| output.clone());
+        Arc::new(Node {
+            name: op.name(),
+            saved: Mutex::new(Some(Saved { op, inputs, output })),
+        })
+    }
+
+    /// The recorded op's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Saved>> {
+        // A panicking rule poisons nothing that matters: the state is only ever replaced.
+        self.saved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The graph aliases of the node's inputs.
+    fn inputs(&self) -> Result<Vec<Tensor>> {
+        match &*self.lock() {
+            Some(saved) => Ok(saved.inputs.iter().map(Tensor::graph_alias).collect()),
+            None => Err(self.released()),
+        }
+    }
+
+    /// Takes what the node saved out of it; dropping that frees it.
+    fn release(&self) -> Result<Saved> {
+        self.lock().take().ok_or_else(|| self.released())
+    }
+
+    fn released(&self) -> Error {
+        Error::Backward(format!(
+            "the graph was already used by a backward pass (its {} node has freed what it \
+             saved); recompute the forward to differentiate again",
+            self.name
+        ))
+    }
 }
 
 impl Drop for Node {
@@ -36,12 +120,20 @@ impl Drop for Node {
     /// 10,000-op chain would otherwise nest one drop per op and overflow the stack. Inputs this
     /// node owns alone have their own nodes unhooked onto a work list instead.
     fn drop(&mut self) {
-        let mut pending = std::mem::take(&mut self.inputs);
+        let take = |node: &mut Node| {
+            node.saved
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .map(|s| s.inputs)
+        };
+        let mut pending = take(self).unwrap_or_default();
         while let Some(mut t) = pending.pop() {
-            if let Some(inner) = Arc::get_mut(&mut t.0) {
-                if let Some(mut node) = inner.node.take() {
-                    pending.append(&mut node.inputs);
-                }
+            let Some(inner) = Arc::get_mut(&mut t.0) else {
+                continue;
+            };
+            if let Some(mut node) = inner.node.take().and_then(Arc::into_inner) {
+                pending.extend(take(&mut node).unwrap_or_default());
             }
         }
     }
@@ -49,6 +141,27 @@ impl Drop for Node {
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    /// The backward rule running on this thread, named when it reads an unsaved tensor.
+    static RUNNING_RULE: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+pub(crate) fn running_rule() -> Option<&'static str> {
+    RUNNING_RULE.with(|r| r.get())
+}
+
+/// Names `rule` as running until dropped (restoring the outer one: checkpoint replays nest).
+struct RuleGuard(Option<&'static str>);
+
+impl RuleGuard {
+    fn enter(rule: &'static str) -> Self {
+        RuleGuard(RUNNING_RULE.with(|r| r.replace(Some(rule))))
+    }
+}
+
+impl Drop for RuleGuard {
+    fn drop(&mut self) {
+        RUNNING_RULE.with(|r| r.set(self.0));
+    }
 }
 
 pub fn is_grad_enabled() -> bool {
@@ -78,12 +191,13 @@ pub fn enable_grad() -> GradModeGuard {
     set_grad_enabled(true)
 }
 
-/// Nodes reachable from `root` that need a gradient, inputs before the ops that use them.
-fn topological_order(root: &Tensor) -> Vec<Tensor> {
+/// Graph aliases of the tensors reachable from `root` that need a gradient, inputs before
+/// the ops that use them. An error if part of the graph was already differentiated.
+fn topological_order(root: &Tensor) -> Result<Vec<Tensor>> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     // Iterative post-order DFS: deep networks would overflow a recursive one.
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    let mut stack: Vec<(Tensor, bool)> = vec![(root.graph_alias(), false)];
     while let Some((t, children_done)) = stack.pop() {
         if children_done {
             order.push(t);
@@ -92,16 +206,18 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         if !t.requires_grad() || !seen.insert(t.id()) {
             continue;
         }
-        stack.push((t.clone(), true));
-        if let Some(node) = t.node() {
-            for input in node.inputs.iter().rev() {
-                if input.requires_grad() && !seen.contains(&input.id()) {
-                    stack.push((input.clone(), false));
-                }
+        let inputs = match t.node() {
+            Some(node) => node.inputs()?,
+            None => Vec::new(),
+        };
+        stack.push((t, true));
+        for input in inputs.into_iter().rev() {
+            if input.requires_grad() && !seen.contains(&input.id()) {
+                stack.push((input, false));
             }
         }
     }
-    order
+    Ok(order)
 }
 
 /// d(root)/d(leaf) for a scalar `root`, accumulated into every leaf that requires grad.
@@ -131,32 +247,45 @@ pub fn backward_with_grad(root: &Tensor, grad_root: &Tensor) -> Result<()> {
         )));
     }
     let _guard = no_grad();
-    let order = topological_order(root);
+    let order = topological_order(root)?;
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     grads.insert(root.id(), grad_root.clone());
+    // Every tensor in `order` is an alias: what stays alive is what the nodes not yet reached
+    // saved, and the gradients not yet passed on.
     for t in order.iter().rev() {
         // Removing frees each gradient as soon as it has been passed on.
-        let Some(grad) = grads.remove(&t.id()) else {
-            continue;
-        };
+        let grad = grads.remove(&t.id());
         let Some(node) = t.node() else {
-            let total = match t.grad() {
-                Some(prev) => prev.add(&grad)?,
-                None => grad,
-            };
-            t.set_grad(Some(total));
+            if let Some(grad) = grad {
+                let total = match t.grad() {
+                    Some(prev) => prev.add(&grad)?,
+                    None => grad,
+                };
+                t.set_grad(Some(total));
+            }
             continue;
         };
-        let input_grads = node.op.backward(&node.inputs, t, &grad)?;
-        if input_grads.len() != node.inputs.len() {
+        // Every use of t is behind us, so what the node saved is freed at the end of this
+        // iteration (also when no gradient reached it).
+        let saved = node.release()?;
+        let Some(grad) = grad else { continue };
+        let output = match &saved.output {
+            Some(storage) => t.with_storage(Some(storage.clone())),
+            None => t.clone(),
+        };
+        let input_grads = {
+            let _rule = RuleGuard::enter(node.name());
+            saved.op.backward(&saved.inputs, &output, &grad)?
+        };
+        if input_grads.len() != saved.inputs.len() {
             return Err(Error::Backward(format!(
                 "{} returned {} gradients for {} inputs",
-                node.op.name(),
+                node.name(),
                 input_grads.len(),
-                node.inputs.len()
+                saved.inputs.len()
             )));
         }
-        for (input, g) in node.inputs.iter().zip(input_grads) {
+        for (input, g) in saved.inputs.iter().zip(input_grads) {
             let Some(g) = g else { continue };
             if !input.requires_grad() {
                 continue;
@@ -164,7 +293,7 @@ pub fn backward_with_grad(root: &Tensor, grad_root: &Tensor) -> Result<()> {
             if g.shape() != input.shape() {
                 return Err(Error::Backward(format!(
                     "{} produced a gradient of shape {:?} for an input of shape {:?}",
-                    node.op.name(),
+                    node.name(),
                     g.shape(),
                     input.shape()
                 )));
@@ -213,6 +342,13 @@ struct CheckpointBackward {
 impl BackwardOp for CheckpointBackward {
     fn name(&self) -> &'static str {
         "checkpoint"
+    }
+    /// The block's inputs, to replay it; the parameters are reached through `f`.
+    fn saves_input(&self, index: usize) -> bool {
+        index < self.n_inputs
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,

@@ -28,13 +28,16 @@ pub(crate) struct TensorInner {
     pub(crate) dtype: DType,
     pub(crate) device: Device,
     /// Shared with reshaped views and detached copies; written in place only by optimisers
-    /// and running-statistics updates. Counted in the device's memory statistics.
-    pub(crate) storage: Arc<StorageCell>,
+    /// and running-statistics updates. Counted in the device's memory statistics. None for a
+    /// graph alias (see [`Tensor::graph_alias`]).
+    pub(crate) storage: Option<Arc<StorageCell>>,
     /// The recorded op that produced this tensor (None for leaves and untracked results).
-    pub(crate) node: Option<Node>,
+    /// Shared with the tensor's graph aliases.
+    pub(crate) node: Option<Arc<Node>>,
     pub(crate) requires_grad: bool,
-    /// Accumulated gradient of a leaf that requires grad.
-    pub(crate) grad: Mutex<Option<Tensor>>,
+    /// Accumulated gradient of a leaf that requires grad; shared with its graph aliases, so
+    /// that the reverse pass, which walks aliases, accumulates into the leaf itself.
+    pub(crate) grad: Arc<Mutex<Option<Tensor>>>,
 }
 
 #[derive(Clone)]
@@ -50,7 +53,7 @@ impl std::fmt::Debug for Tensor {
             self.device()
         )?;
         if let Some(n) = &self.0.node {
-            write!(f, ", op={}", n.op.name())?;
+            write!(f, ", op={}", n.name())?;
         }
         write!(f, ")")
     }
@@ -72,7 +75,7 @@ impl Tensor {
         storage: Arc<StorageCell>,
         shape: Shape,
         device: Device,
-        node: Option<Node>,
+        node: Option<Arc<Node>>,
         requires_grad: bool,
     ) -> Tensor {
         let dtype = storage.read().unwrap().dtype();
@@ -81,10 +84,36 @@ impl Tensor {
             shape,
             dtype,
             device,
-            storage,
+            storage: Some(storage),
             node,
             requires_grad,
-            grad: Mutex::new(None),
+            grad: Arc::new(Mutex::new(None)),
+        }))
+    }
+
+    /// This tensor as the tape sees it: the same id, shape, dtype, device, node and gradient,
+    /// without the values. Nodes hold aliases of the inputs their rule does not read, and the
+    /// reverse pass walks aliases, so neither keeps storage alive.
+    pub(crate) fn graph_alias(&self) -> Tensor {
+        if self.0.storage.is_none() {
+            return self.clone();
+        }
+        self.with_storage(None)
+    }
+
+    /// This tensor's graph identity over `storage` (the reverse pass hands a rule its output
+    /// this way, over the storage the node saved).
+    pub(crate) fn with_storage(&self, storage: Option<Arc<StorageCell>>) -> Tensor {
+        let t = &self.0;
+        Tensor(Arc::new(TensorInner {
+            id: t.id,
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+            device: t.device.clone(),
+            storage,
+            node: t.node.clone(),
+            requires_grad: t.requires_grad,
+            grad: t.grad.clone(),
         }))
     }
 
@@ -97,18 +126,10 @@ impl Tensor {
         op: impl BackwardOp + 'static,
         inputs: Vec<Tensor>,
     ) -> Tensor {
+        let storage = Arc::new(StorageCell::new(storage));
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        let node = track.then(|| Node {
-            op: Box::new(op),
-            inputs,
-        });
-        Self::new_inner(
-            Arc::new(StorageCell::new(storage)),
-            shape,
-            device,
-            node,
-            track,
-        )
+        let node = track.then(|| Node::new(Box::new(op), inputs, &storage));
+        Self::new_inner(storage, shape, device, node, track)
     }
 
     /// A view with another shape over the same storage (used by reshape).
@@ -118,18 +139,10 @@ impl Tensor {
         op: impl BackwardOp + 'static,
         inputs: Vec<Tensor>,
     ) -> Tensor {
+        let storage = self.values().clone();
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        let node = track.then(|| Node {
-            op: Box::new(op),
-            inputs,
-        });
-        Self::new_inner(
-            self.0.storage.clone(),
-            shape,
-            self.device().clone(),
-            node,
-            track,
-        )
+        let node = track.then(|| Node::new(Box::new(op), inputs, &storage));
+        Self::new_inner(storage, shape, self.device().clone(), node, track)
     }
 
     pub fn from_vec<T: Elem>(
@@ -204,11 +217,24 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
-        if let Device::Meta(m) = device {
-            return Ok(Tensor::meta(m, shape, dtype, "full"));
+        let Device::Gpu(gpu) = device else {
+            if let Device::Meta(m) = device {
+                return Ok(Tensor::meta(m, shape, dtype, "full"));
+            }
+            let data = vec![value; shape.numel()];
+            return Tensor::from_f64_slice(&data, shape, dtype, device);
+        };
+        if dtype == DType::F64 {
+            return Err(Error::invalid(
+                "full",
+                format!("an F64 tensor cannot live on {device}: GPUs work in f32"),
+            ));
         }
-        let data = vec![value; shape.numel()];
-        Tensor::from_f64_slice(&data, shape, dtype, device)
+        // Made on the device: backward passes seed and pad gradients with these.
+        let filled = crate::ops::unary::gpu::fill(gpu, shape.numel(), value, "full")?;
+        let t = Tensor::from_storage(Storage::Gpu(filled), shape, device.clone());
+        // F16 is made from f32 by the cast kernel, as from_f64_slice does.
+        t.to_dtype(dtype)
     }
 
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
@@ -294,26 +320,42 @@ impl Tensor {
     pub fn is_leaf(&self) -> bool {
         self.0.node.is_none()
     }
-    pub(crate) fn node(&self) -> Option<&Node> {
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
         self.0.node.as_ref()
     }
+    /// The shared storage. Only graph aliases lack it, and only a backward rule can meet one:
+    /// reading it means the rule reads a tensor its op does not save (`saves_input` /
+    /// `saves_output`), a bug in that op, so this panics naming the rule.
+    pub(crate) fn values(&self) -> &Arc<StorageCell> {
+        match &self.0.storage {
+            Some(s) => s,
+            None => panic!(
+                "internal error: {} read the values of a {:?} tensor that its op did not save; \
+                 its saves_input / saves_output must say it reads them",
+                autograd::running_rule().map_or("code outside backward".into(), |r| format!(
+                    "the backward rule of `{r}`"
+                )),
+                self.shape()
+            ),
+        }
+    }
     pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
-        self.0.storage.read().unwrap()
+        self.values().read().unwrap()
     }
     /// Write access for in-place updates (optimisers, running statistics); never recorded.
     pub fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
-        self.0.storage.write().unwrap()
+        self.values().write().unwrap()
     }
     /// Whether two tensors share storage (reshape views, detach).
     pub fn same_storage(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+        Arc::ptr_eq(self.values(), other.values())
     }
 
     // ---------------------------------------------------------------- autograd
     /// A leaf over the same storage that records gradients (`requires_grad_()` in PyTorch).
     pub fn set_requires_grad(&self, requires_grad: bool) -> Tensor {
         Self::new_inner(
-            self.0.storage.clone(),
+            self.values().clone(),
             self.shape().clone(),
             self.device().clone(),
             None,

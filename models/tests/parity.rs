@@ -240,7 +240,10 @@ fn checkpointing_gives_the_same_gradients_on(device: &Device) {
         if mode.is_train() && file.starts_with("resnet") {
             // Each BatchNorm counted the batch once (the file says 1 before), not once more
             // per re-run: in the blocks and in the stem.
-            for name in ["layer1.0.bn1.num_batches_tracked", "bn1.num_batches_tracked"] {
+            for name in [
+                "layer1.0.bn1.num_batches_tracked",
+                "bn1.num_batches_tracked",
+            ] {
                 let counter = ckpt.store().get(name).unwrap();
                 assert_eq!(counter.to_scalar().unwrap(), 2.0, "{name}");
             }

@@ -1,7 +1,12 @@
 //! The tape's contract: what is recorded, where gradients go, and how it fails.
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use crate::{checkpoint, enable_grad, is_grad_enabled, no_grad, DType, Device, Error, Tensor};
+use crate::memory::StorageCell;
+
+use crate::autograd::BackwardOp;
+use crate::{
+    checkpoint, enable_grad, is_grad_enabled, no_grad, DType, Device, Error, Storage, Tensor,
+};
 
 fn t(v: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_f64_slice(v, shape, DType::F64, &Device::Cpu).unwrap()
@@ -31,12 +36,32 @@ fn gradients_accumulate_across_backward_calls_until_zero_grad() {
 }
 
 #[test]
-fn the_same_graph_can_be_differentiated_twice() {
+fn a_graph_is_differentiated_once_and_a_second_pass_says_recompute() {
     let x = param(&[3.0], &[1]);
     let loss = x.mul(&x).unwrap().sum_all().unwrap();
     loss.backward().unwrap();
-    loss.backward().unwrap();
+    let err = loss.backward().unwrap_err();
+    assert!(matches!(err, Error::Backward(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("already used by a backward pass") && msg.contains("recompute the forward"),
+        "{msg}"
+    );
+    assert_eq!(grad_of(&x), vec![6.0], "the failed pass adds nothing");
+    // Recomputing the forward records a fresh graph.
+    x.mul(&x).unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(grad_of(&x), vec![12.0]);
+}
+
+#[test]
+fn a_second_loss_over_a_differentiated_subgraph_is_an_error() {
+    let x = param(&[1.0, 2.0], &[2]);
+    let h = x.exp().unwrap();
+    let first = h.sum_all().unwrap();
+    let second = h.mul_scalar(2.0).unwrap().sum_all().unwrap();
+    first.backward().unwrap();
+    let err = second.backward().unwrap_err();
+    assert!(err.to_string().contains("exp node"), "{err}");
 }
 
 #[test]
@@ -179,7 +204,7 @@ fn checkpoint_gives_the_same_gradients_as_the_plain_block() {
     let x = x0.mul_scalar(2.0).unwrap();
     let out = checkpoint(&[x], &[w1.clone(), b.clone(), w2.clone()], f).unwrap();
     assert_eq!(
-        out.node().map(|n| n.op.name()),
+        out.node().map(|n| n.name()),
         Some("checkpoint"),
         "the block is one node on the tape"
     );
@@ -215,4 +240,173 @@ fn deep_chains_neither_overflow_backward_nor_drop() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// A handle on a tensor's storage that does not keep it alive.
+fn watch(t: &Tensor) -> Weak<StorageCell> {
+    Arc::downgrade(t.values())
+}
+
+#[test]
+fn ops_keep_only_what_their_backward_reads() {
+    let x = param(&[1.0, -2.0, 3.0], &[3]);
+    // add needs no values, relu only its output, matmul its inputs but not its output.
+    let a = x.mul_scalar(2.0).unwrap();
+    let (a_values, sum) = (watch(&a), a.add(&x).unwrap());
+    drop(a);
+    assert!(a_values.upgrade().is_none(), "add kept its input");
+
+    let a = x.mul_scalar(2.0).unwrap();
+    let (a_values, r) = (watch(&a), a.relu().unwrap());
+    let r_values = watch(&r);
+    drop((a, r));
+    assert!(a_values.upgrade().is_none(), "relu kept its input");
+    assert!(
+        r_values.upgrade().is_none(),
+        "nothing uses relu's output yet"
+    );
+
+    let a = x.mul_scalar(2.0).unwrap();
+    let a_values = watch(&a);
+    let r = a.relu().unwrap();
+    let r_values = watch(&r);
+    let loss = r.sum_all().unwrap().add(&sum.sum_all().unwrap()).unwrap();
+    drop((a, r));
+    assert!(a_values.upgrade().is_none(), "relu kept its input");
+    assert!(r_values.upgrade().is_some(), "relu must keep its output");
+
+    // The counter-check: mul reads both factors, so it keeps them.
+    let a = x.mul_scalar(2.0).unwrap();
+    let a_values = watch(&a);
+    let m = a.mul(&a).unwrap();
+    drop(a);
+    assert!(a_values.upgrade().is_some(), "mul must keep its inputs");
+
+    let w = param(&[0.5, -1.0, 2.0, 0.25, 1.5, -0.5], &[3, 2]);
+    let y = x.reshape([1, 3]).unwrap().matmul(&w).unwrap();
+    let y_values = watch(&y);
+    let loss = loss.add(&y.sum_all().unwrap()).unwrap();
+    drop(y);
+    assert!(y_values.upgrade().is_none(), "matmul kept its output");
+
+    loss.add(&m.sum_all().unwrap()).unwrap().backward().unwrap();
+    // d/dx: relu(2x) -> 2 [x > 0]; 2x + x -> 3; x W -> row sums of W; (2x)^2 -> 8x.
+    assert_eq!(
+        grad_of(&x),
+        vec![
+            2.0 + 3.0 - 0.5 + 8.0,
+            3.0 + 2.25 - 16.0,
+            2.0 + 3.0 + 1.0 + 24.0
+        ]
+    );
+}
+
+/// y = x, whose backward records whether a watched storage is still alive when it runs.
+struct Probe {
+    watched: Arc<Mutex<Weak<StorageCell>>>,
+    alive_at_backward: Arc<Mutex<Option<bool>>>,
+}
+
+impl BackwardOp for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn backward(&self, _: &[Tensor], _: &Tensor, g: &Tensor) -> crate::Result<Vec<Option<Tensor>>> {
+        let alive = self.watched.lock().unwrap().upgrade().is_some();
+        *self.alive_at_backward.lock().unwrap() = Some(alive);
+        Ok(vec![Some(g.clone())])
+    }
+    fn saves_input(&self, _: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn saved_tensors_are_freed_while_backward_proceeds() {
+    let x = param(&[0.5, -1.0], &[2]);
+    let watched = Arc::new(Mutex::new(Weak::new()));
+    let alive_at_backward = Arc::new(Mutex::new(None));
+    let probe = Probe {
+        watched: watched.clone(),
+        alive_at_backward: alive_at_backward.clone(),
+    };
+    let storage = x.storage().clone();
+    let p = Tensor::from_op(
+        storage,
+        x.shape().clone(),
+        Device::Cpu,
+        probe,
+        vec![x.clone()],
+    );
+    // h = exp(p) is saved twice: as exp's output and as both factors of h * h.
+    let h = p.exp().unwrap();
+    *watched.lock().unwrap() = watch(&h);
+    let loss = h.mul(&h).unwrap().sum_all().unwrap();
+    drop((p, h));
+    assert!(
+        watched.lock().unwrap().upgrade().is_some(),
+        "the tape holds h"
+    );
+    loss.backward().unwrap();
+    assert_eq!(
+        *alive_at_backward.lock().unwrap(),
+        Some(false),
+        "h's storage must be freed once mul's and exp's rules have run, before the probe's"
+    );
+    // d/dx exp(x)^2 = 2 exp(2x)
+    let want: Vec<f64> = [0.5f64, -1.0]
+        .iter()
+        .map(|v| 2.0 * (2.0 * v).exp())
+        .collect();
+    for (g, w) in grad_of(&x).iter().zip(&want) {
+        assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+    }
+}
+
+/// Claims to read nothing, then reads its input.
+struct ReadsUnsaved;
+
+impl BackwardOp for ReadsUnsaved {
+    fn name(&self) -> &'static str {
+        "reads_unsaved"
+    }
+    fn backward(
+        &self,
+        inputs: &[Tensor],
+        _: &Tensor,
+        g: &Tensor,
+    ) -> crate::Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.mul(&inputs[0])?)])
+    }
+    fn saves_input(&self, _: usize) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_rule_that_reads_what_its_op_did_not_save_is_named() {
+    let x = param(&[1.0], &[1]);
+    let y = x.mul_scalar(2.0).unwrap();
+    let storage = y.storage().clone();
+    let z = Tensor::from_op(
+        storage,
+        y.shape().clone(),
+        Device::Cpu,
+        ReadsUnsaved,
+        vec![y],
+    );
+    let loss = z.sum_all().unwrap();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loss.backward()))
+        .expect_err("reading an unsaved input must fail loudly");
+    let msg = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(
+        msg.contains("`reads_unsaved`") && msg.contains("did not save"),
+        "{msg}"
+    );
 }

@@ -54,4 +54,5 @@ pub(crate) use kernel::{linear_grid, Launch, Params, MAX_RANK};
 pub(crate) use layout_params::{check_rank, collapse};
 pub(crate) use pool::size_class;
 pub use pool::MemoryStats;
+pub(crate) use storage::Indices;
 pub use storage::{GpuBuffer, GpuStorage};

@@ -96,6 +96,14 @@ impl GpuBuffer {
     }
 }
 
+/// An op's index list (labels, gather indices) where its kernels read it: on the host for
+/// the CPU, and for a GPU the buffer the forward uploaded, kept so that the backward sends
+/// nothing from the host.
+pub(crate) enum Indices {
+    Host(Vec<usize>),
+    Gpu(GpuBuffer),
+}
+
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(buffer) = self.buffer.take() {

@@ -145,6 +145,9 @@ impl BackwardOp for ContrastiveBackward {
     fn name(&self) -> &'static str {
         self.loss.name()
     }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

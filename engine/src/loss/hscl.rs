@@ -135,6 +135,9 @@ impl<T: Elem> BackwardOp for HsclBackward<T> {
     fn name(&self) -> &'static str {
         "hscl"
     }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -172,6 +172,9 @@ impl<T: Elem> BackwardOp for LaclnBackward<T> {
     fn name(&self) -> &'static str {
         "lacln"
     }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -120,6 +120,9 @@ impl<T: Elem> BackwardOp for SupConBackward<T> {
     fn name(&self) -> &'static str {
         "supcon"
     }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -106,7 +106,7 @@ pub(super) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()
                 ),
             ));
         }
-        if !seen.insert(Arc::as_ptr(&p.tensor.0.storage)) {
+        if !seen.insert(Arc::as_ptr(p.tensor.values())) {
             return Err(Error::invalid(
                 op,
                 format!(

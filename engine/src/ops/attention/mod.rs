@@ -131,6 +131,14 @@ impl BackwardOp for AttentionBackward {
     fn name(&self) -> &'static str {
         "attention"
     }
+    /// q, k and v; the GPU kernels also recompute the scores from the bias and read the
+    /// output, where the CPU saved the weights instead.
+    fn saves_input(&self, index: usize) -> bool {
+        index < 3 || self.fused()
+    }
+    fn saves_output(&self) -> bool {
+        self.fused()
+    }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         match &self.saved {
             Saved::Probs(p) => self.backward_from_probs(inputs, p, g),
@@ -140,6 +148,10 @@ impl BackwardOp for AttentionBackward {
 }
 
 impl AttentionBackward {
+    fn fused(&self) -> bool {
+        matches!(self.saved, Saved::LogSumExp(_))
+    }
+
     /// The formulas of the module doc, with tensor ops.
     fn backward_from_probs(
         &self,

@@ -155,6 +155,13 @@ impl BackwardOp for BatchNormBackward {
     fn name(&self) -> &'static str {
         "batch_norm"
     }
+    /// x and the weight, not the bias.
+    fn saves_input(&self, index: usize) -> bool {
+        index < 2
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -56,6 +56,13 @@ impl BackwardOp for BinaryBackward {
     fn name(&self) -> &'static str {
         self.0.name()
     }
+    /// add and sub need only the shapes; mul and div both factors.
+    fn saves_input(&self, _index: usize) -> bool {
+        matches!(self.0, BinaryOp::Mul | BinaryOp::Div)
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

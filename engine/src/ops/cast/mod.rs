@@ -46,6 +46,12 @@ impl BackwardOp for CastBackward {
     fn name(&self) -> &'static str {
         "to_dtype"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         _inputs: &[Tensor],

@@ -5,6 +5,7 @@ use super::{Conv2dDims, Wanted};
 use crate::gpu::{linear_grid, shaders, GpuStorage, Launch, Params};
 use crate::ops::binary::{gpu as binary, BinaryOp};
 use crate::ops::matmul::{gpu as matmul, MatmulDims};
+use crate::ops::unary::gpu as unary;
 use crate::ops::{layout, reduce};
 use crate::{Result, Shape};
 
@@ -224,7 +225,7 @@ pub(crate) fn backward_in_chunks(
     }
     grads.input = dx;
     // An empty batch has no chunks: its weight and bias gradients are zeros.
-    let zeros = |len| GpuStorage::from_slice(device, &vec![0.0; len]);
+    let zeros = |len| unary::fill(device, len, 0.0, "conv2d backward");
     if wanted.weight && grads.weight.is_none() {
         grads.weight = Some(zeros(w.len())?);
     }

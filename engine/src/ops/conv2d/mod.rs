@@ -178,6 +178,13 @@ impl BackwardOp for Conv2dBackward {
     fn name(&self) -> &'static str {
         "conv2d"
     }
+    /// x and the weight, not the bias.
+    fn saves_input(&self, index: usize) -> bool {
+        index < 2
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -11,12 +11,13 @@ fn params(m: usize, c: usize, smoothing: f64) -> Params {
         .f32(smoothing / c as f64)
 }
 
-/// (the mean loss, one element; softmax probabilities [M, C]).
+/// (the mean loss, one element; softmax probabilities [M, C]; the labels as uploaded, for
+/// the backward).
 pub(crate) fn forward(
     logits: &GpuStorage,
     labels: &[usize],
     smoothing: f64,
-) -> Result<(GpuStorage, GpuStorage)> {
+) -> Result<(GpuStorage, GpuStorage, GpuBuffer)> {
     let device = logits.device();
     let (m, c) = (labels.len(), logits.len() / labels.len());
     let probs = GpuStorage::alloc(device, logits.len(), "cross_entropy")?;
@@ -33,25 +34,26 @@ pub(crate) fn forward(
     })?;
     let total = reduce::reduce_axis(&row_loss, 1, m, 1, ReduceOp::Sum)?;
     let loss = unary::unary(&total, UnaryOp::MulScalar(1.0 / m as f64))?;
-    Ok((loss, probs))
+    Ok((loss, probs, labels))
 }
 
+/// `labels` is the buffer the forward uploaded, holding `m` labels.
 pub(crate) fn backward(
     probs: &GpuStorage,
     g: &GpuStorage,
-    labels: &[usize],
+    labels: &GpuBuffer,
+    m: usize,
     smoothing: f64,
 ) -> Result<GpuStorage> {
     let device = probs.device();
-    let (m, c) = (labels.len(), probs.len() / labels.len());
+    let c = probs.len() / m;
     let dx = GpuStorage::alloc(device, probs.len(), "cross_entropy backward")?;
-    let labels = GpuBuffer::upload_indices(probs.device(), labels, "cross_entropy labels")?;
     device.launch(Launch {
         shader: &shaders::CROSS_ENTROPY,
         entry: "backward",
         constants: &[],
         params: params(m, c, smoothing),
-        reads: &[probs.buffer(), g.buffer(), &labels],
+        reads: &[probs.buffer(), g.buffer(), labels],
         writes: &[dx.buffer()],
         workgroups: linear_grid(device, probs.len(), 256)?,
     })?;

@@ -9,6 +9,7 @@ mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::gpu::Indices;
 use crate::{ensure_shape, Error, Result, Shape, Storage, Tensor};
 
 impl Tensor {
@@ -42,24 +43,30 @@ impl Tensor {
                 format!("label_smoothing {label_smoothing} is outside [0, 1]"),
             ));
         }
-        let (loss, probs) = match &*self.storage() {
+        let (loss, probs, saved_labels) = match &*self.storage() {
             Storage::Cpu(s) => {
                 let (loss, probs) = cpu::forward(s, labels, label_smoothing);
-                (Storage::Cpu(loss), Storage::Cpu(probs))
+                let labels = Indices::Host(labels.to_vec());
+                (Storage::Cpu(loss), Storage::Cpu(probs), labels)
             }
             Storage::Gpu(s) => {
-                let (loss, probs) = gpu::forward(s, labels, label_smoothing)?;
-                (Storage::Gpu(loss), Storage::Gpu(probs))
+                let (loss, probs, labels) = gpu::forward(s, labels, label_smoothing)?;
+                (
+                    Storage::Gpu(loss),
+                    Storage::Gpu(probs),
+                    Indices::Gpu(labels),
+                )
             }
             Storage::Meta(s) => (
                 Storage::Meta(s.output(1, "cross_entropy")),
                 Storage::Meta(s.like("cross_entropy")),
+                Indices::Host(Vec::new()),
             ),
         };
         let device = self.device().clone();
         let backward = CrossEntropyBackward {
             probs: Tensor::from_storage(probs, self.shape().clone(), device.clone()),
-            labels: labels.to_vec(),
+            labels: saved_labels,
             label_smoothing,
         };
         Ok(Tensor::from_op(
@@ -75,7 +82,7 @@ impl Tensor {
 struct CrossEntropyBackward {
     /// softmax(logits), [M, C].
     probs: Tensor,
-    labels: Vec<usize>,
+    labels: Indices,
     label_smoothing: f64,
 }
 
@@ -83,20 +90,30 @@ impl BackwardOp for CrossEntropyBackward {
     fn name(&self) -> &'static str {
         "cross_entropy"
     }
+    /// The probabilities it keeps are all it reads.
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         _inputs: &[Tensor],
         _out: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let storage = match (&*self.probs.storage(), &*g.storage()) {
-            (Storage::Cpu(p), Storage::Cpu(g)) => {
-                Storage::Cpu(cpu::backward(p, g, &self.labels, self.label_smoothing))
+        let m = self.probs.dims()[0];
+        let storage = match (&*self.probs.storage(), &*g.storage(), &self.labels) {
+            (Storage::Cpu(p), Storage::Cpu(g), Indices::Host(labels)) => {
+                Storage::Cpu(cpu::backward(p, g, labels, self.label_smoothing))
             }
-            (Storage::Gpu(p), Storage::Gpu(g)) => {
-                Storage::Gpu(gpu::backward(p, g, &self.labels, self.label_smoothing)?)
+            (Storage::Gpu(p), Storage::Gpu(g), Indices::Gpu(labels)) => {
+                Storage::Gpu(gpu::backward(p, g, labels, m, self.label_smoothing)?)
             }
-            (Storage::Meta(p), Storage::Meta(_)) => Storage::Meta(p.like("cross_entropy backward")),
+            (Storage::Meta(p), Storage::Meta(_), _) => {
+                Storage::Meta(p.like("cross_entropy backward"))
+            }
             _ => return Err(crate::storage::mixed_devices("cross_entropy")),
         };
         Ok(vec![Some(Tensor::from_storage(

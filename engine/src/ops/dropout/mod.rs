@@ -123,6 +123,12 @@ impl BackwardOp for DropoutBackward {
             "drop_path"
         }
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         _inputs: &[Tensor],

@@ -113,6 +113,13 @@ impl BackwardOp for LayerNormBackward {
     fn name(&self) -> &'static str {
         "layer_norm"
     }
+    /// x and the weight; the bias's gradient needs only the output gradient.
+    fn saves_input(&self, index: usize) -> bool {
+        index == 0 || (index == 1 && self.has_weight)
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -31,6 +31,31 @@ pub(crate) fn narrow(
     })
 }
 
+/// The adjoint of narrow: `g` ([outer, len, inner]) placed at `start` along an axis of `n`
+/// entries, zeros elsewhere.
+pub(crate) fn pad(
+    s: &CpuStorage,
+    outer: usize,
+    len: usize,
+    inner: usize,
+    start: usize,
+    n: usize,
+) -> CpuStorage {
+    map_cpu!(s, |g| {
+        let mut out = Vec::with_capacity(outer * n * inner);
+        // An empty slice has no blocks to walk (and chunks of 0 do not exist).
+        if len * inner > 0 {
+            for block in g.chunks_exact(len * inner) {
+                out.resize(out.len() + start * inner, Default::default());
+                out.extend_from_slice(block);
+                out.resize(out.len() + (n - start - len) * inner, Default::default());
+            }
+        }
+        out.resize(outer * n * inner, Default::default());
+        out
+    })
+}
+
 /// Concatenation along an axis: `parts` are (storage, size along the axis).
 pub(crate) fn concat(parts: &[(&CpuStorage, usize)], outer: usize, inner: usize) -> CpuStorage {
     fn join<T: Elem>(parts: &[(&[T], usize)], outer: usize, inner: usize) -> Vec<T> {

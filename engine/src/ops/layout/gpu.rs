@@ -1,5 +1,5 @@
 use crate::gpu::{
-    check_rank, collapse, linear_grid, shaders, GpuBuffer, GpuStorage, Launch, Params,
+    check_rank, collapse, linear_grid, shaders, GpuBuffer, GpuDevice, GpuStorage, Launch, Params,
 };
 use crate::{Result, Shape};
 
@@ -100,6 +100,32 @@ pub(crate) fn narrow(
     Ok(out)
 }
 
+/// The adjoint of narrow: `g` ([outer, len, inner]) placed at `start` along an axis of `n`
+/// entries, zeros elsewhere.
+pub(crate) fn pad(
+    g: &GpuStorage,
+    outer: usize,
+    len: usize,
+    inner: usize,
+    start: usize,
+    n: usize,
+) -> Result<GpuStorage> {
+    let out = GpuStorage::alloc(g.device(), outer * n * inner, "narrow backward")?;
+    let block = Block {
+        dst_start: start,
+        dst_n: n,
+        ..Block::around(outer, len, inner, len)
+    };
+    launch(
+        "pad",
+        block.params(&[], &[]),
+        &[g.buffer()],
+        &out,
+        out.len(),
+    )?;
+    Ok(out)
+}
+
 /// `parts` are (storage, size along the axis); each part's block is copied into place.
 pub(crate) fn concat(
     parts: &[(&GpuStorage, usize)],
@@ -142,37 +168,52 @@ pub(crate) fn index_select(
     Ok(out)
 }
 
+/// An index list of index_select inverted (CSR) for its adjoint: for each of the `n` rows r,
+/// the positions j that read it are sources[starts[r] .. starts[r + 1]]. Made on the host by
+/// the forward, so that the backward sends nothing from the host.
+pub(crate) struct IndexRows {
+    starts: GpuBuffer,
+    sources: GpuBuffer,
+    count: usize,
+}
+
+impl IndexRows {
+    pub(crate) fn new(device: &GpuDevice, n: usize, indices: &[usize]) -> Result<IndexRows> {
+        let mut row_starts = vec![0u32; n + 1];
+        for &r in indices {
+            row_starts[r + 1] += 1;
+        }
+        for r in 0..n {
+            row_starts[r + 1] += row_starts[r];
+        }
+        let mut fill = row_starts.clone();
+        let mut row_sources = vec![0u32; indices.len()];
+        for (j, &r) in indices.iter().enumerate() {
+            row_sources[fill[r] as usize] = j as u32;
+            fill[r] += 1;
+        }
+        Ok(IndexRows {
+            starts: GpuBuffer::upload_u32(device, &row_starts, "index_add rows")?,
+            sources: GpuBuffer::upload_u32(device, &row_sources, "index_add rows")?,
+            count: indices.len(),
+        })
+    }
+}
+
 /// The adjoint of index_select: the rows of `g` are summed into the rows they came from.
 pub(crate) fn index_add(
     g: &GpuStorage,
     outer: usize,
     n: usize,
     inner: usize,
-    indices: &[usize],
+    rows: &IndexRows,
 ) -> Result<GpuStorage> {
-    // Invert the index list on the host (CSR): for each row r, the positions j that read it.
-    let mut row_starts = vec![0u32; n + 1];
-    for &r in indices {
-        row_starts[r + 1] += 1;
-    }
-    for r in 0..n {
-        row_starts[r + 1] += row_starts[r];
-    }
-    let mut fill = row_starts.clone();
-    let mut row_sources = vec![0u32; indices.len()];
-    for (j, &r) in indices.iter().enumerate() {
-        row_sources[fill[r] as usize] = j as u32;
-        fill[r] += 1;
-    }
-    let device = g.device();
-    let starts = GpuBuffer::upload_u32(device, &row_starts, "index_add rows")?;
-    let sources = GpuBuffer::upload_u32(device, &row_sources, "index_add rows")?;
-    let out = GpuStorage::alloc(device, outer * n * inner, "index_add")?;
-    let params = Block::around(outer, n, inner, indices.len()).params(&[], &[]);
+    let out = GpuStorage::alloc(g.device(), outer * n * inner, "index_add")?;
+    let params = Block::around(outer, n, inner, rows.count).params(&[], &[]);
     launch(
         "index_add",
         params,
-        &[g.buffer(), &starts, &sources],
+        &[g.buffer(), &rows.starts, &rows.sources],
         &out,
         out.len(),
     )?;
@@ -186,25 +227,31 @@ pub(crate) fn gather(
     inner: usize,
     indices: &[usize],
     k: usize,
-) -> Result<GpuStorage> {
+) -> Result<(GpuStorage, GpuBuffer)> {
     let out = GpuStorage::alloc(x.device(), outer * k * inner, "gather")?;
     let idx = GpuBuffer::upload_indices(x.device(), indices, "gather indices")?;
     let params = Block::around(outer, n, inner, k).params(&[], &[]);
     launch("gather", params, &[x.buffer(), &idx], &out, out.len())?;
-    Ok(out)
+    Ok((out, idx))
 }
 
+/// The adjoint of gather, with the index buffer the gather uploaded.
 pub(crate) fn scatter_add(
     g: &GpuStorage,
     outer: usize,
     n: usize,
     inner: usize,
-    indices: &[usize],
+    indices: &GpuBuffer,
     k: usize,
 ) -> Result<GpuStorage> {
     let out = GpuStorage::alloc(g.device(), outer * n * inner, "scatter_add")?;
-    let idx = GpuBuffer::upload_indices(g.device(), indices, "scatter_add indices")?;
     let params = Block::around(outer, n, inner, k).params(&[], &[]);
-    launch("scatter_add", params, &[g.buffer(), &idx], &out, out.len())?;
+    launch(
+        "scatter_add",
+        params,
+        &[g.buffer(), indices],
+        &out,
+        out.len(),
+    )?;
     Ok(out)
 }

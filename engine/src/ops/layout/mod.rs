@@ -6,6 +6,7 @@ pub(crate) mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
+use crate::gpu::Indices;
 use crate::{ensure_shape, Error, Result, Shape, Storage, Tensor};
 
 impl Tensor {
@@ -159,17 +160,30 @@ impl Tensor {
             ));
         }
         let (outer, _, inner) = self.shape().split_at_axis(axis);
-        let storage = match &*self.storage() {
-            Storage::Cpu(s) => Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
-            Storage::Gpu(s) => Storage::Gpu(gpu::index_select(s, outer, n, inner, indices)?),
-            Storage::Meta(s) => {
-                Storage::Meta(s.output(outer * indices.len() * inner, "index_select"))
+        let (storage, gpu_rows) = match &*self.storage() {
+            Storage::Cpu(s) => (
+                Storage::Cpu(cpu::index_select(s, outer, n, inner, indices)),
+                None,
+            ),
+            Storage::Gpu(s) => {
+                let out = gpu::index_select(s, outer, n, inner, indices)?;
+                // Only a recorded op needs the inverted list (the condition of from_op).
+                let recorded = crate::autograd::is_grad_enabled() && self.requires_grad();
+                let rows = recorded
+                    .then(|| gpu::IndexRows::new(s.device(), n, indices))
+                    .transpose()?;
+                (Storage::Gpu(out), rows)
             }
+            Storage::Meta(s) => (
+                Storage::Meta(s.output(outer * indices.len() * inner, "index_select")),
+                None,
+            ),
         };
         let out_shape = self.shape().with_dim(axis, indices.len());
         let op = IndexSelectBackward {
             axis,
             indices: indices.to_vec(),
+            gpu_rows,
         };
         Ok(Tensor::from_op(
             storage,
@@ -200,15 +214,21 @@ impl Tensor {
             ));
         }
         let (outer, _, inner) = self.shape().split_at_axis(axis);
-        let storage = match &*self.storage() {
-            Storage::Cpu(s) => Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
-            Storage::Gpu(s) => Storage::Gpu(gpu::gather(s, outer, n, inner, indices, k)?),
-            Storage::Meta(s) => Storage::Meta(s.output(out_shape.numel(), "gather")),
+        let (storage, indices) = match &*self.storage() {
+            Storage::Cpu(s) => (
+                Storage::Cpu(cpu::gather(s, outer, n, inner, indices, k)),
+                Indices::Host(indices.to_vec()),
+            ),
+            Storage::Gpu(s) => {
+                let (out, indices) = gpu::gather(s, outer, n, inner, indices, k)?;
+                (Storage::Gpu(out), Indices::Gpu(indices))
+            }
+            Storage::Meta(s) => (
+                Storage::Meta(s.output(out_shape.numel(), "gather")),
+                Indices::Host(Vec::new()),
+            ),
         };
-        let op = GatherBackward {
-            axis,
-            indices: indices.to_vec(),
-        };
+        let op = GatherBackward { axis, indices };
         Ok(Tensor::from_op(
             storage,
             out_shape,
@@ -224,6 +244,12 @@ impl BackwardOp for ReshapeBackward {
     fn name(&self) -> &'static str {
         "reshape"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -238,6 +264,12 @@ struct PermuteBackward(Vec<usize>);
 impl BackwardOp for PermuteBackward {
     fn name(&self) -> &'static str {
         "permute"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,
@@ -261,33 +293,31 @@ impl BackwardOp for NarrowBackward {
     fn name(&self) -> &'static str {
         "narrow"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
         _out: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        // Zero padding around the slice: concat with zero blocks.
         let x = &inputs[0];
-        let n = x.dims()[self.axis];
+        let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let len = g.dims()[self.axis];
-        let mut parts = Vec::new();
-        if self.start > 0 {
-            parts.push(Tensor::zeros(
-                x.shape().with_dim(self.axis, self.start),
-                g.dtype(),
-                g.device(),
-            )?);
-        }
-        parts.push(g.clone());
-        if self.start + len < n {
-            parts.push(Tensor::zeros(
-                x.shape().with_dim(self.axis, n - self.start - len),
-                g.dtype(),
-                g.device(),
-            )?);
-        }
-        Ok(vec![Some(Tensor::concat(&parts, self.axis as isize)?)])
+        let storage = match &*g.storage() {
+            Storage::Cpu(s) => Storage::Cpu(cpu::pad(s, outer, len, inner, self.start, n)),
+            Storage::Gpu(s) => Storage::Gpu(gpu::pad(s, outer, len, inner, self.start, n)?),
+            Storage::Meta(s) => Storage::Meta(s.output(x.numel(), "narrow backward")),
+        };
+        Ok(vec![Some(Tensor::from_storage(
+            storage,
+            x.shape().clone(),
+            x.device().clone(),
+        ))])
     }
 }
 
@@ -298,6 +328,12 @@ struct ConcatBackward {
 impl BackwardOp for ConcatBackward {
     fn name(&self) -> &'static str {
         "concat"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,
@@ -322,10 +358,18 @@ impl BackwardOp for ConcatBackward {
 struct IndexSelectBackward {
     axis: usize,
     indices: Vec<usize>,
+    /// A GPU's inverted `indices`, from the forward.
+    gpu_rows: Option<gpu::IndexRows>,
 }
 impl BackwardOp for IndexSelectBackward {
     fn name(&self) -> &'static str {
         "index_select"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,
@@ -337,7 +381,14 @@ impl BackwardOp for IndexSelectBackward {
         let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let storage = match &*g.storage() {
             Storage::Cpu(s) => Storage::Cpu(cpu::index_add(s, outer, n, inner, &self.indices)),
-            Storage::Gpu(s) => Storage::Gpu(gpu::index_add(s, outer, n, inner, &self.indices)?),
+            Storage::Gpu(s) => {
+                // A recorded GPU index_select always made them: without, x was on the CPU.
+                let rows = self
+                    .gpu_rows
+                    .as_ref()
+                    .ok_or_else(|| crate::storage::mixed_devices("index_select"))?;
+                Storage::Gpu(gpu::index_add(s, outer, n, inner, rows)?)
+            }
             Storage::Meta(s) => Storage::Meta(s.output(x.numel(), "index_select backward")),
         };
         Ok(vec![Some(Tensor::from_storage(
@@ -350,11 +401,17 @@ impl BackwardOp for IndexSelectBackward {
 
 struct GatherBackward {
     axis: usize,
-    indices: Vec<usize>,
+    indices: Indices,
 }
 impl BackwardOp for GatherBackward {
     fn name(&self) -> &'static str {
         "gather"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,
@@ -365,12 +422,15 @@ impl BackwardOp for GatherBackward {
         let x = &inputs[0];
         let (outer, n, inner) = x.shape().split_at_axis(self.axis);
         let k = g.dims()[self.axis];
-        let storage = match &*g.storage() {
-            Storage::Cpu(s) => Storage::Cpu(cpu::scatter_add(s, outer, n, inner, &self.indices, k)),
-            Storage::Gpu(s) => {
-                Storage::Gpu(gpu::scatter_add(s, outer, n, inner, &self.indices, k)?)
+        let storage = match (&*g.storage(), &self.indices) {
+            (Storage::Cpu(s), Indices::Host(indices)) => {
+                Storage::Cpu(cpu::scatter_add(s, outer, n, inner, indices, k))
             }
-            Storage::Meta(s) => Storage::Meta(s.output(x.numel(), "gather backward")),
+            (Storage::Gpu(s), Indices::Gpu(indices)) => {
+                Storage::Gpu(gpu::scatter_add(s, outer, n, inner, indices, k)?)
+            }
+            (Storage::Meta(s), _) => Storage::Meta(s.output(x.numel(), "gather backward")),
+            _ => return Err(crate::storage::mixed_devices("gather")),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

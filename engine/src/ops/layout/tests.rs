@@ -38,6 +38,22 @@ fn forward_matches_hand_values() {
 }
 
 #[test]
+fn narrow_gradients_are_the_slice_padded_with_zeros() {
+    let x = seq(&[2, 4]).set_requires_grad(true);
+    let g = t(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    crate::autograd::backward_with_grad(&x.narrow(1, 1, 2).unwrap(), &g).unwrap();
+    assert_eq!(
+        x.grad().unwrap().to_vec_f64().unwrap(),
+        vec![0.0, 1.0, 2.0, 0.0, 0.0, 3.0, 4.0, 0.0]
+    );
+    // An empty slice sends back zeros.
+    let x = seq(&[2, 3]).set_requires_grad(true);
+    let y = x.narrow(1, 2, 0).unwrap();
+    crate::autograd::backward_with_grad(&y, &t(&[], &[2, 0])).unwrap();
+    assert_eq!(x.grad().unwrap().to_vec_f64().unwrap(), vec![0.0; 6]);
+}
+
+#[test]
 fn bad_arguments_are_errors() {
     let x = seq(&[2, 3]);
     assert!(x.reshape([4]).unwrap_err().to_string().contains("reshape"));
@@ -68,6 +84,11 @@ mod gpu {
             Case::new("transpose", &[&[67, 5]], |x| x[0].transpose(0, 1)),
             Case::new("narrow", &[&[3, 300]], |x| x[0].narrow(-1, 17, 257)),
             Case::new("narrow", &[&[5, 2, 3]], |x| x[0].narrow(0, 4, 1)),
+            // The backward's pad kernel: no zeros before, none after, both, wide rows.
+            Case::new("narrow", &[&[7, 13, 3]], |x| x[0].narrow(1, 0, 5)),
+            Case::new("narrow", &[&[2, 5, 257]], |x| x[0].narrow(1, 4, 1)),
+            Case::new("narrow", &[&[1, 263]], |x| x[0].narrow(0, 0, 1)),
+            Case::new("narrow", &[&[11, 1, 1]], |x| x[0].narrow(0, 3, 7)),
             Case::new("concat", &[&[1, 3], &[4, 3]], |x| Tensor::concat(x, 0)),
             Case::new("concat", &[&[2, 1, 7], &[2, 3, 7]], |x| {
                 Tensor::concat(x, 1)

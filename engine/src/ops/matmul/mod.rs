@@ -81,6 +81,8 @@ impl Tensor {
     pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         self.check_same("matmul", rhs)?;
         let (dims, out_shape) = matmul_dims(self.shape(), rhs.shape(), trans_a, trans_b)?;
+        #[cfg(test)]
+        tests::PRODUCTS.with(|p| p.borrow_mut().push(dims));
         let storage = match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, &dims)),
             (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu::matmul(a, b, &dims)?),
@@ -109,6 +111,9 @@ impl BackwardOp for MatmulBackward {
     fn name(&self) -> &'static str {
         "matmul"
     }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -134,6 +139,8 @@ impl BackwardOp for MatmulBackward {
         };
         let gb = if !inputs[1].requires_grad() {
             None
+        } else if let Some(gb) = shared_rhs_grad(a, b, g, ta, tb)? {
+            Some(gb)
         } else if tb {
             Some(g.matmul_t(a, true, ta)?.sum_to(b.shape())?)
         } else {
@@ -141,6 +148,35 @@ impl BackwardOp for MatmulBackward {
         };
         Ok(vec![ga, gb])
     }
+}
+
+/// The gradient of a B shared by A's batch (a Linear's weight under [N, T, in] inputs) as
+/// one 2-D product: d op(B) sums op(A_i)ᵀ dC_i over the batch, and stacking the batch's rows
+/// of A and of dC (a free reshape: both are contiguous) makes that sum the inner dimension of
+/// a single product, where the batched product would first write a [batch, k, n] temporary
+/// for `sum_to` to add up. None where this does not apply: when A is transposed its batch
+/// entries' rows lie along the product's inner dimension only after a transposing copy of A,
+/// and a shared A meets the batch along dC's columns, which a copy of dC would have to
+/// gather; both keep the batched product.
+fn shared_rhs_grad(
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Option<Tensor>> {
+    if trans_a || a.rank() == 2 || b.rank() != 2 {
+        return Ok(None);
+    }
+    let (k, n) = (a.dims()[a.rank() - 1], g.dims()[g.rank() - 1]);
+    let rows = a.numel() / k.max(1);
+    let (a, g) = (a.reshape([rows, k])?, g.reshape([rows, n])?);
+    // B is [k, n], or [n, k] when transposed: d op(B)ᵀ = dCᵀ A.
+    Ok(Some(if trans_b {
+        g.matmul_t(&a, true, false)?
+    } else {
+        a.matmul_t(&g, true, false)?
+    }))
 }
 
 pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
@@ -153,6 +189,7 @@ pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
         }),
         Case::new("matmul", &[&[2, 3, 4], &[4, 5]], |x| x[0].matmul(&x[1])),
         Case::new("matmul", &[&[3, 4], &[2, 4, 5]], |x| x[0].matmul(&x[1])),
+        Case::new("matmul", &[&[2, 3, 1, 4], &[4, 5]], |x| x[0].matmul(&x[1])),
     ];
     for (ta, tb) in [(true, false), (false, true), (true, true)] {
         let sa: &[usize] = if ta { &[2, 7, 3] } else { &[2, 3, 7] };

@@ -1,4 +1,13 @@
+use std::cell::RefCell;
+
+use super::MatmulDims;
+use crate::autograd::{backward_with_grad, no_grad};
 use crate::{DType, Device, Tensor};
+
+thread_local! {
+    /// The sizes of every `matmul_t` this thread runs, to see which products a pass made.
+    pub(super) static PRODUCTS: RefCell<Vec<MatmulDims>> = const { RefCell::new(Vec::new()) };
+}
 
 fn t(v: &[f64], s: &[usize]) -> Tensor {
     Tensor::from_f64_slice(v, s, DType::F64, &Device::Cpu).unwrap()
@@ -65,6 +74,66 @@ fn bad_shapes_are_errors() {
     let b2 = t(&[1.0; 27], &[3, 3, 3]);
     assert!(b1.matmul(&b2).unwrap_err().to_string().contains("batch"));
     assert!(a.matmul_t(&a, false, true).is_ok());
+}
+
+#[test]
+fn a_shared_weight_gets_its_gradient_from_one_2d_product() {
+    let randn = |shape: &[usize], seed| Tensor::randn(shape, 1.0, seed, DType::F64, &Device::Cpu);
+    for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+        // x [2, 3, 4, 5] (or its transpose [2, 3, 5, 4]) times a shared W: 6 batch entries.
+        let x = randn(
+            if trans_a {
+                &[2, 3, 5, 4]
+            } else {
+                &[2, 3, 4, 5]
+            },
+            1,
+        )
+        .unwrap()
+        .set_requires_grad(true);
+        let w = randn(if trans_b { &[7, 5] } else { &[5, 7] }, 2)
+            .unwrap()
+            .set_requires_grad(true);
+        let y = x.matmul_t(&w, trans_a, trans_b).unwrap();
+        let g = randn(&[2, 3, 4, 7], 3).unwrap();
+        PRODUCTS.take();
+        backward_with_grad(&y, &g).unwrap();
+        let products = PRODUCTS.take();
+        // The old dW: a product batched on both sides, writing a [6, 5, 7] temporary.
+        let batched_both = |d: &&MatmulDims| d.a_batched && d.b_batched;
+        let label = format!("trans_a {trans_a}, trans_b {trans_b}: {products:?}");
+        if trans_a {
+            // The fallback keeps it (see shared_rhs_grad).
+            assert!(products.iter().any(|d| batched_both(&d)), "{label}");
+        } else {
+            // One product over the 24 stacked rows instead.
+            assert!(!products.iter().any(|d| batched_both(&d)), "{label}");
+            assert!(
+                products.iter().any(|d| d.batch == 1 && d.k == 24),
+                "{label}"
+            );
+        }
+        // The old formulation: the batched product summed back to W's shape.
+        let _g = no_grad();
+        let want = if trans_b {
+            g.matmul_t(&x, true, trans_a)
+        } else {
+            x.matmul_t(&g, !trans_a, false)
+        }
+        .unwrap()
+        .sum_to(w.shape())
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+        let got = w.grad().unwrap().to_vec_f64().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() < 1e-12 * (1.0 + b.abs()),
+                "{label}: {a} vs {b}"
+            );
+        }
+    }
 }
 
 #[test]

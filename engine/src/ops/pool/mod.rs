@@ -122,6 +122,10 @@ impl BackwardOp for Pool2dBackward {
     fn name(&self) -> &'static str {
         self.kind.name()
     }
+    /// The input, even for average pooling, whose kernels size and bind the result by it.
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],

@@ -52,6 +52,13 @@ impl BackwardOp for ReduceBackward {
             ReduceOp::Max => "max",
         }
     }
+    /// max finds where the maximum was from the input and the output; sum needs the shape.
+    fn saves_input(&self, _index: usize) -> bool {
+        self.op == ReduceOp::Max
+    }
+    fn saves_output(&self) -> bool {
+        self.op == ReduceOp::Max
+    }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let x = &inputs[0];
         let dx = match self.op {
@@ -158,6 +165,12 @@ impl BackwardOp for SumToBackward {
     fn name(&self) -> &'static str {
         "sum_to"
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -172,6 +185,12 @@ struct BroadcastBackward;
 impl BackwardOp for BroadcastBackward {
     fn name(&self) -> &'static str {
         "broadcast_to"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn saves_output(&self) -> bool {
+        false
     }
     fn backward(
         &self,

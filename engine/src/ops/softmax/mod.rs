@@ -73,6 +73,9 @@ impl BackwardOp for SoftmaxBackward {
             "softmax"
         }
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
     fn backward(
         &self,
         _inputs: &[Tensor],

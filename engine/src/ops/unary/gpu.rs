@@ -1,5 +1,5 @@
 use super::UnaryOp;
-use crate::gpu::{linear_grid, shaders, GpuStorage, Launch, Params};
+use crate::gpu::{linear_grid, shaders, GpuDevice, GpuStorage, Launch, Params};
 use crate::Result;
 
 /// The `OP` override of shaders/unary.wgsl, and the op's scalar.
@@ -33,6 +33,26 @@ pub(crate) fn unary(x: &GpuStorage, op: UnaryOp) -> Result<GpuStorage> {
         reads: &[x.buffer()],
         writes: &[out.buffer()],
         workgroups: linear_grid(device, x.len(), 256)?,
+    })?;
+    Ok(out)
+}
+
+/// `len` copies of `value`, written by a kernel: nothing crosses from the host.
+pub(crate) fn fill(
+    device: &GpuDevice,
+    len: usize,
+    value: f64,
+    what: &'static str,
+) -> Result<GpuStorage> {
+    let out = GpuStorage::alloc(device, len, what)?;
+    device.launch(Launch {
+        shader: &shaders::UNARY,
+        entry: "fill",
+        constants: &[],
+        params: Params::new().u32(len).f32(value),
+        reads: &[],
+        writes: &[out.buffer()],
+        workgroups: linear_grid(device, len, 256)?,
     })?;
     Ok(out)
 }

@@ -68,6 +68,20 @@ impl BackwardOp for UnaryBackward {
     fn name(&self) -> &'static str {
         self.0.name()
     }
+    fn saves_input(&self, _index: usize) -> bool {
+        matches!(
+            self.0,
+            UnaryOp::Log | UnaryOp::Gelu | UnaryOp::Powf(_) | UnaryOp::Step | UnaryOp::GeluGrad
+        )
+    }
+    /// Where the derivative is a function of the output (relu's mask is where it is > 0),
+    /// the output is kept rather than the input.
+    fn saves_output(&self) -> bool {
+        matches!(
+            self.0,
+            UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Relu | UnaryOp::Tanh | UnaryOp::Sigmoid
+        )
+    }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let x = &inputs[0];
         let dx = match self.0 {
@@ -75,7 +89,7 @@ impl BackwardOp for UnaryBackward {
             UnaryOp::Log => g.div(x)?,
             UnaryOp::Sqrt => g.div(out)?.mul_scalar(0.5)?,
             UnaryOp::Neg => g.neg()?,
-            UnaryOp::Relu => g.mul(&unary(x, UnaryOp::Step)?)?,
+            UnaryOp::Relu => g.mul(&unary(out, UnaryOp::Step)?)?,
             UnaryOp::Gelu => g.mul(&unary(x, UnaryOp::GeluGrad)?)?,
             UnaryOp::Tanh => g.mul(&out.mul(out)?.neg()?.add_scalar(1.0)?)?,
             UnaryOp::Sigmoid => g.mul(&out.mul(&out.neg()?.add_scalar(1.0)?)?)?,

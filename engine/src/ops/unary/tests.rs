@@ -103,4 +103,36 @@ mod gpu {
         let Some(gpu) = test_device() else { return };
         assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
     }
+
+    /// `full` fills on the device (the fill kernel) what the CPU fills on the host.
+    #[test]
+    fn full_on_the_gpu_matches_the_cpu() {
+        use crate::{DType, Device, Tensor};
+        let Some(gpu) = test_device() else { return };
+        for (dims, value) in [
+            (vec![], 2.5),
+            (vec![1], -1.0),
+            (vec![13], 0.0),
+            (vec![255], 7.25),
+            (vec![257], 1e-3),
+            (vec![3, 65537], -3.5),
+        ] {
+            let want = Tensor::full(value, dims.as_slice(), DType::F32, &Device::Cpu).unwrap();
+            let got = Tensor::full(value, dims.as_slice(), DType::F32, &gpu).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            assert_eq!(
+                got.to_vec_f32().unwrap(),
+                want.to_vec_f32().unwrap(),
+                "{dims:?}"
+            );
+        }
+        assert_eq!(
+            Tensor::zeros([0], DType::F32, &gpu)
+                .unwrap()
+                .to_vec_f32()
+                .unwrap(),
+            Vec::<f32>::new()
+        );
+        assert!(Tensor::ones([3], DType::F64, &gpu).is_err());
+    }
 }
