@@ -13,7 +13,7 @@ use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
 use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
 use clce_cli::train::fewshot::{self, FewShotProbe};
 use clce_cli::train::model::{self, Finetuned};
-use clce_cli::train::plan::{allocator_of, fit_budget, BudgetChoice};
+use clce_cli::train::plan::{allocator_of, fit_budget, plan, BudgetChoice, Plan};
 use clce_cli::train::progress::format_bytes;
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{self, Outcome, Session};
@@ -98,6 +98,11 @@ pub fn run(args: Args) -> CmdResult {
                 let choice = fit_budget(&planned, budget, allocator_of(&device))?;
                 reporter.info(&describe_choice(budget, &choice));
                 flags.checkpoint_activations = choice.checkpoint_activations;
+            }
+            if device.is_gpu() {
+                // A buffer above the binding limit would fail the first step; say so now.
+                let planned = super::plan::planned_config(&flags, &args.device.device)?;
+                refuse_unbindable(&plan(&planned, allocator_of(&device))?, &planned, &device)?;
             }
             let flags = &flags;
             if flags.fewshot_eval.is_some() {
@@ -283,6 +288,25 @@ fn describe_run(
         cfg.epochs
     ));
     reporter.info(&format!("run directory {}", run.root().display()));
+}
+
+/// The error for a step that needs a buffer the adapter cannot bind, before anything runs.
+fn refuse_unbindable(
+    plan: &Plan,
+    cfg: &TrainConfig,
+    device: &clce_engine::Device,
+) -> Result<(), TrainError> {
+    match plan.binding_limit {
+        Some(limit) if plan.exceeds_binding_limit() => Err(TrainError::Invalid(format!(
+            "{} would need a buffer of {} at --batch-size {}, above the largest storage binding of \
+             {device} ({}); lower --batch-size (`clce-cli plan` shows the largest buffer)",
+            plan.largest_buffer.op,
+            format_bytes(plan.largest_buffer.bytes),
+            cfg.batch_size,
+            format_bytes(limit)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `--memory-budget SIZE`: a size with a unit (kB, MB, GB: powers of 1000; KiB, MiB, GiB:

@@ -4,9 +4,7 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::memory::StorageCell;
 
 use crate::autograd::BackwardOp;
-use crate::{
-    checkpoint, enable_grad, is_grad_enabled, no_grad, DType, Device, Error, Storage, Tensor,
-};
+use crate::{checkpoint, enable_grad, is_grad_enabled, no_grad, DType, Device, Error, Tensor};
 
 fn t(v: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_f64_slice(v, shape, DType::F64, &Device::Cpu).unwrap()
