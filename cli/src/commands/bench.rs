@@ -4,16 +4,14 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clce_engine::optim::{AdamW, AdamWConfig, Optimizer};
 use clce_engine::{DType, Tensor};
 use serde_json::json;
 
 use super::CmdResult;
 use crate::device_arg::DeviceArg;
-use clce_cli::train::model::{objective_for, random_model, Finetuned};
+use clce_cli::train::plan::Rig;
 use clce_cli::train::progress::format_bytes;
-use clce_cli::train::trainer::{step_mode, StepCore};
-use clce_cli::train::{GroupOptions, Network, TrainError, TrainFlags};
+use clce_cli::train::{TrainError, TrainFlags};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,36 +38,17 @@ pub fn run(args: Args) -> CmdResult {
     }
     let device = args.device.resolve()?;
     let cfg = super::plan::planned_config(&args.flags, &args.device.device)?;
-    let net = Finetuned {
-        model: random_model(&cfg, &device)?,
-        frozen_backbone: cfg.freeze_backbone,
-    };
-    let groups = net.param_groups(&GroupOptions {
-        weight_decay: cfg.weight_decay,
-        layer_decay: cfg.layer_decay,
-        heads_only: cfg.freeze_backbone,
-    });
-    let mut opt = AdamW::new(groups, AdamWConfig::default())?;
-    let trained = opt.params();
-    let objective = objective_for(&cfg)?;
+    let mut rig = Rig::new(&cfg, &device)?;
     let (b, s) = (cfg.batch_size, cfg.image_size);
     let x = Tensor::randn([2 * b, 3, s, s], 1.0, cfg.seed, DType::F32, &device)?;
-    let labels: Vec<usize> = (0..2 * b).map(|i| (i % b) % cfg.num_classes).collect();
     let non_finite = |what, value| TrainError::Invalid(format!("bench: the {what} is {value}"));
 
     let mut times = Vec::with_capacity(args.steps);
     let mut peak_bytes = 0;
     for step in 0..args.warmup + args.steps {
-        let core = StepCore {
-            net: &net,
-            objective: &objective,
-            mode: step_mode(&cfg, step),
-            clip_grad: cfg.clip_grad,
-            lr: cfg.lr,
-        };
         device.reset_peak_memory();
         let started = Instant::now();
-        core.run(&mut opt, &trained, &x, &labels, &non_finite)?;
+        rig.step(&cfg, step, &x, &non_finite)?;
         device.synchronize()?;
         let seconds = started.elapsed().as_secs_f64();
         if step >= args.warmup {

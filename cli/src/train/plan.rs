@@ -15,7 +15,7 @@ use super::config::TrainConfig;
 use super::error::{Result, TrainError};
 use super::model::{objective_for, random_model, Finetuned};
 use super::network::{GroupOptions, Network};
-use super::trainer::{step_mode, StepCore};
+use super::trainer::{step_mode, StepCore, StepDone};
 
 /// The peak memory of one step and what it is made of.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,38 +67,14 @@ pub fn plan(cfg: &TrainConfig, target: AllocatorModel) -> Result<Plan> {
     let meta = MetaDevice::new(target);
     let device = Device::Meta(meta.clone());
 
-    meta.set_category(Category::Weights);
-    let net = Finetuned {
-        model: random_model(cfg, &device)?,
-        frozen_backbone: cfg.freeze_backbone,
-    };
-    meta.set_category(Category::OptimizerState);
-    let groups = net.param_groups(&GroupOptions {
-        weight_decay: cfg.weight_decay,
-        layer_decay: cfg.layer_decay,
-        heads_only: cfg.freeze_backbone,
-    });
-    let mut opt = AdamW::new(groups, AdamWConfig::default())?;
-    let trained = opt.params();
-
+    let mut rig = Rig::new(cfg, &device)?;
     meta.set_category(Category::Activations);
     meta.reset_peak_memory();
-    let b = cfg.batch_size;
-    let s = cfg.image_size;
+    let (b, s) = (cfg.batch_size, cfg.image_size);
     let x = Tensor::zeros([2 * b, 3, s, s], DType::F32, &device)?;
-    // Two views of each image, as the loader lays them out.
-    let labels: Vec<usize> = (0..2 * b).map(|i| (i % b) % cfg.num_classes).collect();
-    let objective = objective_for(cfg)?;
-    let core = StepCore {
-        net: &net,
-        objective: &objective,
-        mode: step_mode(cfg, 0),
-        clip_grad: cfg.clip_grad,
-        lr: cfg.lr,
-    };
     // Values read back on the meta device are zeros, always finite.
     let never = |what, value| TrainError::Invalid(format!("planning read a {what} of {value}"));
-    core.run(&mut opt, &trained, &x, &labels, &never)?;
+    rig.step(cfg, 0, &x, &never)?;
 
     let at_peak: Breakdown = meta.breakdown_at_peak();
     let part = |c: Category| at_peak[Category::ALL.iter().position(|&k| k == c).unwrap_or(0)];
@@ -115,6 +91,59 @@ pub fn plan(cfg: &TrainConfig, target: AllocatorModel) -> Result<Plan> {
             AllocatorModel::Cpu => None,
         },
     })
+}
+
+/// What a training step on random input needs besides its batch (for `plan`, `bench` and
+/// their tests): the run's model with random weights and AdamW over its parameter groups.
+pub struct Rig {
+    pub net: Finetuned,
+    pub opt: AdamW,
+    pub trained: Vec<Tensor>,
+}
+
+impl Rig {
+    pub fn new(cfg: &TrainConfig, device: &Device) -> Result<Rig> {
+        let meta = match device {
+            Device::Meta(m) => Some(m),
+            _ => None,
+        };
+        meta.inspect(|m| m.set_category(Category::Weights));
+        let net = Finetuned {
+            model: random_model(cfg, device)?,
+            frozen_backbone: cfg.freeze_backbone,
+        };
+        meta.inspect(|m| m.set_category(Category::OptimizerState));
+        let groups = net.param_groups(&GroupOptions {
+            weight_decay: cfg.weight_decay,
+            layer_decay: cfg.layer_decay,
+            heads_only: cfg.freeze_backbone,
+        });
+        let opt = AdamW::new(groups, AdamWConfig::default())?;
+        let trained = opt.params();
+        Ok(Rig { net, opt, trained })
+    }
+
+    /// Step number `step` of `cfg` on the views `x` of `cfg.batch_size` images, labelled as
+    /// the loader lays views out (view i and view i + B are one image).
+    pub fn step(
+        &mut self,
+        cfg: &TrainConfig,
+        step: usize,
+        x: &Tensor,
+        non_finite: &dyn Fn(&'static str, f64) -> TrainError,
+    ) -> Result<StepDone> {
+        let b = cfg.batch_size;
+        let labels: Vec<usize> = (0..2 * b).map(|i| (i % b) % cfg.num_classes).collect();
+        let objective = objective_for(cfg)?;
+        let core = StepCore {
+            net: &self.net,
+            objective: &objective,
+            mode: step_mode(cfg, step),
+            clip_grad: cfg.clip_grad,
+            lr: cfg.lr,
+        };
+        core.run(&mut self.opt, &self.trained, x, &labels, non_finite)
+    }
 }
 
 /// What `--memory-budget` settled on.

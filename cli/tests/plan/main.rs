@@ -3,11 +3,8 @@
 //!
 //! One test function runs everything in turn: the CPU counters are per process, so no other
 //! test may allocate while a step is measured.
-use clce_cli::train::model::{objective_for, random_model, Finetuned};
-use clce_cli::train::plan::{allocator_of, plan};
-use clce_cli::train::trainer::{step_mode, StepCore};
-use clce_cli::train::{GroupOptions, ModelFacts, Network, TrainConfig, TrainError, TrainFlags};
-use clce_engine::optim::{AdamW, AdamWConfig, Optimizer};
+use clce_cli::train::plan::{allocator_of, plan, Rig};
+use clce_cli::train::{ModelFacts, TrainConfig, TrainError, TrainFlags};
 use clce_engine::{DType, Device, Tensor};
 
 fn config(model: &str, batch: usize, side: usize, checkpointing: bool) -> TrainConfig {
@@ -29,34 +26,13 @@ fn config(model: &str, batch: usize, side: usize, checkpointing: bool) -> TrainC
 /// The peak tensor memory of one real step of `cfg` on `device`, measured as `plan` counts
 /// it: from after the model and the optimiser exist.
 fn measured_peak(cfg: &TrainConfig, device: &Device) -> u64 {
-    let net = Finetuned {
-        model: random_model(cfg, device).unwrap(),
-        frozen_backbone: false,
-    };
-    let groups = net.param_groups(&GroupOptions {
-        weight_decay: cfg.weight_decay,
-        layer_decay: cfg.layer_decay,
-        heads_only: false,
-    });
-    let mut opt = AdamW::new(groups, AdamWConfig::default()).unwrap();
-    let trained = opt.params();
-    let objective = objective_for(cfg).unwrap();
-    let labels: Vec<usize> = (0..2 * cfg.batch_size)
-        .map(|i| (i % cfg.batch_size) % cfg.num_classes)
-        .collect();
-    let core = StepCore {
-        net: &net,
-        objective: &objective,
-        mode: step_mode(cfg, 0),
-        clip_grad: cfg.clip_grad,
-        lr: cfg.lr,
-    };
+    let mut rig = Rig::new(cfg, device).unwrap();
     let never = |what, value| TrainError::Invalid(format!("{what} {value}"));
     device.synchronize().unwrap();
     device.reset_peak_memory();
     let s = cfg.image_size;
     let x = Tensor::randn([2 * cfg.batch_size, 3, s, s], 1.0, 7, DType::F32, device).unwrap();
-    core.run(&mut opt, &trained, &x, &labels, &never).unwrap();
+    rig.step(cfg, 0, &x, &never).unwrap();
     device.synchronize().unwrap();
     device.memory_stats().peak_live_bytes
 }
