@@ -7,6 +7,8 @@
 //! - `ops/<family>/`: each op's forward, backward rule, kernels and tests side by side;
 //! - `loss/`: the CLCE objective (LACLN, cross-entropy) and its baselines (SupCon, H-SCL);
 //! - `gradcheck.rs`: finite-difference checking of every op;
+//! - `memory/`: live and peak bytes on every device, and the meta device (shapes, no values)
+//!   that plans a step's memory;
 //! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`;
 //! - `optim/`: AdamW, SGD, gradient clipping and the warm-up + cosine lr schedule.
 pub mod autograd;

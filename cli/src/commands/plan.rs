@@ -129,7 +129,7 @@ fn plan_table(cfg: &TrainConfig, plan: &Plan, device: &str) -> String {
         Some(limit) => out += &format!(", binding limit {}\n", format_bytes(limit)),
         None => out += "\n",
     }
-    out += "  held at the peak, by the op that allocated it:\n";
+    out += "  activations at the peak, by the op that allocated them:\n";
     for (op, bytes) in plan.ops_at_peak.iter().take(8) {
         out += &format!("    {op:<26} {:>10}\n", format_bytes(*bytes));
     }

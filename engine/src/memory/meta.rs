@@ -63,7 +63,8 @@ struct Counters {
     by_category: Breakdown,
     /// `by_category` when `stats.peak_live_bytes` was reached.
     at_peak: Breakdown,
-    /// Live bytes by the op that allocated them, now and at the peak.
+    /// Live bytes of what the step allocates (not weights or optimiser state) by the op that
+    /// allocated them, now and at the peak.
     by_op: HashMap<&'static str, u64>,
     by_op_at_peak: HashMap<&'static str, u64>,
     largest: LargestBuffer,
@@ -137,7 +138,8 @@ impl MetaDevice {
         self.0.counters.lock().unwrap().at_peak
     }
 
-    /// Live bytes at the peak by the op that allocated them, largest first.
+    /// Live bytes of the step's own allocations at the peak by the op that allocated them,
+    /// largest first.
     pub fn ops_at_peak(&self) -> Vec<(&'static str, u64)> {
         let c = self.0.counters.lock().unwrap();
         let mut ops: Vec<_> = c
@@ -170,7 +172,9 @@ impl MetaDevice {
         let mut c = self.0.counters.lock().unwrap();
         c.stats.live_bytes += charged;
         c.by_category[category] += charged;
-        *c.by_op.entry(op).or_default() += charged;
+        if category == Category::Activations.index() {
+            *c.by_op.entry(op).or_default() += charged;
+        }
         if c.stats.live_bytes > c.stats.peak_live_bytes {
             c.stats.peak_live_bytes = c.stats.live_bytes;
             c.at_peak = c.by_category;
@@ -182,11 +186,11 @@ impl MetaDevice {
         charged
     }
 
-    fn give_back(&self, charged: u64, category: usize, op: &'static str) {
+    fn give_back(&self, charged: u64, category: usize, by_op: Option<&'static str>) {
         let mut c = self.0.counters.lock().unwrap();
         c.stats.live_bytes -= charged;
         c.by_category[category] -= charged;
-        if let Some(b) = c.by_op.get_mut(op) {
+        if let Some(b) = by_op.and_then(|op| c.by_op.get_mut(op)) {
             *b -= charged;
         }
     }
@@ -203,13 +207,17 @@ struct Allocation {
     device: MetaDevice,
     charged: u64,
     category: AtomicUsize,
-    op: &'static str,
+    /// The op it is counted under in `ops_at_peak` (allocations of the step only).
+    by_op: Option<&'static str>,
 }
 
 impl Drop for Allocation {
     fn drop(&mut self) {
-        self.device
-            .give_back(self.charged, self.category.load(Ordering::Relaxed), self.op);
+        self.device.give_back(
+            self.charged,
+            self.category.load(Ordering::Relaxed),
+            self.by_op,
+        );
     }
 }
 
@@ -254,7 +262,7 @@ impl MetaStorage {
                 device: device.clone(),
                 charged,
                 category: AtomicUsize::new(category),
-                op,
+                by_op: (category == Category::Activations.index()).then_some(op),
             }),
         }
     }
