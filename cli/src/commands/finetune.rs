@@ -92,16 +92,16 @@ pub fn run(args: Args) -> CmdResult {
             let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
             let facts = model::facts(&described);
             let image_size = flags.image_size(&facts)?;
+            let planned = || super::plan::planned_config(&flags, &args.device.device);
             if let Some(budget) = &args.memory_budget {
+                // A fitting choice also fits the binding limit (`Plan::fits`).
                 let budget = parse_budget(budget)?;
-                let planned = super::plan::planned_config(&flags, &args.device.device)?;
-                let choice = fit_budget(&planned, budget, allocator_of(&device))?;
+                let choice = fit_budget(&planned()?, budget, allocator_of(&device))?;
                 reporter.info(&describe_choice(budget, &choice));
                 flags.checkpoint_activations = choice.checkpoint_activations;
-            }
-            if device.is_gpu() {
+            } else if device.is_gpu() {
                 // A buffer above the binding limit would fail the first step; say so now.
-                let planned = super::plan::planned_config(&flags, &args.device.device)?;
+                let planned = planned()?;
                 refuse_unbindable(&plan(&planned, allocator_of(&device))?, &planned, &device)?;
             }
             let flags = &flags;

@@ -77,7 +77,7 @@ pub fn plan(cfg: &TrainConfig, target: AllocatorModel) -> Result<Plan> {
     rig.step(cfg, 0, &x, &never)?;
 
     let at_peak: Breakdown = meta.breakdown_at_peak();
-    let part = |c: Category| at_peak[Category::ALL.iter().position(|&k| k == c).unwrap_or(0)];
+    let part = |c: Category| at_peak[c.index()];
     Ok(Plan {
         peak_bytes: meta.memory_stats().peak_live_bytes,
         weights_bytes: part(Category::Weights),

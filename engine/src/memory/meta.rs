@@ -49,7 +49,8 @@ impl Category {
         Category::Gradients,
         Category::Activations,
     ];
-    fn index(self) -> usize {
+    /// Its place in a [`Breakdown`].
+    pub fn index(self) -> usize {
         self as usize
     }
 }
