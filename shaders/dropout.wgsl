@@ -12,6 +12,8 @@ struct Params {
     // Consecutive elements sharing one decision: 1 for dropout, a sample's size for drop path.
     group: u32,
     scale: f32,
+    // The index of the first group (a micro-batch's first sample in its batch).
+    first_group: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -35,6 +37,6 @@ fn masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if i >= params.n {
         return;
     }
-    let keep = random_bits(params.key, i / params.group) >= params.threshold;
+    let keep = random_bits(params.key, params.first_group + i / params.group) >= params.threshold;
     out[i] = select(0.0, x[i] * params.scale, keep);
 }

@@ -191,13 +191,19 @@ pub fn enable_grad() -> GradModeGuard {
     set_grad_enabled(true)
 }
 
-/// Graph aliases of the tensors reachable from `root` that need a gradient, inputs before
+/// Graph aliases of the tensors reachable from `roots` that need a gradient, inputs before
 /// the ops that use them. An error if part of the graph was already differentiated.
-fn topological_order(root: &Tensor) -> Result<Vec<Tensor>> {
+fn topological_order(roots: &[&Tensor]) -> Result<Vec<Tensor>> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
-    // Iterative post-order DFS: deep networks would overflow a recursive one.
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.graph_alias(), false)];
+    // Iterative post-order DFS: deep networks would overflow a recursive one. Several roots
+    // are visited one after the other; each root's post-order only adds tensors that the
+    // earlier ones did not reach, so the concatenation is still inputs-first.
+    let mut stack: Vec<(Tensor, bool)> = roots
+        .iter()
+        .rev()
+        .map(|r| (r.graph_alias(), false))
+        .collect();
     while let Some((t, children_done)) = stack.pop() {
         if children_done {
             order.push(t);
@@ -234,22 +240,37 @@ pub fn backward(root: &Tensor) -> Result<()> {
 
 /// Reverse pass from any tensor, given d(loss)/d(root).
 pub fn backward_with_grad(root: &Tensor, grad_root: &Tensor) -> Result<()> {
-    if !root.requires_grad() {
-        return Err(Error::Backward(
-            "the tensor does not require grad: no input of its graph was created with set_requires_grad(true), or it was computed under no_grad".into(),
-        ));
-    }
-    if root.shape() != grad_root.shape() {
-        return Err(Error::Backward(format!(
-            "gradient shape {:?} differs from tensor shape {:?}",
-            grad_root.shape(),
-            root.shape()
-        )));
+    backward_with_grads(&[(root, grad_root)])
+}
+
+/// One reverse pass from several tensors of one graph, each with its d(loss)/d(root): the
+/// gradient of a loss that was computed from those tensors elsewhere (`--micro-batch` seeds a
+/// chunk's projections and logits with the whole batch's output gradients).
+pub fn backward_with_grads(roots: &[(&Tensor, &Tensor)]) -> Result<()> {
+    for (root, grad_root) in roots {
+        if !root.requires_grad() {
+            return Err(Error::Backward(
+                "the tensor does not require grad: no input of its graph was created with set_requires_grad(true), or it was computed under no_grad".into(),
+            ));
+        }
+        if root.shape() != grad_root.shape() {
+            return Err(Error::Backward(format!(
+                "gradient shape {:?} differs from tensor shape {:?}",
+                grad_root.shape(),
+                root.shape()
+            )));
+        }
     }
     let _guard = no_grad();
-    let order = topological_order(root)?;
+    let order = topological_order(&roots.iter().map(|(r, _)| *r).collect::<Vec<_>>())?;
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
-    grads.insert(root.id(), grad_root.clone());
+    for (root, grad_root) in roots {
+        let total = match grads.remove(&root.id()) {
+            Some(prev) => prev.add(grad_root)?,
+            None => (*grad_root).clone(),
+        };
+        grads.insert(root.id(), total);
+    }
     // Every tensor in `order` is an alias: what stays alive is what the nodes not yet reached
     // saved, and the gradients not yet passed on.
     for t in order.iter().rev() {

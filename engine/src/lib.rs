@@ -27,7 +27,7 @@ pub mod shape;
 pub mod storage;
 pub mod tensor;
 
-pub use autograd::{checkpoint, enable_grad, is_grad_enabled, no_grad};
+pub use autograd::{backward_with_grads, checkpoint, enable_grad, is_grad_enabled, no_grad};
 pub use device::Device;
 pub use dtype::{DType, Elem};
 pub use error::{Error, Result};

@@ -13,19 +13,46 @@ use crate::params::seed_for;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Eval,
-    Train { seed: u64 },
+    Train {
+        seed: u64,
+        /// Where the input's first view sits in the step's batch (0 unless the batch runs in
+        /// micro-batches): each view draws its drop-path decisions by its place in the batch,
+        /// so a batch gives the same masks in one piece or in slices.
+        first_view: usize,
+    },
 }
 
 impl Mode {
+    /// Train mode for a whole batch.
+    pub fn train(seed: u64) -> Mode {
+        Mode::Train {
+            seed,
+            first_view: 0,
+        }
+    }
+
     pub fn is_train(self) -> bool {
         matches!(self, Mode::Train { .. })
+    }
+
+    /// The mode for views `start..` of this mode's input (a micro-batch of it).
+    pub fn from_view(self, start: usize) -> Mode {
+        match self {
+            Mode::Train { seed, first_view } => Mode::Train {
+                seed,
+                first_view: first_view + start,
+            },
+            Mode::Eval => Mode::Eval,
+        }
     }
 
     /// Applies drop path with rate `p` to a residual branch in train mode; the mask's seed
     /// comes from the step seed and `site`, a name unique to the branch.
     pub fn drop_path(self, x: Tensor, p: f64, site: &str) -> Result<Tensor> {
         match self {
-            Mode::Train { seed } if p > 0.0 => x.drop_path(p, seed_for(seed, site)),
+            Mode::Train { seed, first_view } if p > 0.0 => {
+                x.drop_path_from(p, seed_for(seed, site), first_view)
+            }
             _ => Ok(x),
         }
     }

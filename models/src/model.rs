@@ -361,6 +361,15 @@ impl Model {
         self.store.trainable()
     }
 
+    /// The tensors of `role` (what a train-mode forward moves: `Role::Buffer`, BatchNorm's
+    /// running statistics, and `Role::Counter`, its batch counters).
+    pub fn tensors_of(&self, role: Role) -> impl Iterator<Item = &Tensor> {
+        self.store
+            .iter()
+            .filter(move |e| e.role == role)
+            .map(|e| &e.tensor)
+    }
+
     pub fn buffers(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.store
             .iter()

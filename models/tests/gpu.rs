@@ -89,11 +89,11 @@ fn assert_same_on_gpu(file: &str, mode: Mode) {
 #[test]
 fn beit_runs_the_same_on_the_gpu() {
     assert_same_on_gpu("beit_timm_tiny", Mode::Eval);
-    assert_same_on_gpu("beit_timm_tiny", Mode::Train { seed: 4 });
+    assert_same_on_gpu("beit_timm_tiny", Mode::train(4));
 }
 
 #[test]
 fn resnet_runs_the_same_on_the_gpu() {
     assert_same_on_gpu("resnet_timm_tiny", Mode::Eval);
-    assert_same_on_gpu("resnet_timm_tiny", Mode::Train { seed: 4 });
+    assert_same_on_gpu("resnet_timm_tiny", Mode::train(4));
 }

@@ -96,7 +96,7 @@ fn undo_the_fixture_train_pass(model: &Model, file: &str, x: &Tensor) {
         "the fixture counts one batch"
     );
     let (copy, _) = load(file);
-    copy.forward(x, Mode::Train { seed: 0 }).unwrap();
+    copy.forward(x, Mode::train(0)).unwrap();
     let m = 0.1;
     for ((name, s1), (_, s2)) in model.buffers().zip(copy.buffers()) {
         if name.ends_with("running_mean") || name.ends_with("running_var") {
@@ -171,7 +171,7 @@ fn resnet_matches_pytorch_in_eval_mode() {
 
 #[test]
 fn resnet_matches_pytorch_in_train_mode() {
-    check("resnet_timm_tiny", "train", Mode::Train { seed: 0 });
+    check("resnet_timm_tiny", "train", Mode::train(0));
 }
 
 /// Gradients of every parameter and the input after one backward of sum(logits * R) +
@@ -216,9 +216,9 @@ fn activation_checkpointing_gives_the_same_gradients_on_the_gpu() {
 /// re-run in the backward pass with the same masks and the same batch statistics.
 fn checkpointing_gives_the_same_gradients_on(device: &Device) {
     for (file, mode) in [
-        ("resnet_timm_tiny", Mode::Train { seed: 5 }),
+        ("resnet_timm_tiny", Mode::train(5)),
         ("resnet_timm_tiny", Mode::Eval),
-        ("beit_timm_tiny", Mode::Train { seed: 5 }),
+        ("beit_timm_tiny", Mode::train(5)),
     ] {
         let opts = LoadOptions {
             drop_path_rate: 0.3,
@@ -268,16 +268,10 @@ fn drop_path_depends_on_the_step_seed_only_in_train_mode() {
             .to_vec_f32()
             .unwrap()
     };
-    assert_eq!(
-        logits(Mode::Train { seed: 1 }),
-        logits(Mode::Train { seed: 1 })
-    );
-    assert_ne!(
-        logits(Mode::Train { seed: 1 }),
-        logits(Mode::Train { seed: 2 })
-    );
+    assert_eq!(logits(Mode::train(1)), logits(Mode::train(1)));
+    assert_ne!(logits(Mode::train(1)), logits(Mode::train(2)));
     assert_eq!(logits(Mode::Eval), logits(Mode::Eval));
-    assert_ne!(logits(Mode::Eval), logits(Mode::Train { seed: 1 }));
+    assert_ne!(logits(Mode::Eval), logits(Mode::train(1)));
 }
 
 #[test]

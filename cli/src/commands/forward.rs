@@ -75,7 +75,7 @@ pub fn run(args: Args) -> CmdResult {
     };
     let x_dev = x.to_device(&device)?;
     let mode = if args.train_mode {
-        Mode::Train { seed: args.seed }
+        Mode::train(args.seed)
     } else {
         Mode::Eval
     };

@@ -99,7 +99,7 @@ mod tests {
             .to_vec_f32()
             .unwrap();
         let train = model
-            .forward(&x, Mode::Train { seed: 0 })
+            .forward(&x, Mode::train(0))
             .unwrap()
             .pooled
             .to_vec_f32()

@@ -136,6 +136,13 @@ pub struct TrainFlags {
     /// are the same to f32 rounding; drop path is replayed exactly.
     #[arg(long)]
     pub checkpoint_activations: bool,
+    /// Run each step's 2B views K at a time: the exact whole-batch gradient (every view is
+    /// contrasted with every other) with the activation memory of K views, for one more
+    /// forward pass of time. Drop path is the same whatever K; ResNet's BatchNorm normalises
+    /// each chunk by its own statistics (like per-GPU BatchNorm in data-parallel training)
+    /// and moves its running statistics once per step [off: all views at once].
+    #[arg(long, value_name = "K")]
+    pub micro_batch: Option<usize>,
 }
 
 /// Every setting of a run, resolved. Written to `config.json`; `--resume` reads it back.
@@ -175,6 +182,9 @@ pub struct TrainConfig {
     /// `--checkpoint-activations` (absent from older runs' config.json: off).
     #[serde(default)]
     pub checkpoint_activations: bool,
+    /// `--micro-batch` (absent from older runs' config.json: off).
+    #[serde(default)]
+    pub micro_batch: Option<usize>,
     /// Optimiser steps per epoch: training images / batch size (the last partial batch is
     /// dropped).
     pub steps_per_epoch: usize,
@@ -269,6 +279,7 @@ impl TrainFlags {
         check(self.gradcheck_tol.is_some(), "--gradcheck-tol");
         check(self.fewshot_eval.is_some(), "--fewshot-eval");
         check(self.checkpoint_activations, "--checkpoint-activations");
+        check(self.micro_batch.is_some(), "--micro-batch");
         given
     }
 
@@ -326,6 +337,7 @@ impl TrainFlags {
             },
             fewshot_eval: self.fewshot_eval,
             checkpoint_activations: self.checkpoint_activations,
+            micro_batch: self.micro_batch,
             steps_per_epoch: train_images / batch_size.max(1),
             device: device.to_string(),
             clce_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -357,6 +369,9 @@ impl TrainConfig {
         }
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());
+        }
+        if self.micro_batch == Some(0) {
+            return bad("--micro-batch must be at least 1 view (or leave it out)".into());
         }
         if !positive_finite(self.lr) {
             return bad(format!("--lr {} must be a number above 0", self.lr));

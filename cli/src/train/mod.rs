@@ -3,6 +3,7 @@
 //! - `config.rs`: the flags, their defaults, and the resolved configuration of a run;
 //! - `run_dir.rs`: the run directory and atomic file replacement;
 //! - `trainer.rs`: the training loop (one step, one epoch, stopping and resuming);
+//!   `micro_batch.rs`: a step's views in chunks, with the whole batch's exact gradient;
 //! - `gradcheck.rs`: the finite-difference check of the whole objective before training;
 //! - `eval.rs`: top-1, top-5 and per-class accuracy; `fewshot.rs`: the per-epoch few-shot
 //!   evaluation (`--fewshot-eval`);
@@ -17,6 +18,7 @@ pub mod eval;
 pub mod fewshot;
 pub mod gradcheck;
 pub mod metrics;
+pub mod micro_batch;
 pub mod model;
 pub mod network;
 pub mod plan;

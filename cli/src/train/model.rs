@@ -9,11 +9,11 @@ use clce_engine::optim::ParamGroup;
 use clce_engine::{no_grad, Device, Tensor};
 use clce_models::config::{infer, PRESETS};
 use clce_models::model::PROJ_PREFIX;
-use clce_models::{Architecture, LoadOptions, LoadReport, Model, ModelConfig, SaveOptions};
+use clce_models::{Architecture, LoadOptions, LoadReport, Model, ModelConfig, Role, SaveOptions};
 
 use super::config::{ModelFacts, TrainConfig};
 use super::error::{Result, TrainError};
-use super::network::{GroupOptions, Mode, Network, Output};
+use super::network::{GroupOptions, Mode, Network, Output, RunningState};
 use crate::data::Normalization;
 
 /// A model being fine-tuned. With a frozen backbone (linear probe) the encoder runs without
@@ -62,6 +62,14 @@ impl Network for Finetuned {
 
     fn save(&self, path: &Path) -> Result<()> {
         Ok(self.model.save(path, &SaveOptions::default())?)
+    }
+
+    fn running_state(&self) -> RunningState {
+        let of = |role| self.model.tensors_of(role).cloned().collect();
+        RunningState {
+            statistics: of(Role::Buffer),
+            counters: of(Role::Counter),
+        }
     }
 }
 

@@ -37,6 +37,21 @@ pub trait Network {
 
     /// Writes the model to `path` (timm naming for the models of the product).
     fn save(&self, path: &Path) -> Result<()>;
+
+    /// What a train-mode forward changes besides its output (BatchNorm's running statistics
+    /// and batch counters; nothing for BEiT or the tests' stand-ins).
+    fn running_state(&self) -> RunningState {
+        RunningState::default()
+    }
+}
+
+/// The state a train-mode forward moves in place.
+#[derive(Default)]
+pub struct RunningState {
+    /// Float statistics moved towards each batch's (BatchNorm's running mean and variance).
+    pub statistics: Vec<Tensor>,
+    /// Counters advanced once per batch (BatchNorm's `num_batches_tracked`).
+    pub counters: Vec<Tensor>,
 }
 
 /// So that a borrowed network (the trainer's `&dyn Network`) can be wrapped like an owned one.
@@ -55,6 +70,10 @@ impl<N: Network + ?Sized> Network for &N {
 
     fn save(&self, path: &Path) -> Result<()> {
         (**self).save(path)
+    }
+
+    fn running_state(&self) -> RunningState {
+        (**self).running_state()
     }
 }
 

@@ -139,6 +139,7 @@ impl Rig {
             net: &self.net,
             objective: &objective,
             mode: step_mode(cfg, step),
+            micro_batch: cfg.micro_batch,
             clip_grad: cfg.clip_grad,
             lr: cfg.lr,
         };

@@ -21,6 +21,7 @@ use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
 use super::fewshot::{FewShotProbe, FewShotScores};
 use super::gradcheck::{self, GradcheckOptions};
 use super::metrics::{EpochRecord, MetricsLog, Record, StepRecord};
+use super::micro_batch;
 use super::network::{GroupOptions, Mode, Network, Output};
 use super::progress::Reporter;
 use super::run_dir::{write_atomic, RunDir};
@@ -240,6 +241,7 @@ fn step(
         net: s.net,
         objective: s.objective,
         mode: step_mode(s.cfg, state.step),
+        micro_batch: s.cfg.micro_batch,
         clip_grad: s.cfg.clip_grad,
         lr,
     };
@@ -261,9 +263,7 @@ pub fn step_mode(cfg: &TrainConfig, step: usize) -> Mode {
     if cfg.freeze_backbone {
         Mode::Eval
     } else {
-        Mode::Train {
-            seed: step_seed(cfg.seed, step),
-        }
+        Mode::train(step_seed(cfg.seed, step))
     }
 }
 
@@ -273,6 +273,8 @@ pub struct StepCore<'a> {
     pub net: &'a dyn Network,
     pub objective: Objective<'a>,
     pub mode: Mode,
+    /// `--micro-batch`: the views run at most this many at a time (`micro_batch.rs`).
+    pub micro_batch: Option<usize>,
     pub clip_grad: Option<f64>,
     pub lr: f64,
 }
@@ -298,14 +300,18 @@ impl StepCore<'_> {
         non_finite: &dyn Fn(&'static str, f64) -> TrainError,
     ) -> Result<StepDone> {
         opt.zero_grad();
-        let out = self.net.forward(x, self.mode)?;
-        let loss_t = (self.objective)(&out, labels)?;
-        let loss = loss_t.to_scalar()?;
-        if !loss.is_finite() {
-            return Err(non_finite("loss", loss));
-        }
-        loss_t.backward()?;
-        drop(loss_t);
+        let (loss, logits) = match self.micro_batch {
+            Some(k) => micro_batch::forward_backward(
+                self.net,
+                self.objective,
+                self.mode,
+                k,
+                x,
+                labels,
+                non_finite,
+            )?,
+            None => self.forward_backward(x, labels, non_finite)?,
+        };
         let grad_norm = match self.clip_grad {
             Some(max_norm) => clip_grad_norm(trained, max_norm)?,
             None => global_norm(trained)?,
@@ -319,8 +325,26 @@ impl StepCore<'_> {
         Ok(StepDone {
             loss,
             grad_norm,
-            logits: out.logits,
+            logits,
         })
+    }
+
+    /// The loss of the views `x` (its gradient accumulated into the parameters' gradients)
+    /// and their logits, in one piece.
+    fn forward_backward(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+        non_finite: &dyn Fn(&'static str, f64) -> TrainError,
+    ) -> Result<(f64, Tensor)> {
+        let out = self.net.forward(x, self.mode)?;
+        let loss_t = (self.objective)(&out, labels)?;
+        let loss = loss_t.to_scalar()?;
+        if !loss.is_finite() {
+            return Err(non_finite("loss", loss));
+        }
+        loss_t.backward()?;
+        Ok((loss, out.logits))
     }
 }
 

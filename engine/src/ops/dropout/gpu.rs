@@ -19,7 +19,8 @@ pub(crate) fn masked(x: &GpuStorage, mask: &Mask) -> Result<GpuStorage> {
             .u32(mask.key as usize)
             .u32(mask.threshold as usize)
             .u32(mask.group)
-            .f32(mask.scale),
+            .f32(mask.scale)
+            .u32(mask.first_group),
         reads: &[x.buffer()],
         writes: &[out.buffer()],
         workgroups: linear_grid(device, x.len(), 256)?,

@@ -47,10 +47,13 @@ pub(crate) struct Mask {
     pub scale: f64,
     /// Consecutive elements sharing one decision: 1 for dropout, a sample's size for drop path.
     pub group: usize,
+    /// The index of the first group: a slice of a larger batch (a micro-batch) draws the
+    /// decisions the whole batch would have drawn for its samples.
+    pub first_group: usize,
 }
 
 impl Mask {
-    fn new(op: &'static str, p: f64, seed: u64, group: usize) -> Result<Mask> {
+    fn new(op: &'static str, p: f64, seed: u64, group: usize, first_group: usize) -> Result<Mask> {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::invalid(op, format!("p = {p} is outside [0, 1)")));
         }
@@ -59,11 +62,13 @@ impl Mask {
             threshold: (p * 4294967296.0) as u32,
             scale: 1.0 / (1.0 - p),
             group,
+            first_group,
         })
     }
 
+    /// Whether group `index` of this tensor (counted from `first_group`) is kept.
     pub(crate) fn keeps(&self, index: usize) -> bool {
-        random_bits(self.key, index as u32) >= self.threshold
+        random_bits(self.key, (self.first_group + index) as u32) >= self.threshold
     }
 }
 
@@ -71,20 +76,27 @@ impl Tensor {
     /// Zeroes each element with probability `p` and scales the rest by 1 / (1 - p); the
     /// same `seed` gives the same mask. p = 0 returns the input itself.
     pub fn dropout(&self, p: f64, seed: u64) -> Result<Tensor> {
-        let mask = Mask::new("dropout", p, seed, 1)?;
+        let mask = Mask::new("dropout", p, seed, 1, 0)?;
         apply(self, p, mask)
     }
 
     /// Zeroes whole samples (entries of the first dimension) with probability `p` and scales
     /// the rest by 1 / (1 - p): stochastic depth on a residual branch (timm's drop_path).
     pub fn drop_path(&self, p: f64, seed: u64) -> Result<Tensor> {
+        self.drop_path_from(p, seed, 0)
+    }
+
+    /// Drop path on samples `first_sample..` of a larger batch: sample i gets the decision
+    /// that sample `first_sample + i` of `drop_path` on the whole batch gets, so a batch run
+    /// in slices (`--micro-batch`) draws the same masks as in one piece.
+    pub fn drop_path_from(&self, p: f64, seed: u64, first_sample: usize) -> Result<Tensor> {
         ensure_shape!(
             self.rank() >= 1,
             "drop_path",
             "needs a batch dimension, got a scalar"
         );
         let group = self.dims()[1..].iter().product();
-        let mask = Mask::new("drop_path", p, seed, group)?;
+        let mask = Mask::new("drop_path", p, seed, group, first_sample)?;
         apply(self, p, mask)
     }
 }
@@ -147,5 +159,8 @@ pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
         Case::new("dropout", &[&[3, 7]], |x| x[0].dropout(0.5, 42)),
         Case::new("drop_path", &[&[5, 3]], |x| x[0].drop_path(0.4, 7)),
         Case::new("drop_path", &[&[7, 2, 3]], |x| x[0].drop_path(0.5, 3)),
+        Case::new("drop_path", &[&[5, 4]], |x| {
+            x[0].drop_path_from(0.5, 3, 1000)
+        }),
     ]
 }

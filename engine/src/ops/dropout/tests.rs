@@ -88,6 +88,30 @@ fn gradient_is_the_same_mask() {
     }
 }
 
+/// A batch in slices draws the masks of the whole batch: slice [a, b) of drop_path(x) is
+/// drop_path_from of x's slice [a, b) started at a.
+fn assert_slices_draw_the_whole_batch_mask(device: &Device) {
+    let n = 37;
+    let x = Tensor::randn([n, 3, 5], 1.0, 8, DType::F32, device).unwrap();
+    let whole = x.drop_path(0.5, 21).unwrap().to_vec_f32().unwrap();
+    let mut start = 0;
+    for len in [1, 2, 3, 5, 7, 11, 8] {
+        let slice = x.narrow(0, start, len).unwrap();
+        let y = slice.drop_path_from(0.5, 21, start).unwrap();
+        assert_eq!(
+            y.to_vec_f32().unwrap(),
+            whole[start * 15..(start + len) * 15]
+        );
+        start += len;
+    }
+    assert_eq!(start, n);
+}
+
+#[test]
+fn slices_of_a_batch_draw_the_whole_batch_mask() {
+    assert_slices_draw_the_whole_batch_mask(&Device::Cpu);
+}
+
 #[test]
 fn p_zero_is_identity_and_bad_p_is_an_error() {
     let x = ones(&[4]);
@@ -119,6 +143,9 @@ mod gpu {
             Case::new("dropout", &[&[3, 1001]], |x| x[0].dropout(0.25, 1234)),
             Case::new("dropout", &[&[257]], |x| x[0].dropout(0.9, u64::MAX)),
             Case::new("drop_path", &[&[33, 2, 5]], |x| x[0].drop_path(0.5, 99)),
+            Case::new("drop_path", &[&[13, 3]], |x| {
+                x[0].drop_path_from(0.5, 99, 17)
+            }),
         ]
     }
 
@@ -127,6 +154,7 @@ mod gpu {
         let Some(gpu) = test_device() else { return };
         assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-6);
         assert_gpu_agrees(&gpu, &awkward_cases(), 1e-6);
+        super::assert_slices_draw_the_whole_batch_mask(&gpu);
     }
 
     #[test]

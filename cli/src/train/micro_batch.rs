@@ -1,0 +1,189 @@
+//! `--micro-batch K`: the exact gradient of the whole batch's objective with the activation
+//! memory of K views (gradient caching: Gao et al. 2021, "Scaling Deep Contrastive Learning
+//! Batch Size under Memory Limited Setup").
+//!
+//! A contrastive objective couples every view with every other, so the batch cannot be split
+//! into independent pieces the way gradient accumulation splits a cross-entropy batch. But
+//! the objective reads the network only through each view's projection z and logits, and
+//!
+//!   dL/dθ = Σ_views (dL/dz_v · dz_v/dθ + dL/dlogits_v · dlogits_v/dθ).
+//!
+//! So a step runs in three passes:
+//! 1. every chunk of K views forward without a tape, keeping only z and the logits
+//!    (O(2B × (d + classes)) memory);
+//! 2. the whole-batch objective on those outputs, and its gradient with respect to them;
+//! 3. every chunk forward again with a tape, and backward seeded with the chunk's rows of
+//!    that gradient, accumulating into the parameters' gradients; the chunk is then freed.
+//!
+//! Both forwards of a chunk must compute the same function: drop path draws each view's mask
+//! from its place in the batch (`Mode::from_view`), so chunks see what the whole batch would.
+//! BatchNorm normalises each chunk with the chunk's own statistics (as per-GPU BatchNorm does
+//! in data-parallel training); its running statistics move once per step, towards the
+//! chunks' statistics averaged by chunk size, and its counters advance once.
+use clce_engine::{backward_with_grads, no_grad, Tensor};
+
+use super::error::{Result, TrainError};
+use super::network::{Mode, Network, Output, RunningState};
+use super::trainer::Objective;
+
+/// Views `start..start + len` of the batch, for each chunk of at most `k` views.
+fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..views)
+        .step_by(k)
+        .map(move |start| (start, k.min(views - start)))
+}
+
+/// The loss of the whole batch `x` (its gradient accumulated into the parameters' gradients)
+/// and the logits of every view, running at most `k` views at a time.
+pub fn forward_backward(
+    net: &dyn Network,
+    objective: Objective,
+    mode: Mode,
+    k: usize,
+    x: &Tensor,
+    labels: &[usize],
+    non_finite: &dyn Fn(&'static str, f64) -> TrainError,
+) -> Result<(f64, Tensor)> {
+    if k == 0 {
+        return Err(TrainError::Invalid(
+            "--micro-batch must be at least 1".into(),
+        ));
+    }
+    let views = x.dims()[0];
+    let chunk_of = |start, len| x.narrow(0, start, len);
+
+    // 1. Every chunk's outputs, unrecorded.
+    let mut running = RunningUpdate::start(net.running_state())?;
+    let outputs = {
+        let _no_tape = no_grad();
+        let mut outputs = Vec::new();
+        for (start, len) in chunks(views, k) {
+            running.before_chunk()?;
+            outputs.push(net.forward(&chunk_of(start, len)?, mode.from_view(start))?);
+            running.after_chunk(len as f64 / views as f64)?;
+        }
+        outputs
+    };
+    let moved = running.finish()?;
+
+    // 2. The whole-batch objective, differentiated with respect to the cached outputs.
+    let whole = |part: fn(&Output) -> &Tensor| -> Result<Tensor> {
+        let parts: Vec<Tensor> = outputs.iter().map(|o| part(o).clone()).collect();
+        Ok(Tensor::concat(&parts, 0)?)
+    };
+    let cached = Output {
+        pooled: whole(|o| &o.pooled)?,
+        logits: whole(|o| &o.logits)?.set_requires_grad(true),
+        projection: whole(|o| &o.projection)?.set_requires_grad(true),
+    };
+    drop(outputs);
+    let loss_t = objective(&cached, labels)?;
+    let loss = loss_t.to_scalar()?;
+    if !loss.is_finite() {
+        return Err(non_finite("loss", loss));
+    }
+    loss_t.backward()?;
+    drop(loss_t);
+    let (d_projection, d_logits) = (cached.projection.grad(), cached.logits.grad());
+
+    // 3. Every chunk again, recorded, seeded with its rows of those gradients.
+    for (start, len) in chunks(views, k) {
+        let out = net.forward(&chunk_of(start, len)?, mode.from_view(start))?;
+        let mut seeds = Vec::new();
+        for (root, grad) in [(&out.projection, &d_projection), (&out.logits, &d_logits)] {
+            if let Some(grad) = grad {
+                seeds.push((root, grad.narrow(0, start, len)?));
+            }
+        }
+        let seeds: Vec<(&Tensor, &Tensor)> = seeds.iter().map(|(r, g)| (*r, g)).collect();
+        if !seeds.is_empty() {
+            backward_with_grads(&seeds)?;
+        }
+    }
+    moved.restore()?;
+    Ok((loss, cached.logits.detach()))
+}
+
+/// The running statistics' one update per step: each chunk of pass 1 starts from the values
+/// before the step, and the step ends at the size-weighted mean of where the chunks took them
+/// (with one chunk, exactly the unchunked update). Pass 3 moves them again; they are put back.
+struct RunningUpdate {
+    state: RunningState,
+    before: Vec<Tensor>,
+    counters_before: Vec<Tensor>,
+    /// Σ over chunks of weight × the statistics after the chunk.
+    sum: Vec<Option<Tensor>>,
+}
+
+/// The values of `tensors`, copied out of their storage.
+fn copies(tensors: &[Tensor]) -> Result<Vec<Tensor>> {
+    let _no_tape = no_grad();
+    Ok(tensors
+        .iter()
+        .map(|t| t.mul_scalar(1.0))
+        .collect::<clce_engine::Result<_>>()?)
+}
+
+fn assign_all(tensors: &[Tensor], values: &[Tensor]) -> Result<()> {
+    for (t, v) in tensors.iter().zip(values) {
+        t.assign(v)?;
+    }
+    Ok(())
+}
+
+impl RunningUpdate {
+    fn start(state: RunningState) -> Result<RunningUpdate> {
+        Ok(RunningUpdate {
+            before: copies(&state.statistics)?,
+            counters_before: copies(&state.counters)?,
+            sum: vec![None; state.statistics.len()],
+            state,
+        })
+    }
+
+    fn before_chunk(&self) -> Result<()> {
+        assign_all(&self.state.statistics, &self.before)?;
+        assign_all(&self.state.counters, &self.counters_before)
+    }
+
+    fn after_chunk(&mut self, weight: f64) -> Result<()> {
+        let _no_tape = no_grad();
+        for (sum, t) in self.sum.iter_mut().zip(&self.state.statistics) {
+            let part = t.mul_scalar(weight)?;
+            *sum = Some(match sum.take() {
+                Some(s) => s.add(&part)?,
+                None => part,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets the step's update; what to put back after pass 3.
+    fn finish(self) -> Result<Moved> {
+        for (t, sum) in self.state.statistics.iter().zip(self.sum) {
+            if let Some(sum) = sum {
+                t.assign(&sum)?;
+            }
+        }
+        // The counters advanced once, in the last chunk (each chunk started from before).
+        Ok(Moved {
+            values: copies(&self.state.statistics)?,
+            counters: copies(&self.state.counters)?,
+            state: self.state,
+        })
+    }
+}
+
+/// The running state as the step leaves it.
+struct Moved {
+    state: RunningState,
+    values: Vec<Tensor>,
+    counters: Vec<Tensor>,
+}
+
+impl Moved {
+    fn restore(&self) -> Result<()> {
+        assign_all(&self.state.statistics, &self.values)?;
+        assign_all(&self.state.counters, &self.counters)
+    }
+}

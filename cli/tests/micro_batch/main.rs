@@ -1,0 +1,250 @@
+//! `--micro-batch K` (train/micro_batch.rs): a step's views in chunks of K give the whole
+//! batch's gradient. BEiT (no BatchNorm, drop path on) matches the unchunked step for any K;
+//! ResNet matches it with one chunk, and for smaller K a reference that records the chunks'
+//! forwards on one tape (each chunk normalised by its own statistics) and differentiates the
+//! whole-batch objective in one pass.
+use clce_cli::train::micro_batch::forward_backward;
+use clce_cli::train::model::{objective_for, random_model, Finetuned};
+use clce_cli::train::network::{Mode, Network, Output};
+use clce_cli::train::{ModelFacts, TrainConfig, TrainError, TrainFlags};
+use clce_engine::loss::LossKind;
+use clce_engine::{DType, Device, Tensor};
+
+const IMAGES: usize = 7;
+
+fn config(model: &str, loss: &str) -> TrainConfig {
+    let is_beit = model.starts_with("beit");
+    let flags = TrainFlags {
+        model: Some(model.into()),
+        batch_size: Some(IMAGES),
+        image_size: Some(32),
+        loss: Some(loss.into()),
+        drop_path: is_beit.then_some(0.3),
+        seed: Some(3),
+        ..TrainFlags::default()
+    };
+    let facts = ModelFacts {
+        is_beit,
+        fixed_image_size: None,
+    };
+    flags.resolve(&facts, 5, 1000, "test").unwrap()
+}
+
+/// The views of a batch as the loader lays them out: view i and view i + B are one image.
+fn labels() -> Vec<usize> {
+    (0..2 * IMAGES).map(|i| (i % IMAGES) % 5).collect()
+}
+
+/// What one step leaves: the loss, the logits, every parameter's gradient and the model's
+/// running state (BatchNorm statistics, then counters).
+struct Step {
+    loss: f64,
+    logits: Vec<f32>,
+    /// None where the objective does not reach a parameter (`--loss ce` and the projection).
+    grads: Vec<(String, Option<Vec<f32>>)>,
+    statistics: Vec<Vec<f32>>,
+    counters: Vec<Vec<f32>>,
+}
+
+/// Runs `f` on a fresh model of `cfg` (the same weights every time) and collects the step.
+fn step(
+    cfg: &TrainConfig,
+    device: &Device,
+    f: impl FnOnce(&Finetuned, &Tensor) -> (f64, Tensor),
+) -> Step {
+    let net = Finetuned {
+        model: random_model(cfg, device).unwrap(),
+        frozen_backbone: false,
+    };
+    let x = Tensor::randn([2 * IMAGES, 3, 32, 32], 1.0, 11, DType::F32, device).unwrap();
+    let (loss, logits) = f(&net, &x);
+    let values =
+        |ts: Vec<Tensor>| -> Vec<Vec<f32>> { ts.iter().map(|t| t.to_vec_f32().unwrap()).collect() };
+    let running = net.running_state();
+    Step {
+        loss,
+        logits: logits.to_vec_f32().unwrap(),
+        grads: net
+            .parameters()
+            .into_iter()
+            .map(|(name, t)| (name, t.grad().map(|g| g.to_vec_f32().unwrap())))
+            .collect(),
+        statistics: values(running.statistics),
+        counters: values(running.counters),
+    }
+}
+
+fn mode() -> Mode {
+    Mode::train(42)
+}
+
+fn never(what: &'static str, value: f64) -> TrainError {
+    TrainError::Invalid(format!("{what} {value}"))
+}
+
+/// The plain step: one forward of every view, the objective, one backward.
+fn unchunked(cfg: &TrainConfig, device: &Device) -> Step {
+    let objective = objective_for(cfg).unwrap();
+    step(cfg, device, |net, x| {
+        let out = net.forward(x, mode()).unwrap();
+        let loss = objective(&out, &labels()).unwrap();
+        loss.backward().unwrap();
+        (loss.to_scalar().unwrap(), out.logits)
+    })
+}
+
+fn chunked(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
+    let objective = objective_for(cfg).unwrap();
+    step(cfg, device, |net, x| {
+        forward_backward(net, &objective, mode(), k, x, &labels(), &never).unwrap()
+    })
+}
+
+/// Every chunk's forward recorded on one tape, the whole-batch objective on their
+/// concatenated outputs, one backward: what BatchNorm with per-chunk statistics gives.
+fn per_chunk_reference(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
+    let objective = objective_for(cfg).unwrap();
+    step(cfg, device, |net, x| {
+        let outs: Vec<Output> = (0..2 * IMAGES)
+            .step_by(k)
+            .map(|start| {
+                let len = k.min(2 * IMAGES - start);
+                let chunk = x.narrow(0, start, len).unwrap();
+                net.forward(&chunk, mode().from_view(start)).unwrap()
+            })
+            .collect();
+        let cat = |part: fn(&Output) -> &Tensor| {
+            let parts: Vec<Tensor> = outs.iter().map(|o| part(o).clone()).collect();
+            Tensor::concat(&parts, 0).unwrap()
+        };
+        let whole = Output {
+            pooled: cat(|o| &o.pooled),
+            logits: cat(|o| &o.logits),
+            projection: cat(|o| &o.projection),
+        };
+        let loss = objective(&whole, &labels()).unwrap();
+        loss.backward().unwrap();
+        (loss.to_scalar().unwrap(), whole.logits)
+    })
+}
+
+/// |a - b| / |b| over a whole tensor.
+fn relative(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
+    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (diff / norm.max(1e-300)).sqrt()
+}
+
+fn assert_close(what: &str, got: &Step, want: &Step, tol: f64) {
+    assert!(
+        (got.loss - want.loss).abs() <= tol * want.loss.abs(),
+        "{what}: loss {} vs {}",
+        got.loss,
+        want.loss
+    );
+    assert!(relative(&got.logits, &want.logits) <= tol, "{what}: logits");
+    assert!(
+        want.grads.iter().any(|(_, g)| g.is_some()),
+        "{what}: no gradient"
+    );
+    for ((name, g), (_, w)) in got.grads.iter().zip(&want.grads) {
+        match (g, w) {
+            (Some(g), Some(w)) => {
+                let r = relative(g, w);
+                assert!(r <= tol, "{what}: {name} differs by {r:.2e} (relative)");
+            }
+            (None, None) => {}
+            _ => panic!("{what}: {name} has a gradient in one step only"),
+        }
+    }
+}
+
+#[test]
+fn beit_gradients_do_not_depend_on_the_micro_batch() {
+    let cfg = config("beit-tiny", "clce");
+    let device = Device::Cpu;
+    let whole = unchunked(&cfg, &device);
+    let views = 2 * IMAGES;
+    for k in [1, 2, 3, 5, 13, views, views + 3] {
+        assert_close(
+            &format!("K = {k}"),
+            &chunked(&cfg, &device, k),
+            &whole,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn every_loss_gets_the_whole_batch_gradient() {
+    for kind in LossKind::ALL {
+        let cfg = config("beit-tiny", kind.name());
+        let device = Device::Cpu;
+        assert_close(
+            kind.name(),
+            &chunked(&cfg, &device, 4),
+            &unchunked(&cfg, &device),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn resnet_with_one_chunk_is_the_unchunked_step() {
+    let cfg = config("resnet-tiny", "clce");
+    let device = Device::Cpu;
+    let (got, want) = (chunked(&cfg, &device, 2 * IMAGES), unchunked(&cfg, &device));
+    assert_eq!(got.loss, want.loss);
+    assert_eq!(got.logits, want.logits);
+    assert_eq!(got.grads, want.grads);
+    assert_eq!(got.statistics, want.statistics);
+    assert_eq!(got.counters, want.counters);
+}
+
+#[test]
+fn resnet_chunks_use_their_own_batch_statistics() {
+    let cfg = config("resnet-tiny", "clce");
+    let device = Device::Cpu;
+    let whole = unchunked(&cfg, &device);
+    for k in [4, 7, 5] {
+        let got = chunked(&cfg, &device, k);
+        assert_close(
+            &format!("K = {k}"),
+            &got,
+            &per_chunk_reference(&cfg, &device, k),
+            1e-5,
+        );
+        // Not the unchunked step: each chunk was normalised by its own statistics.
+        assert!(relative(&got.logits, &whole.logits) > 1e-3, "K = {k}");
+        // Every counter advanced once, as in an unchunked step.
+        assert_eq!(got.counters, whole.counters, "K = {k}");
+    }
+    // The stem's BatchNorm sees conv1 of the same views whatever K: with two equal chunks
+    // its running mean moves to the whole batch's mean (the mean of the chunks' means).
+    let halves = chunked(&cfg, &device, IMAGES);
+    assert!(relative(&halves.statistics[0], &whole.statistics[0]) < 1e-5);
+}
+
+#[test]
+fn gpu_chunks_match_the_unchunked_step() {
+    let Some(gpu) = clce_engine::gpu::testing::test_device() else {
+        return;
+    };
+    let cfg = config("beit-tiny", "clce");
+    let whole = unchunked(&cfg, &gpu);
+    for k in [3, 8] {
+        assert_close(&format!("K = {k}"), &chunked(&cfg, &gpu, k), &whole, 1e-5);
+    }
+    let cfg = config("resnet-tiny", "clce");
+    assert_close(
+        "resnet K = 5",
+        &chunked(&cfg, &gpu, 5),
+        &per_chunk_reference(&cfg, &gpu, 5),
+        1e-5,
+    );
+}
