@@ -70,6 +70,7 @@ pub fn run(args: Args) -> CmdResult {
                 "image_size": s,
                 "loss": cfg.loss,
                 "checkpoint_activations": cfg.checkpoint_activations,
+                "micro_batch": cfg.micro_batch,
                 "device": device.to_string(),
                 "steps": args.steps,
                 "median_step_s": median,

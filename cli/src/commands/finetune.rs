@@ -98,7 +98,8 @@ pub fn run(args: Args) -> CmdResult {
                 let budget = parse_budget(budget)?;
                 let choice = fit_budget(&planned()?, budget, allocator_of(&device))?;
                 reporter.info(&describe_choice(budget, &choice));
-                flags.checkpoint_activations = choice.checkpoint_activations;
+                flags.checkpoint_activations = choice.settings.checkpoint_activations;
+                flags.micro_batch = choice.settings.micro_batch;
             } else if device.is_gpu() {
                 // A buffer above the binding limit would fail the first step; say so now.
                 let planned = planned()?;
@@ -332,27 +333,27 @@ fn describe_choice(budget: u64, choice: &BudgetChoice) -> String {
     let tried: Vec<String> = choice
         .rejected
         .iter()
-        .map(|(ckpt, p)| {
-            format!(
-                "{} needs {}",
-                if *ckpt {
-                    "with checkpointing"
-                } else {
-                    "without checkpointing"
-                },
-                format_bytes(p.peak_bytes)
-            )
-        })
+        .map(|(settings, p)| format!("{settings} needs {}", format_bytes(p.peak_bytes)))
         .collect();
+    let flags = match (
+        choice.settings.checkpoint_activations,
+        choice.settings.micro_batch,
+    ) {
+        (false, None) => "as given".to_string(),
+        (true, None) => "with --checkpoint-activations".to_string(),
+        (ckpt, Some(k)) => format!(
+            "with {}--micro-batch {k}",
+            if ckpt {
+                "--checkpoint-activations "
+            } else {
+                ""
+            }
+        ),
+    };
     format!(
-        "memory budget {}: planned peak {} {}{}",
+        "memory budget {}: planned peak {} {flags}{}",
         format_bytes(budget),
         format_bytes(choice.plan.peak_bytes),
-        if choice.checkpoint_activations {
-            "with --checkpoint-activations"
-        } else {
-            "without activation checkpointing"
-        },
         if tried.is_empty() {
             String::new()
         } else {

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::CmdResult;
 use crate::device_arg::DeviceArg;
 use clce_cli::train::model;
-use clce_cli::train::plan::{allocator_of, plan, Plan};
+use clce_cli::train::plan::{allocator_of, plan, MemorySettings, Plan};
 use clce_cli::train::progress::format_bytes;
 use clce_cli::train::{TrainConfig, TrainError, TrainFlags};
 
@@ -79,6 +79,7 @@ fn plan_json(cfg: &TrainConfig, plan: &Plan, device: &str) -> serde_json::Value 
         "image_size": cfg.image_size,
         "loss": cfg.loss,
         "checkpoint_activations": cfg.checkpoint_activations,
+        "micro_batch": cfg.micro_batch,
         "device": device,
         "peak_bytes": plan.peak_bytes,
         "weights_bytes": plan.weights_bytes,
@@ -101,11 +102,7 @@ fn plan_table(cfg: &TrainConfig, plan: &Plan, device: &str) -> String {
         2 * cfg.batch_size,
         cfg.image_size,
         cfg.loss,
-        if cfg.checkpoint_activations {
-            "activation checkpointing"
-        } else {
-            "no checkpointing"
-        }
+        MemorySettings::of(cfg)
     );
     let row = |name: &str, bytes: u64| format!("  {name:<28} {:>10}\n", format_bytes(bytes));
     out += &row("peak of one training step", plan.peak_bytes);

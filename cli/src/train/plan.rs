@@ -147,48 +147,110 @@ impl Rig {
     }
 }
 
+/// The settings that trade time for memory: `--checkpoint-activations` and `--micro-batch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemorySettings {
+    pub checkpoint_activations: bool,
+    pub micro_batch: Option<usize>,
+}
+
+impl MemorySettings {
+    pub fn of(cfg: &TrainConfig) -> MemorySettings {
+        MemorySettings {
+            checkpoint_activations: cfg.checkpoint_activations,
+            micro_batch: cfg.micro_batch,
+        }
+    }
+
+    pub fn apply(self, cfg: &TrainConfig) -> TrainConfig {
+        TrainConfig {
+            checkpoint_activations: self.checkpoint_activations,
+            micro_batch: self.micro_batch,
+            ..cfg.clone()
+        }
+    }
+}
+
+impl std::fmt::Display for MemorySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.checkpoint_activations, self.micro_batch) {
+            (false, None) => write!(f, "no checkpointing"),
+            (true, None) => write!(f, "activation checkpointing"),
+            (false, Some(k)) => write!(f, "micro-batches of {k} views"),
+            (true, Some(k)) => write!(f, "activation checkpointing, micro-batches of {k} views"),
+        }
+    }
+}
+
 /// What `--memory-budget` settled on.
 #[derive(Clone, Debug)]
 pub struct BudgetChoice {
-    pub checkpoint_activations: bool,
+    pub settings: MemorySettings,
     pub plan: Plan,
-    /// The plans of the settings tried before, cheapest first, that did not fit.
-    pub rejected: Vec<(bool, Plan)>,
+    /// Settings tried before, cheapest first, that did not fit.
+    pub rejected: Vec<(MemorySettings, Plan)>,
 }
 
-/// The cheapest settings of `cfg` whose planned step fits `budget` bytes on `target`: first
-/// as given, then with activation checkpointing (about one more forward pass of time). When
-/// nothing fits, the error names the largest batch that would.
+/// The cheapest settings of `cfg` whose planned step fits `budget` bytes on `target`. In
+/// order of the time they cost: as given; with activation checkpointing (one more forward
+/// pass); then, unless `--micro-batch` was given, micro-batches (one more forward pass)
+/// without and with checkpointing, each with the largest K (a power of two) that fits. When
+/// nothing fits, not even one view at a time, the error says what the fixed part needs.
 pub fn fit_budget(cfg: &TrainConfig, budget: u64, target: AllocatorModel) -> Result<BudgetChoice> {
-    let options: &[bool] = if cfg.checkpoint_activations {
-        &[true]
-    } else {
-        &[false, true]
-    };
+    let given = MemorySettings::of(cfg);
     let mut rejected = Vec::new();
-    for &checkpoint_activations in options {
-        let tried = TrainConfig {
-            checkpoint_activations,
-            ..cfg.clone()
-        };
-        let plan = plan(&tried, target)?;
+    let mut plain = vec![given];
+    if !given.checkpoint_activations {
+        plain.push(MemorySettings {
+            checkpoint_activations: true,
+            ..given
+        });
+    }
+    for &settings in &plain {
+        let plan = plan(&settings.apply(cfg), target)?;
         if plan.fits(budget) {
             return Ok(BudgetChoice {
-                checkpoint_activations,
+                settings,
                 plan,
                 rejected,
             });
         }
-        rejected.push((checkpoint_activations, plan));
+        rejected.push((settings, plan));
     }
-    let cheapest = TrainConfig {
-        checkpoint_activations: true,
-        ..cfg.clone()
-    };
-    let largest = largest_fitting_batch(&cheapest, budget, target)?;
-    let (_, best) = rejected.last().expect("at least one setting was tried");
+    if given.micro_batch.is_none() {
+        let views = 2 * cfg.batch_size;
+        // Powers of two below the batch's views, largest first: fewer, larger chunks run
+        // faster, and the peak only grows with K.
+        let sizes: Vec<usize> = (0..usize::BITS)
+            .map(|e| 1usize << e)
+            .take_while(|&k| k < views)
+            .collect();
+        for &settings in &plain {
+            let mut above = None;
+            for &k in sizes.iter().rev() {
+                let tried = MemorySettings {
+                    micro_batch: Some(k),
+                    ..settings
+                };
+                let plan = plan(&tried.apply(cfg), target)?;
+                if plan.fits(budget) {
+                    rejected.extend(above);
+                    return Ok(BudgetChoice {
+                        settings: tried,
+                        plan,
+                        rejected,
+                    });
+                }
+                above = Some((tried, plan));
+            }
+            rejected.extend(above);
+        }
+    }
+    let (settings, best) = rejected.last().expect("at least one setting was tried");
+    let fixed = best.weights_bytes + best.optimizer_bytes;
     Err(TrainError::Invalid(format!(
-        "--memory-budget {}: batch {} needs {} even with activation checkpointing{}; {}",
+        "--memory-budget {}: batch {} needs {} even with {settings}{}; the weights and AdamW \
+         state alone take {}. {}",
         super::progress::format_bytes(budget),
         cfg.batch_size,
         super::progress::format_bytes(best.peak_bytes),
@@ -201,9 +263,12 @@ pub fn fit_budget(cfg: &TrainConfig, budget: u64, target: AllocatorModel) -> Res
         } else {
             String::new()
         },
-        match largest {
-            Some(b) => format!("the largest batch that fits is {b} (--batch-size {b})"),
-            None => "not even one image fits: lower --image-size or use a smaller model".into(),
+        super::progress::format_bytes(fixed),
+        match largest_fitting_batch(&settings.apply(cfg), budget, target)? {
+            Some(b) => format!(
+                "With these settings the largest batch that fits is {b} (--batch-size {b})."
+            ),
+            None => "Not even one image fits: lower --image-size or use a smaller model.".into(),
         }
     )))
 }

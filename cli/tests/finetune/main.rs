@@ -470,11 +470,11 @@ fn plan_prints_the_peak_and_its_parts() {
     );
 }
 
-/// `--memory-budget`: checkpointing when only that fits; a refusal naming the largest batch
-/// when nothing fits, before anything is written. (BEiT: at the tiny ResNet's sizes its stem's
+/// `--memory-budget`: checkpointing when only that fits, micro-batches below that; a refusal
+/// naming what the fixed part needs when nothing fits, before anything is written. (BEiT: at the tiny ResNet's sizes its stem's
 /// backward sets the peak, which checkpointing does not lower.)
 #[test]
-fn a_memory_budget_picks_checkpointing_or_names_the_largest_batch_that_fits() {
+fn a_memory_budget_picks_checkpointing_then_micro_batches_or_says_why_nothing_fits() {
     let base = [
         "--model",
         "beit-tiny",
@@ -528,14 +528,28 @@ fn a_memory_budget_picks_checkpointing_or_names_the_largest_batch_that_fits() {
         "{config}"
     );
 
-    let too_small = format!("{}B", ckpt * 2 / 3);
-    let out = run("refused", &["--memory-budget", &too_small]);
+    // Below the checkpointed step: micro-batches.
+    let chunked = format!("{}B", ckpt * 2 / 3);
+    let out = run(
+        "chunked",
+        &["--memory-budget", &chunked, "--stop-after-steps", "1"],
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("--micro-batch"), "{}", text(&out));
+    let config = std::fs::read_to_string(dir.path().join("chunked/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let k = config["micro_batch"].as_u64().expect("a micro-batch");
+    assert!(k >= 1 && k < 64, "{config}");
+
+    let too_small = "20kB";
+    let out = run("refused", &["--memory-budget", too_small]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "--memory-budget",
-        "even with activation checkpointing",
-        "the largest batch that fits is",
+        "even with activation checkpointing, micro-batches of 1 views",
+        "the weights and AdamW state alone take",
+        "Not even one image fits",
     ] {
         assert!(stderr.contains(expected), "no {expected:?}: {}", text(&out));
     }

@@ -192,7 +192,18 @@ fn loss_falls_accuracy_rises_and_the_run_directory_is_complete() {
 #[test]
 fn an_interrupted_and_resumed_run_repeats_the_uninterrupted_one() {
     let data = dataset();
-    let cfg = config(&data, |_| {});
+    assert_resumed_run_repeats_the_uninterrupted_one(&data, &config(&data, |_| {}));
+}
+
+/// Also in micro-batches (of 5 views: the last of a step's 32 views is a chunk of 2).
+#[test]
+fn a_resumed_micro_batched_run_repeats_the_uninterrupted_one() {
+    let data = dataset();
+    let cfg = config(&data, |f| f.micro_batch = Some(5));
+    assert_resumed_run_repeats_the_uninterrupted_one(&data, &cfg);
+}
+
+fn assert_resumed_run_repeats_the_uninterrupted_one(data: &Dataset, cfg: &TrainConfig) {
     let dir = tempfile::tempdir().unwrap();
 
     let straight = RunDir::create(Some(&dir.path().join("straight")), &cfg).unwrap();
