@@ -17,7 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::memory::StorageCell;
-use crate::{Error, Result, Tensor, TensorId};
+use crate::{DType, Error, Result, Tensor, TensorId};
+use half_saved::HalfCopy;
 
 /// The backward rule of one recorded op.
 pub trait BackwardOp: Send + Sync {
@@ -53,10 +54,43 @@ pub struct Node {
 /// What a node keeps until the reverse pass reaches it.
 struct Saved {
     op: Box<dyn BackwardOp>,
-    /// Each input in full where the rule reads its values, else its graph alias.
+    /// Each input in full where the rule reads its values, else its graph alias (also for
+    /// an input kept in `half_inputs`).
     inputs: Vec<Tensor>,
+    /// Inputs the rule reads, kept as f16 copies (`half_saved.rs`), by index.
+    half_inputs: Vec<(usize, Arc<HalfCopy>)>,
     /// The output's storage, where the rule reads it.
-    output: Option<Arc<StorageCell>>,
+    output: Option<SavedStorage>,
+}
+
+enum SavedStorage {
+    Full(Arc<StorageCell>),
+    Half(Arc<HalfCopy>),
+}
+
+/// `cell` as a node keeps it: as an f16 copy where `half_saved` says so for a tensor of
+/// `dtype` and `numel` elements (and the copy could be made), else itself.
+fn keep(cell: &Arc<StorageCell>, dtype: DType, numel: usize, is_leaf: bool) -> SavedStorage {
+    if half_saved::wants_half(dtype, numel, is_leaf) {
+        if let Ok(copy) = half_saved::half_copy(cell) {
+            return SavedStorage::Half(copy);
+        }
+    }
+    SavedStorage::Full(cell.clone())
+}
+
+impl Saved {
+    /// The inputs and output storage as the rule reads them: f16 copies widened to f32.
+    fn widened(&mut self) -> Result<Option<Arc<StorageCell>>> {
+        for (i, copy) in std::mem::take(&mut self.half_inputs) {
+            self.inputs[i] = self.inputs[i].with_storage(Some(copy.widen()?));
+        }
+        Ok(match self.output.take() {
+            Some(SavedStorage::Full(cell)) => Some(cell),
+            Some(SavedStorage::Half(copy)) => Some(copy.widen()?),
+            None => None,
+        })
+    }
 }
 
 impl Node {
@@ -65,21 +99,38 @@ impl Node {
         inputs: Vec<Tensor>,
         output: &Arc<StorageCell>,
     ) -> Arc<Node> {
+        let mut half_inputs = Vec::new();
         let inputs = inputs
             .into_iter()
             .enumerate()
             .map(|(i, t)| {
-                if op.saves_input(i) {
-                    t
-                } else {
-                    t.graph_alias()
+                if !op.saves_input(i) {
+                    return t.graph_alias();
+                }
+                match keep(t.values(), t.dtype(), t.numel(), t.is_leaf()) {
+                    SavedStorage::Half(copy) => {
+                        half_inputs.push((i, copy));
+                        t.graph_alias()
+                    }
+                    SavedStorage::Full(_) => t,
                 }
             })
             .collect();
-        let output = op.saves_output().then(|| output.clone());
+        let output = op.saves_output().then(|| {
+            let (dtype, len) = {
+                let storage = output.read().unwrap_or_else(|e| e.into_inner());
+                (storage.dtype(), storage.len())
+            };
+            keep(output, dtype, len, false)
+        });
         Arc::new(Node {
             name: op.name(),
-            saved: Mutex::new(Some(Saved { op, inputs, output })),
+            saved: Mutex::new(Some(Saved {
+                op,
+                inputs,
+                half_inputs,
+                output,
+            })),
         })
     }
 
@@ -288,10 +339,10 @@ pub fn backward_with_grads(roots: &[(&Tensor, &Tensor)]) -> Result<()> {
         };
         // Every use of t is behind us, so what the node saved is freed at the end of this
         // iteration (also when no gradient reached it).
-        let saved = node.release()?;
+        let mut saved = node.release()?;
         let Some(grad) = grad else { continue };
-        let output = match &saved.output {
-            Some(storage) => t.with_storage(Some(storage.clone())),
+        let output = match saved.widened()? {
+            Some(storage) => t.with_storage(Some(storage)),
             None => t.clone(),
         };
         let input_grads = {
@@ -397,5 +448,6 @@ impl BackwardOp for CheckpointBackward {
     }
 }
 
+pub mod half_saved;
 #[cfg(test)]
 mod tests;

@@ -23,8 +23,8 @@
 use clce_engine::{backward_with_grads, no_grad, Tensor};
 
 use super::error::{Result, TrainError};
-use super::network::{Mode, Network, Output, RunningState};
-use super::trainer::Objective;
+use super::network::{Output, RunningState};
+use super::trainer::StepCore;
 
 /// Views `start..start + len` of the batch, for each chunk of at most `k` views.
 fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -36,14 +36,13 @@ fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
 /// The loss of the whole batch `x` (its gradient accumulated into the parameters' gradients)
 /// and the logits of every view, running at most `k` views at a time.
 pub fn forward_backward(
-    net: &dyn Network,
-    objective: Objective,
-    mode: Mode,
+    step: &StepCore,
     k: usize,
     x: &Tensor,
     labels: &[usize],
     non_finite: &dyn Fn(&'static str, f64) -> TrainError,
 ) -> Result<(f64, Tensor)> {
+    let (net, objective, mode) = (step.net, step.objective, step.mode);
     if k == 0 {
         return Err(TrainError::Invalid(
             "--micro-batch must be at least 1".into(),
@@ -88,7 +87,7 @@ pub fn forward_backward(
 
     // 3. Every chunk again, recorded, seeded with its rows of those gradients.
     for (start, len) in chunks(views, k) {
-        let out = net.forward(&chunk_of(start, len)?, mode.from_view(start))?;
+        let out = step.recorded_forward(&chunk_of(start, len)?, mode.from_view(start))?;
         let mut seeds = Vec::new();
         for (root, grad) in [(&out.projection, &d_projection), (&out.logits, &d_logits)] {
             if let Some(grad) = grad {

@@ -26,7 +26,7 @@ pub mod progress;
 pub mod run_dir;
 pub mod trainer;
 
-pub use config::{ModelFacts, TrainConfig, TrainFlags};
+pub use config::{ModelFacts, Precision, TrainConfig, TrainFlags};
 pub use error::{Result, TrainError};
 pub use network::{GroupOptions, Mode, Network, Output};
 pub use run_dir::RunDir;

@@ -140,6 +140,7 @@ impl Rig {
             objective: &objective,
             mode: step_mode(cfg, step),
             micro_batch: cfg.micro_batch,
+            precision: cfg.precision,
             clip_grad: cfg.clip_grad,
             lr: cfg.lr,
         };

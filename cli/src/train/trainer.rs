@@ -10,12 +10,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use clce_engine::autograd::half_saved::save_in_f16;
 use clce_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, WarmupCosine};
 use clce_engine::{no_grad, Device, Tensor};
 use serde_json::json;
 
 use super::checkpoint::{self, TrainState};
-use super::config::TrainConfig;
+use super::config::{Precision, TrainConfig};
 use super::error::{Result, TrainError};
 use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
 use super::fewshot::{FewShotProbe, FewShotScores};
@@ -242,6 +243,7 @@ fn step(
         objective: s.objective,
         mode: step_mode(s.cfg, state.step),
         micro_batch: s.cfg.micro_batch,
+        precision: s.cfg.precision,
         clip_grad: s.cfg.clip_grad,
         lr,
     };
@@ -275,6 +277,8 @@ pub struct StepCore<'a> {
     pub mode: Mode,
     /// `--micro-batch`: the views run at most this many at a time (`micro_batch.rs`).
     pub micro_batch: Option<usize>,
+    /// `--precision`: how the activations kept for backward are stored.
+    pub precision: Precision,
     pub clip_grad: Option<f64>,
     pub lr: f64,
 }
@@ -301,15 +305,7 @@ impl StepCore<'_> {
     ) -> Result<StepDone> {
         opt.zero_grad();
         let (loss, logits) = match self.micro_batch {
-            Some(k) => micro_batch::forward_backward(
-                self.net,
-                self.objective,
-                self.mode,
-                k,
-                x,
-                labels,
-                non_finite,
-            )?,
+            Some(k) => micro_batch::forward_backward(self, k, x, labels, non_finite)?,
             None => self.forward_backward(x, labels, non_finite)?,
         };
         let grad_norm = match self.clip_grad {
@@ -329,6 +325,13 @@ impl StepCore<'_> {
         })
     }
 
+    /// The forward pass whose tape the backward pass will use: with `--precision f16` the
+    /// activations it keeps are stored in f16.
+    pub fn recorded_forward(&self, x: &Tensor, mode: Mode) -> Result<Output> {
+        let _f16 = (self.precision == Precision::F16).then(save_in_f16);
+        self.net.forward(x, mode)
+    }
+
     /// The loss of the views `x` (its gradient accumulated into the parameters' gradients)
     /// and their logits, in one piece.
     fn forward_backward(
@@ -337,7 +340,7 @@ impl StepCore<'_> {
         labels: &[usize],
         non_finite: &dyn Fn(&'static str, f64) -> TrainError,
     ) -> Result<(f64, Tensor)> {
-        let out = self.net.forward(x, self.mode)?;
+        let out = self.recorded_forward(x, self.mode)?;
         let loss_t = (self.objective)(&out, labels)?;
         let loss = loss_t.to_scalar()?;
         if !loss.is_finite() {

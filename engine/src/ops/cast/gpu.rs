@@ -30,7 +30,24 @@ pub(crate) fn cast(x: &GpuStorage, dtype: DType) -> Result<GpuStorage> {
             ))
         }
     };
-    let out = GpuStorage::alloc_typed(device, x.len(), dtype, "to_dtype")?;
+    convert(x, dtype, entry, "to_dtype")
+}
+
+/// f32 values kept as f16 storage and nothing else (the tape's f16 copies of saved
+/// activations, `autograd/half_saved.rs`): no kernel reads them but the cast back, so unlike
+/// `cast` this needs no shader-f16 (the cast is core WGSL's pack2x16float).
+pub(crate) fn f32_to_f16_storage(x: &GpuStorage, op: &'static str) -> Result<GpuStorage> {
+    convert(x, DType::F16, "f32_to_f16", op)
+}
+
+fn convert(
+    x: &GpuStorage,
+    dtype: DType,
+    entry: &'static str,
+    op: &'static str,
+) -> Result<GpuStorage> {
+    let device = x.device();
+    let out = GpuStorage::alloc_typed(device, x.len(), dtype, op)?;
     device.launch(Launch {
         shader: &shaders::CAST,
         entry,

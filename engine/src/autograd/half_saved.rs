@@ -1,0 +1,264 @@
+//! Saved activations in f16 (`--precision f16`): while a [`save_in_f16`] guard lives, the tape
+//! keeps what a node saves for its backward rule (inputs and output that the rule reads) as
+//! an f16 copy, and widens it back to f32 when the reverse pass reaches the node. The f32
+//! original is freed as soon as the forward pass lets go of it, so the activations that wait
+//! for the backward pass take half the memory; the arithmetic, the parameters, their
+//! gradients and the optimiser state stay f32 (PyTorch's autocast stores f16 activations
+//! for the same reason; here the ops themselves keep computing in f32).
+//!
+//! What is kept in f32: leaves (parameters and inputs live anyway, so a copy would add
+//! memory), tensors of other dtypes, and small tensors (under [`MIN_ELEMENTS`]: not worth a
+//! conversion). A storage saved by several nodes (an op's output that the next op saves as
+//! its input) is converted once and shared.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use crate::memory::meta::MetaStorage;
+use crate::memory::{CountedBytes, StorageCell};
+use crate::ops::cast::gpu::f32_to_f16_storage;
+use crate::{CpuStorage, DType, Result, Storage};
+
+/// Tensors below this many elements stay f32.
+pub const MIN_ELEMENTS: usize = 4096;
+
+/// The f16 copy of a saved f32 storage.
+pub(crate) enum HalfCopy {
+    Cpu {
+        values: Vec<f16>,
+        _counted: CountedBytes,
+    },
+    Gpu(crate::gpu::GpuStorage),
+    Meta(MetaStorage),
+}
+
+thread_local! {
+    /// While a guard lives: the f16 copies made so far, by the address of the storage they
+    /// copy (with that storage, to tell a live one from a freed one at the same address).
+    static COPIES: RefCell<Option<HashMap<usize, (Weak<StorageCell>, Weak<HalfCopy>)>>> =
+        const { RefCell::new(None) };
+}
+
+/// Saved activations recorded on this thread while the guard lives are kept in f16.
+pub struct SaveInF16Guard(Option<HashMap<usize, (Weak<StorageCell>, Weak<HalfCopy>)>>);
+
+pub fn save_in_f16() -> SaveInF16Guard {
+    SaveInF16Guard(COPIES.with(|c| c.replace(Some(HashMap::new()))))
+}
+
+impl Drop for SaveInF16Guard {
+    fn drop(&mut self) {
+        COPIES.with(|c| *c.borrow_mut() = self.0.take());
+    }
+}
+
+/// Whether a tensor of `dtype` and `numel` elements, saved by a node now, is kept as an f16
+/// copy.
+pub(crate) fn wants_half(dtype: DType, numel: usize, is_leaf: bool) -> bool {
+    dtype == DType::F32
+        && !is_leaf
+        && numel >= MIN_ELEMENTS
+        && COPIES.with(|c| c.borrow().is_some())
+}
+
+/// The f16 copy of `cell` (made now, or shared with an earlier saver of the same storage).
+pub(crate) fn half_copy(cell: &Arc<StorageCell>) -> Result<Arc<HalfCopy>> {
+    let key = Arc::as_ptr(cell) as usize;
+    let known = COPIES.with(|c| {
+        let c = c.borrow();
+        let (original, copy) = c.as_ref()?.get(&key)?;
+        original.upgrade().filter(|o| Arc::ptr_eq(o, cell))?;
+        copy.upgrade()
+    });
+    if let Some(copy) = known {
+        return Ok(copy);
+    }
+    let copy = Arc::new(narrow(&cell.read().unwrap_or_else(|e| e.into_inner()))?);
+    COPIES.with(|c| {
+        if let Some(map) = c.borrow_mut().as_mut() {
+            // Forget copies whose nodes are gone before the map grows.
+            if map.len() > 1024 {
+                map.retain(|_, (o, h)| o.strong_count() > 0 && h.strong_count() > 0);
+            }
+            map.insert(key, (Arc::downgrade(cell), Arc::downgrade(&copy)));
+        }
+    });
+    Ok(copy)
+}
+
+fn narrow(storage: &Storage) -> Result<HalfCopy> {
+    Ok(match storage {
+        Storage::Cpu(CpuStorage::F32(v)) => {
+            let mut half = vec![f16::ZERO; v.len()];
+            half.par_chunks_mut(1 << 14)
+                .zip(v.par_chunks(1 << 14))
+                .for_each(|(h, v)| h.convert_from_f32_slice(v));
+            HalfCopy::Cpu {
+                _counted: CountedBytes::new((half.len() * 2) as u64),
+                values: half,
+            }
+        }
+        Storage::Cpu(CpuStorage::F64(_)) => unreachable!("only f32 storage is kept in f16"),
+        Storage::Gpu(s) => HalfCopy::Gpu(f32_to_f16_storage(s, "f16 saved")?),
+        Storage::Meta(s) => HalfCopy::Meta(MetaStorage::alloc(
+            s.device(),
+            s.len(),
+            DType::F16,
+            "f16 saved",
+        )),
+    })
+}
+
+impl HalfCopy {
+    /// The values back in f32, for the backward rule.
+    pub(crate) fn widen(&self) -> Result<Arc<StorageCell>> {
+        let storage = match self {
+            HalfCopy::Cpu { values: half, .. } => {
+                let mut wide = vec![0f32; half.len()];
+                wide.par_chunks_mut(1 << 14)
+                    .zip(half.par_chunks(1 << 14))
+                    .for_each(|(w, h)| h.convert_to_f32_slice(w));
+                Storage::Cpu(CpuStorage::F32(wide))
+            }
+            HalfCopy::Gpu(s) => Storage::Gpu(crate::ops::cast::gpu::cast(s, DType::F32)?),
+            HalfCopy::Meta(s) => Storage::Meta(MetaStorage::alloc(
+                s.device(),
+                s.len(),
+                DType::F32,
+                "f16 widen",
+            )),
+        };
+        Ok(Arc::new(StorageCell::new(storage)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::save_in_f16;
+    use crate::memory::meta::AllocatorModel;
+    use crate::{DType, Device, MetaDevice, Result, Tensor};
+
+    /// A two-layer perceptron's loss: every saved activation is a non-leaf of 64 x 96 or
+    /// 64 x 80 elements (above the f16 threshold).
+    fn mlp(x: &Tensor, w1: &Tensor, w2: &Tensor) -> Result<Tensor> {
+        let h = x.matmul(w1)?.gelu()?;
+        let y = h.matmul(w2)?.tanh()?;
+        y.mul(&y)?.sum_all()
+    }
+
+    fn leaves(device: &Device) -> [Tensor; 3] {
+        let t = |shape: [usize; 2], seed| {
+            Tensor::randn(shape, 0.5, seed, DType::F32, device)
+                .unwrap()
+                .set_requires_grad(true)
+        };
+        [t([64, 48], 1), t([48, 96], 2), t([96, 80], 3)]
+    }
+
+    /// The gradients of `mlp` on `device`, with the saved activations in f16 or not.
+    fn gradients(device: &Device, half: bool) -> Vec<Vec<f32>> {
+        let [x, w1, w2] = leaves(device);
+        {
+            let _f16 = half.then(save_in_f16);
+            // x * 1 is a non-leaf, so the first matmul's saved input is kept in f16 too.
+            mlp(&x.mul_scalar(1.0).unwrap(), &w1, &w2).unwrap()
+        }
+        .backward()
+        .unwrap();
+        [x, w1, w2]
+            .iter()
+            .map(|t| t.grad().unwrap().to_vec_f32().unwrap())
+            .collect()
+    }
+
+    fn relative(a: &[f32], b: &[f32]) -> f64 {
+        let d: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) as f64 * (x - y) as f64)
+            .sum();
+        let n: f64 = b.iter().map(|y| *y as f64 * *y as f64).sum();
+        (d / n).sqrt()
+    }
+
+    fn assert_f16_gradients_are_close(device: &Device) {
+        let (full, half) = (gradients(device, false), gradients(device, true));
+        for (h, f) in half.iter().zip(&full) {
+            let r = relative(h, f);
+            // f16 keeps 11 significant bits: about 5e-4 relative per value.
+            assert!(r < 1e-2, "{r}");
+            assert!(r > 0.0, "the saved activations were not rounded to f16");
+        }
+    }
+
+    #[test]
+    fn gradients_from_f16_saved_activations_are_close_to_f32() {
+        assert_f16_gradients_are_close(&Device::Cpu);
+    }
+
+    #[test]
+    fn gpu_f16_saved_activations_match_the_cpu() {
+        let Some(gpu) = crate::gpu::testing::test_device() else {
+            return;
+        };
+        assert_f16_gradients_are_close(&gpu);
+        // The same f16 rounding on both devices (round to nearest even), of f32 values that
+        // differ in their last bits: a few values land one f16 step apart.
+        for (g, c) in gradients(&gpu, true)
+            .iter()
+            .zip(&gradients(&Device::Cpu, true))
+        {
+            let r = relative(g, c);
+            assert!(r < 2e-3, "{r}");
+        }
+    }
+
+    /// Live bytes after the forward pass on the meta device: what waits for backward.
+    fn held_after_forward(half: bool) -> u64 {
+        let m = MetaDevice::new(AllocatorModel::Cpu);
+        let device = Device::Meta(m.clone());
+        let [x, w1, w2] = leaves(&device);
+        let before = m.memory_stats().live_bytes;
+        let loss = {
+            let _f16 = half.then(save_in_f16);
+            mlp(&x.mul_scalar(1.0).unwrap(), &w1, &w2).unwrap()
+        };
+        let held = m.memory_stats().live_bytes - before;
+        drop(loss);
+        held
+    }
+
+    #[test]
+    fn saved_activations_take_half_the_memory() {
+        let (full, half) = (held_after_forward(false), held_after_forward(true));
+        // Saved: x * 1 [64, 48] (matmul; 3072 elements, below the threshold, so f32 in
+        // both), x·w1 [64, 96] (gelu), h [64, 96] (matmul) and y [64, 80] (tanh's input is
+        // not read; its output and mul's input y are one storage, kept once), plus the loss.
+        let large = 64 * 96 + 64 * 96 + 64 * 80;
+        assert_eq!(full, 4 * (64 * 48 + large) + 4);
+        assert_eq!(half, 4 * 64 * 48 + 2 * large + 4);
+    }
+
+    #[test]
+    fn leaves_and_small_tensors_stay_f32() {
+        let m = MetaDevice::new(AllocatorModel::Cpu);
+        let device = Device::Meta(m.clone());
+        let [x, w1, _] = leaves(&device);
+        let small = Tensor::zeros([8, 8], DType::F32, &device)
+            .unwrap()
+            .set_requires_grad(true);
+        let before = m.memory_stats().live_bytes;
+        let _f16 = save_in_f16();
+        // matmul saves its two leaf inputs as they are; the gelu of an 8 x 8 saves 64 values.
+        let _y = x.matmul(&w1).unwrap();
+        let _z = small.mul_scalar(2.0).unwrap().gelu().unwrap();
+        assert_eq!(
+            m.memory_stats().live_bytes - before,
+            4 * (64 * 96 + 64 + 64)
+        );
+    }
+}
