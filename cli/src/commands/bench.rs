@@ -71,6 +71,7 @@ pub fn run(args: Args) -> CmdResult {
                 "loss": cfg.loss,
                 "checkpoint_activations": cfg.checkpoint_activations,
                 "micro_batch": cfg.micro_batch,
+                "precision": cfg.precision,
                 "device": device.to_string(),
                 "steps": args.steps,
                 "median_step_s": median,

@@ -96,10 +96,13 @@ pub fn run(args: Args) -> CmdResult {
             if let Some(budget) = &args.memory_budget {
                 // A fitting choice also fits the binding limit (`Plan::fits`).
                 let budget = parse_budget(budget)?;
-                let choice = fit_budget(&planned()?, budget, allocator_of(&device))?;
+                let vary_precision = flags.precision.is_none();
+                let choice =
+                    fit_budget(&planned()?, budget, allocator_of(&device), vary_precision)?;
                 reporter.info(&describe_choice(budget, &choice));
                 flags.checkpoint_activations = choice.settings.checkpoint_activations;
                 flags.micro_batch = choice.settings.micro_batch;
+                flags.precision = Some(choice.settings.precision);
             } else if device.is_gpu() {
                 // A buffer above the binding limit would fail the first step; say so now.
                 let planned = planned()?;
@@ -335,20 +338,9 @@ fn describe_choice(budget: u64, choice: &BudgetChoice) -> String {
         .iter()
         .map(|(settings, p)| format!("{settings} needs {}", format_bytes(p.peak_bytes)))
         .collect();
-    let flags = match (
-        choice.settings.checkpoint_activations,
-        choice.settings.micro_batch,
-    ) {
-        (false, None) => "as given".to_string(),
-        (true, None) => "with --checkpoint-activations".to_string(),
-        (ckpt, Some(k)) => format!(
-            "with {}--micro-batch {k}",
-            if ckpt {
-                "--checkpoint-activations "
-            } else {
-                ""
-            }
-        ),
+    let flags = match choice.settings.flags() {
+        f if f.is_empty() => "as given".to_string(),
+        f => format!("with {f}"),
     };
     format!(
         "memory budget {}: planned peak {} {flags}{}",

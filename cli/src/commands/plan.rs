@@ -80,6 +80,7 @@ fn plan_json(cfg: &TrainConfig, plan: &Plan, device: &str) -> serde_json::Value 
         "loss": cfg.loss,
         "checkpoint_activations": cfg.checkpoint_activations,
         "micro_batch": cfg.micro_batch,
+        "precision": cfg.precision,
         "device": device,
         "peak_bytes": plan.peak_bytes,
         "weights_bytes": plan.weights_bytes,

@@ -11,7 +11,7 @@ use clce_engine::memory::meta::{Breakdown, Category, LargestBuffer};
 use clce_engine::optim::{AdamW, AdamWConfig, Optimizer};
 use clce_engine::{AllocatorModel, DType, Device, MetaDevice, Tensor};
 
-use super::config::TrainConfig;
+use super::config::{Precision, TrainConfig};
 use super::error::{Result, TrainError};
 use super::model::{objective_for, random_model, Finetuned};
 use super::network::{GroupOptions, Network};
@@ -148,9 +148,11 @@ impl Rig {
     }
 }
 
-/// The settings that trade time for memory: `--checkpoint-activations` and `--micro-batch`.
+/// The settings that trade time (or precision) for memory: `--precision`,
+/// `--checkpoint-activations` and `--micro-batch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemorySettings {
+    pub precision: Precision,
     pub checkpoint_activations: bool,
     pub micro_batch: Option<usize>,
 }
@@ -158,6 +160,7 @@ pub struct MemorySettings {
 impl MemorySettings {
     pub fn of(cfg: &TrainConfig) -> MemorySettings {
         MemorySettings {
+            precision: cfg.precision,
             checkpoint_activations: cfg.checkpoint_activations,
             micro_batch: cfg.micro_batch,
         }
@@ -165,21 +168,47 @@ impl MemorySettings {
 
     pub fn apply(self, cfg: &TrainConfig) -> TrainConfig {
         TrainConfig {
+            precision: self.precision,
             checkpoint_activations: self.checkpoint_activations,
             micro_batch: self.micro_batch,
             ..cfg.clone()
         }
     }
+
+    /// The flags that give these settings.
+    pub fn flags(&self) -> String {
+        let mut flags = Vec::new();
+        if self.precision == Precision::F16 {
+            flags.push("--precision f16".to_string());
+        }
+        if self.checkpoint_activations {
+            flags.push("--checkpoint-activations".into());
+        }
+        if let Some(k) = self.micro_batch {
+            flags.push(format!("--micro-batch {k}"));
+        }
+        flags.join(" ")
+    }
 }
 
 impl std::fmt::Display for MemorySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.checkpoint_activations, self.micro_batch) {
-            (false, None) => write!(f, "no checkpointing"),
-            (true, None) => write!(f, "activation checkpointing"),
-            (false, Some(k)) => write!(f, "micro-batches of {k} views"),
-            (true, Some(k)) => write!(f, "activation checkpointing, micro-batches of {k} views"),
+        let mut parts = Vec::new();
+        if self.precision == Precision::F16 {
+            parts.push("f16 activations".to_string());
         }
+        parts.push(
+            if self.checkpoint_activations {
+                "activation checkpointing"
+            } else {
+                "no checkpointing"
+            }
+            .into(),
+        );
+        if let Some(k) = self.micro_batch {
+            parts.push(format!("micro-batches of {k} views"));
+        }
+        write!(f, "{}", parts.join(", "))
     }
 }
 
@@ -193,19 +222,43 @@ pub struct BudgetChoice {
 }
 
 /// The cheapest settings of `cfg` whose planned step fits `budget` bytes on `target`. In
-/// order of the time they cost: as given; with activation checkpointing (one more forward
-/// pass); then, unless `--micro-batch` was given, micro-batches (one more forward pass)
-/// without and with checkpointing, each with the largest K (a power of two) that fits. When
-/// nothing fits, not even one view at a time, the error says what the fixed part needs.
-pub fn fit_budget(cfg: &TrainConfig, budget: u64, target: AllocatorModel) -> Result<BudgetChoice> {
+/// order of the time they cost: as given; with f16 activations (unless `--precision` was
+/// given: `vary_precision` false); with activation checkpointing (one more forward pass),
+/// then both; then, unless `--micro-batch` was given, micro-batches (one more forward pass)
+/// over those settings in the same order, each with the largest K (a power of two) that
+/// fits. When nothing fits, not even one view at a time, the error says what the fixed
+/// part needs.
+pub fn fit_budget(
+    cfg: &TrainConfig,
+    budget: u64,
+    target: AllocatorModel,
+    vary_precision: bool,
+) -> Result<BudgetChoice> {
     let given = MemorySettings::of(cfg);
     let mut rejected = Vec::new();
     let mut plain = vec![given];
-    if !given.checkpoint_activations {
-        plain.push(MemorySettings {
-            checkpoint_activations: true,
+    let mut consider = |s: MemorySettings| {
+        if !plain.contains(&s) {
+            plain.push(s)
+        }
+    };
+    let precisions: &[Precision] = if vary_precision {
+        &[Precision::F32, Precision::F16]
+    } else {
+        &[]
+    };
+    for checkpoint_activations in [given.checkpoint_activations, true] {
+        consider(MemorySettings {
+            checkpoint_activations,
             ..given
         });
+        for &precision in precisions {
+            consider(MemorySettings {
+                precision,
+                checkpoint_activations,
+                ..given
+            });
+        }
     }
     for &settings in &plain {
         let plan = plan(&settings.apply(cfg), target)?;

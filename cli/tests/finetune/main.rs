@@ -470,11 +470,12 @@ fn plan_prints_the_peak_and_its_parts() {
     );
 }
 
-/// `--memory-budget`: checkpointing when only that fits, micro-batches below that; a refusal
-/// naming what the fixed part needs when nothing fits, before anything is written. (BEiT: at the tiny ResNet's sizes its stem's
-/// backward sets the peak, which checkpointing does not lower.)
+/// `--memory-budget`: f16 activations when they fit, else checkpointing, micro-batches below
+/// that; a refusal naming what the fixed part needs when nothing fits, before anything is
+/// written. (BEiT: at the tiny ResNet's sizes its stem's backward sets the peak, which
+/// checkpointing does not lower.)
 #[test]
-fn a_memory_budget_picks_checkpointing_then_micro_batches_or_says_why_nothing_fits() {
+fn a_memory_budget_picks_f16_checkpointing_then_micro_batches_or_says_why_nothing_fits() {
     let base = [
         "--model",
         "beit-tiny",
@@ -511,10 +512,35 @@ fn a_memory_budget_picks_checkpointing_then_micro_batches_or_says_why_nothing_fi
         args.extend_from_slice(extra);
         clce(&args)
     };
+    // Precision left free: f16 activations come first.
+    let half = plan_peak(&["--precision", "f16"]);
+    assert!(half < plain, "{half} vs {plain}");
+    let below_plain = format!("{}B", (plain + half) / 2);
+    let out = run(
+        "f16",
+        &["--memory-budget", &below_plain, "--stop-after-steps", "1"],
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(
+        text(&out).contains("with --precision f16"),
+        "{}",
+        text(&out)
+    );
+    let config = std::fs::read_to_string(dir.path().join("f16/config.json")).unwrap();
+    assert!(config.contains("\"precision\": \"f16\""), "{config}");
+
+    // With --precision f32 given: checkpointing, then micro-batches.
     let between = format!("{}B", (plain + ckpt) / 2);
     let out = run(
         "fits",
-        &["--memory-budget", &between, "--stop-after-steps", "1"],
+        &[
+            "--memory-budget",
+            &between,
+            "--stop-after-steps",
+            "1",
+            "--precision",
+            "f32",
+        ],
     );
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(
@@ -532,7 +558,14 @@ fn a_memory_budget_picks_checkpointing_then_micro_batches_or_says_why_nothing_fi
     let chunked = format!("{}B", ckpt * 2 / 3);
     let out = run(
         "chunked",
-        &["--memory-budget", &chunked, "--stop-after-steps", "1"],
+        &[
+            "--memory-budget",
+            &chunked,
+            "--stop-after-steps",
+            "1",
+            "--precision",
+            "f32",
+        ],
     );
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(text(&out).contains("--micro-batch"), "{}", text(&out));
@@ -542,7 +575,10 @@ fn a_memory_budget_picks_checkpointing_then_micro_batches_or_says_why_nothing_fi
     assert!(k >= 1 && k < 64, "{config}");
 
     let too_small = "20kB";
-    let out = run("refused", &["--memory-budget", too_small]);
+    let out = run(
+        "refused",
+        &["--memory-budget", too_small, "--precision", "f32"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
