@@ -401,6 +401,7 @@ pub fn checkpoint(inputs: &[Tensor], params: &[Tensor], f: BlockFn) -> Result<Te
         CheckpointBackward {
             f,
             n_inputs: inputs.len(),
+            saves_in_f16: half_saved::is_active(),
         },
         all,
     ))
@@ -409,6 +410,8 @@ pub fn checkpoint(inputs: &[Tensor], params: &[Tensor], f: BlockFn) -> Result<Te
 struct CheckpointBackward {
     f: BlockFn,
     n_inputs: usize,
+    /// Whether the forward pass kept its saved activations in f16: the replay does too.
+    saves_in_f16: bool,
 }
 
 impl BackwardOp for CheckpointBackward {
@@ -429,6 +432,7 @@ impl BackwardOp for CheckpointBackward {
         grad_output: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let _g = enable_grad();
+        let _f16 = self.saves_in_f16.then(half_saved::save_in_f16);
         let replay: Vec<Tensor> = inputs[..self.n_inputs]
             .iter()
             .map(|t| t.detach().set_requires_grad(t.requires_grad()))

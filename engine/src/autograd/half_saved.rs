@@ -56,13 +56,15 @@ impl Drop for SaveInF16Guard {
     }
 }
 
+/// Whether a [`save_in_f16`] guard lives on this thread.
+pub fn is_active() -> bool {
+    COPIES.with(|c| c.borrow().is_some())
+}
+
 /// Whether a tensor of `dtype` and `numel` elements, saved by a node now, is kept as an f16
 /// copy.
 pub(crate) fn wants_half(dtype: DType, numel: usize, is_leaf: bool) -> bool {
-    dtype == DType::F32
-        && !is_leaf
-        && numel >= MIN_ELEMENTS
-        && COPIES.with(|c| c.borrow().is_some())
+    dtype == DType::F32 && !is_leaf && numel >= MIN_ELEMENTS && is_active()
 }
 
 /// The f16 copy of `cell` (made now, or shared with an earlier saver of the same storage).
