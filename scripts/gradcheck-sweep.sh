@@ -8,7 +8,8 @@
 #
 # FOLDER: an ImageFolder (make one with scripts/digits-imagefolder.py). Grid: seeds 0..SEEDS-1
 # (default 20) x {resnet-tiny, beit-tiny} x {synthetic, imagefolder:FOLDER} x {cpu, gpu}, each
-# `finetune --image-size 32 --batch-size 64 --stop-after-steps 1 --json`; then the same with
+# `finetune --image-size 32 --batch-size 64 --stop-after-steps 0 --json` (stops right after
+# the check), and the same with
 # the planted bug for seeds 0..WRONG_SEEDS-1 (default 5). CLI defaults to target/debug/clce-cli.
 # Prints one line per run and the counts; rows go to runs/gradcheck-sweep-<time>.tsv.
 set -u
@@ -21,34 +22,44 @@ mkdir -p "$out"
 tsv=$out/results.tsv
 printf 'planted\tmodel\tdata\tdevice\tseed\texit\tpassed\tmax_device_error\tmax_difference_error\tkinked\tcoords\n' >"$tsv"
 
+# The gradcheck event (the first JSON line) as passed, max errors, kinked and coordinates.
+summarise='
+import json, math, sys
+try:
+    e = json.loads(sys.stdin.read())
+except Exception:
+    print("none\tnan\tnan\t0\t0")
+    sys.exit()
+rows = e.get("rows", [])
+def worst(key):
+    vals = [math.nan if r[key] is None else r[key] for r in rows]
+    return max(vals) if vals else math.nan
+kinked = sum(r["kinked"] for r in rows)
+coords = sum(r["coords"] for r in rows)
+print("%s\t%.3e\t%.3e\t%d\t%d" % (e.get("passed"), worst("device_error"), worst("difference_error"), kinked, coords))
+'
+
 one() { # planted model data device seed
   local planted=$1 model=$2 data=$3 device=$4 seed=$5 extra=()
   [ "$planted" = yes ] && extra=(--inject-wrong-relu-backward)
   local dir=$out/run-$planted-$model-${data%%:*}-$device-$seed
   local json
   json=$("$cli" finetune --model "$model" --data "$data" --image-size 32 --batch-size 64 \
-    --seed "$seed" --device "$device" --stop-after-steps 1 --json --out "$dir" "${extra[@]}" \
+    --seed "$seed" --device "$device" --stop-after-steps 0 --json --out "$dir" "${extra[@]}" \
     2>"$dir.stderr")
   local code=$?
   # The gradcheck event is the first JSON line; summarise it with python3 (no jq here).
   local row
-  row=$(printf '%s\n' "$json" | head -1 | python3 -c '
-import json, sys
-try:
-    e = json.loads(sys.stdin.read())
-except Exception:
-    print("none\tnan\tnan\t0\t0"); sys.exit()
-rows = e.get("rows", [])
-num = lambda k: max((r[k] if r[k] is not None else float("nan")) for r in rows) if rows else float("nan")
-print(f"{e.get(\"passed\")}\t{num(\"device_error\"):.3e}\t{num(\"difference_error\"):.3e}\t"
-      f"{sum(r[\"kinked\"] for r in rows)}\t{sum(r[\"coords\"] for r in rows)}")')
+  row=$(printf '%s\n' "$json" | head -1 | python3 -c "$summarise")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$planted" "$model" "${data%%:*}" "$device" "$seed" "$code" "$row" | tee -a "$tsv"
   rm -rf "$dir"
 }
 
-for planted in no yes; do
-  n=$seeds; [ "$planted" = yes ] && n=$wrong_seeds
-  for ((seed = 0; seed < n; seed++)); do
+# Seed by seed, so that a sweep cut short still covers every combination.
+for ((seed = 0; seed < seeds || seed < wrong_seeds; seed++)); do
+  for planted in no yes; do
+    [ "$planted" = no ] && ((seed >= seeds)) && continue
+    [ "$planted" = yes ] && ((seed >= wrong_seeds)) && continue
     for model in resnet-tiny beit-tiny; do
       for data in synthetic "imagefolder:$folder"; do
         for device in cpu gpu; do

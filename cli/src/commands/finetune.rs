@@ -42,7 +42,8 @@ pub struct Args {
     /// Print JSON lines only on stdout: the metrics records, the gradient check and the result.
     #[arg(long)]
     json: bool,
-    /// Stop as Ctrl-C would, right after this step (for tests of --resume).
+    /// Stop as Ctrl-C would, right after this step (for tests of --resume; 0: right after
+    /// the gradient check, for scripts/gradcheck-sweep.sh).
     #[arg(long, hide = true)]
     stop_after_steps: Option<usize>,
     /// Plant a wrong backward rule (relu's gradient scaled by 1.5), for tests that the

@@ -116,6 +116,9 @@ pub fn train(
             let batch = batch?;
             if state.step == 0 && !resumed && cfg.gradcheck.enabled {
                 check_gradients(s, reporter, &opt, &batch)?;
+                if stop_requested(s, 0) {
+                    return stop(s, reporter, &opt, &state);
+                }
                 reporter.start_bar(
                     format!("epoch {}/{}", epoch + 1, cfg.epochs),
                     cfg.steps_per_epoch,
