@@ -551,3 +551,54 @@ fn training_refuses_to_start_with_wrong_gradients() {
         Outcome::Finished { .. }
     ));
 }
+
+/// A model whose logits are not finite gets no accuracy: an argmax over NaN would still
+/// pick classes and report a number.
+#[test]
+fn evaluation_refuses_non_finite_logits() {
+    let data = dataset();
+    let net = StandIn::new(INPUTS, 4, 1);
+    let views = clce_cli::train::eval::EvalViews {
+        batch_size: 8,
+        image_size: SIDE,
+        norm: NORM,
+    };
+    let evaluate = |net: &StandIn| {
+        clce_cli::train::eval::evaluate(net, &data.test, 4, &views, &Device::Cpu, &mut |_, _| {})
+    };
+    assert!(evaluate(&net).is_ok());
+    net.poison_head();
+    let msg = evaluate(&net).err().unwrap().to_string();
+    assert!(msg.contains("NaN or infinite logits"), "{msg}");
+}
+
+/// --batch-size 1 scales the lr (7e-4 / 1024) below the default --min-lr: the default floor
+/// follows it instead of refusing a flag the user never set; a given --min-lr above it names
+/// the scaling.
+#[test]
+fn a_small_batch_does_not_trip_the_default_min_lr() {
+    let data = dataset();
+    let facts = ModelFacts {
+        is_beit: false,
+        fixed_image_size: Some(SIDE),
+    };
+    let resolve = |flags: TrainFlags| flags.resolve(&facts, 4, data.train.len(), "cpu");
+    let flags = TrainFlags {
+        model: Some("stand-in".into()),
+        batch_size: Some(1),
+        ..TrainFlags::default()
+    };
+    let cfg = resolve(flags.clone()).unwrap();
+    assert!(cfg.min_lr <= cfg.lr, "{} > {}", cfg.min_lr, cfg.lr);
+    let msg = resolve(TrainFlags {
+        min_lr: Some(1e-6),
+        ..flags
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        msg.contains("--min-lr") && msg.contains("--batch-size 1"),
+        "{msg}"
+    );
+}

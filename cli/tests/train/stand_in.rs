@@ -73,6 +73,15 @@ impl StandIn {
         }
     }
 
+    /// Puts a NaN into the classifier's weight (in place), as a corrupt checkpoint would.
+    pub fn poison_head(&self) {
+        let w = self.get(2);
+        let mut v = w.to_vec_f32().unwrap();
+        v[0] = f32::NAN;
+        w.assign(&Tensor::from_vec(v, w.dims().to_vec(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+
     /// Every parameter's values, in order.
     pub fn values(&self) -> Vec<Vec<f32>> {
         self.params
