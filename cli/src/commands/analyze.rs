@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// t-SNE perplexity (lowered to (points - 1) / 3 for small sets).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 30.0)]
     perplexity: f64,
     /// t-SNE gradient steps (the first 250 with early exaggeration).
     #[arg(long, default_value_t = 1000)]

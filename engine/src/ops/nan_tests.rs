@@ -61,6 +61,17 @@ fn cases() -> Vec<Case> {
         case("add", &[&[7], &[7]], 3, |x| x[0].add(&x[1]), Only(&[3])),
         case("mul", &[&[7], &[7]], 3, |x| x[0].mul(&x[1]), Only(&[3])),
         case("div", &[&[7], &[7]], 3, |x| x[0].div(&x[1]), Only(&[3])),
+        // Data movement and masking carry the NaN to where its element goes.
+        case(
+            "permute",
+            &[&[2, 3]],
+            1,
+            |x| x[0].permute(&[1, 0]),
+            Only(&[2]),
+        ),
+        case("concat", &[&[3], &[2]], 1, concat, Only(&[1])),
+        case("index_select", &[&[4, 2]], 3, select_rows, Only(&[1, 3])),
+        case("dropout", V7, 3, |x| x[0].dropout(0.5, 1), Only(&[3])),
         case("sum", &[&[5, 3]], 4, |x| x[0].sum(0, false), Only(&[1])),
         case("mean", &[&[5, 3]], 4, |x| x[0].mean(0, false), Only(&[1])),
         // The NaN is not the first element of its column, where the running max starts.
@@ -183,6 +194,15 @@ fn cases() -> Vec<Case> {
             All,
         ),
     ]
+}
+
+fn concat(x: &[Tensor]) -> Result<Tensor> {
+    Tensor::concat(&[x[0].clone(), x[1].clone()], 0)
+}
+
+/// Rows 1, 1, 0 of a [4, 2] matrix: its element 3 (row 1) lands at 1 and 3.
+fn select_rows(x: &[Tensor]) -> Result<Tensor> {
+    x[0].index_select(0, &[1, 1, 0])
 }
 
 fn conv(x: &[Tensor]) -> Result<Tensor> {
