@@ -38,5 +38,6 @@ fn masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         return;
     }
     let keep = random_bits(params.key, params.first_group + i / params.group) >= params.threshold;
-    out[i] = select(0.0, x[i] * params.scale, keep);
+    // A product, not a select: a dropped NaN stays NaN (0 · NaN), as on the CPU and in PyTorch.
+    out[i] = x[i] * select(0.0, params.scale, keep);
 }

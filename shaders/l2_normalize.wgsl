@@ -55,7 +55,9 @@ fn forward(
     if lane >= params.lanes {
         return;
     }
-    let inv = 1.0 / max(lane_norm(lane, lid), params.eps);
+    let norm = lane_norm(lane, lid);
+    // max(NaN, eps) is eps (IEEE maxNum): keep a NaN norm, as F.normalize does.
+    let inv = 1.0 / select(max(norm, params.eps), norm, is_nan(norm));
     for (var k = lid; k < params.n; k += WG) {
         y[at(lane, k)] = x[at(lane, k)] * inv;
     }

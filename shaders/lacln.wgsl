@@ -59,7 +59,8 @@ fn lse_merge(a: Lse, b: Lse) -> Lse {
 
 // log Σ e^v per lane; NEG for an empty lane, whose value no caller uses.
 fn lse_value(a: Lse) -> vec4<f32> {
-    return select(vec4(NEG), a.hi + log(a.sum), a.sum > vec4(0.0));
+    // A NaN sum (a NaN feature) must stay NaN, not become the empty lane's NEG.
+    return select(vec4(NEG), a.hi + log(a.sum), a.sum > vec4(0.0) | is_nan4(a.sum));
 }
 
 var<workgroup> scratch_hi: array<vec4<f32>, WG>;

@@ -41,7 +41,7 @@ fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
     for (var iy = rows.x; iy < rows.y; iy++) {
         for (var ix = cols.x; ix < cols.y; ix++) {
             let v = x[base + iy * params.w + ix];
-            if v > best_value || (v != v && best_value == best_value) {
+            if v > best_value || (is_nan(v) && !is_nan(best_value)) {
                 best = iy * params.w + ix;
                 best_value = v;
             }

@@ -19,7 +19,7 @@ fn combine(acc: f32, v: f32) -> f32 {
     if OP == 0u {
         return acc + v;
     }
-    return select(acc, v, v > acc || v != v);
+    return select(acc, v, v > acc || is_nan(v));
 }
 
 fn identity() -> f32 {
@@ -99,7 +99,7 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     for (var k = 0u; k < mb_params.n; k++) {
         let at = (o * mb_params.n + k) * mb_params.inner + i;
         let v = mb_x[at];
-        let hit = !found && (v == target_value || (v != v && target_value != target_value));
+        let hit = !found && (v == target_value || (is_nan(v) && is_nan(target_value)));
         mb_dx[at] = select(0.0, mb_grad[t], hit);
         found = found || hit;
     }

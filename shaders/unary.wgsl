@@ -35,6 +35,10 @@ fn powf(v: f32, p: f32) -> f32 {
     if p == 0.0 {
         return 1.0;
     }
+    // pow(NaN, p) is 0 on some drivers (lavapipe); the CPU's and PyTorch's is NaN.
+    if is_nan(v) {
+        return v;
+    }
     if v < 0.0 && p == round(p) {
         let m = pow(-v, p);
         return select(m, -m, (i32(p) & 1) == 1);
@@ -48,10 +52,12 @@ fn apply(v: f32) -> f32 {
         case 1u: { return log(v); }
         case 2u: { return sqrt(v); }
         case 3u: { return -v; }
-        case 4u: { return max(v, 0.0); }
+        // max and clamp return their other operand for a NaN (IEEE maxNum); PyTorch's relu
+        // and tanh propagate it.
+        case 4u: { return select(max(v, 0.0), v, is_nan(v)); }
         case 5u: { return v * normal_cdf(v); }
         // Clamped: some drivers compute tanh from exp and return NaN for large |v|.
-        case 6u: { return tanh(clamp(v, -15.0, 15.0)); }
+        case 6u: { return select(tanh(clamp(v, -15.0, 15.0)), v, is_nan(v)); }
         case 7u: { return 1.0 / (1.0 + exp(-v)); }
         case 8u: { return powf(v, params.c); }
         case 9u: { return v + params.c; }

@@ -11,13 +11,25 @@ use clce_engine::Device;
 pub struct DeviceArg {
     /// Where to run: auto (a hardware GPU if one is found, else the CPU), cpu, gpu (the best
     /// adapter, software ones included), or gpu:N (see `clce-cli devices`).
-    #[arg(long, env = "CLCE_DEVICE", default_value = "auto")]
-    pub device: String,
+    /// [auto]
+    #[arg(long, env = "CLCE_DEVICE")]
+    pub device: Option<String>,
 }
 
 impl DeviceArg {
+    /// The device as given, or `auto`.
+    pub fn name(&self) -> &str {
+        self.device.as_deref().unwrap_or("auto")
+    }
+
+    /// Whether --device (or CLCE_DEVICE) was given: `finetune --resume` otherwise takes the
+    /// run's own device from its config.json.
+    pub fn given(&self) -> bool {
+        self.device.is_some()
+    }
+
     pub fn resolve(&self) -> Result<Device, String> {
-        let d = self.device.as_str();
+        let d = self.name();
         let gpu = |index: usize| Device::gpu(index).map_err(|e| format!("--device {d}: {e}"));
         match d {
             "cpu" => Ok(Device::Cpu),

@@ -53,6 +53,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (it sets an environment variable).
+    clce_engine::gpu::quiet_wayland_probe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices(args) => commands::devices::run(args),

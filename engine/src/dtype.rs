@@ -57,6 +57,15 @@ pub trait Elem:
     fn f64(self) -> f64 {
         num_traits::ToPrimitive::to_f64(&self).unwrap()
     }
+    /// max that propagates NaN, as PyTorch's max, relu and clamp do (`Float::max` is IEEE
+    /// maxNum, which returns the other operand and would hide a NaN).
+    fn max_nan(self, other: Self) -> Self {
+        if self.is_nan() || other.is_nan() {
+            Self::nan()
+        } else {
+            self.max(other)
+        }
+    }
 }
 
 impl Elem for f32 {

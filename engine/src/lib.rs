@@ -16,6 +16,8 @@ pub mod device;
 pub mod dtype;
 pub mod error;
 #[doc(hidden)]
+pub mod fault;
+#[doc(hidden)]
 pub mod fixtures;
 pub mod gpu;
 pub mod gradcheck;

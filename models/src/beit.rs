@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use clce_engine::ops::attention::attention;
-use clce_engine::{DType, Result as EngineResult, Shape, Tensor};
+use clce_engine::{Result as EngineResult, Shape, Tensor};
 
 use crate::config::BeitConfig;
 use crate::layers::{Conv2d, ConvSpec, LayerNorm, Linear};
@@ -204,7 +204,7 @@ impl Attention {
         let (n, t, d) = (x.dims()[0], x.dims()[1], x.dims()[2]);
         let (h, dh) = (self.heads, d / self.heads);
         // q and v have biases, k has none (a zero block keeps one fused matmul).
-        let k_bias = Tensor::zeros([d], DType::F32, x.device())?;
+        let k_bias = Tensor::zeros([d], self.q_bias.dtype(), x.device())?;
         let bias = Tensor::concat(&[self.q_bias.clone(), k_bias, self.v_bias.clone()], 0)?;
         let qkv = x
             .matmul_t(&self.qkv_weight, false, true)?

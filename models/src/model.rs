@@ -5,10 +5,10 @@
 //! Models are built fresh ([`Model::new`]) or from a checkpoint file ([`Model::load`]), and
 //! saved in timm's naming ([`Model::save`]) with their configuration in the file's metadata.
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clce_engine::optim::{skips_weight_decay, ParamGroup};
-use clce_engine::{Device, Tensor};
+use clce_engine::{DType, Device, Tensor};
 
 use crate::beit::Beit;
 use crate::checkpoint::{Checkpoint, FileDType, FileTensor, LoadReport, TimmCheckpoint, Values};
@@ -22,6 +22,14 @@ use crate::{Error, Result};
 /// Prefix of our projection head's tensors in saved files (`proj.0` and `proj.2`, the
 /// indices of `nn.Sequential(Linear, ReLU, Linear)`, so PyTorch users can load it).
 pub const PROJ_PREFIX: &str = "proj.";
+
+/// Where the projection head of the model file `path` is kept, beside it:
+/// `best.safetensors` -> `best.proj_head.safetensors`. timm's strict loading refuses tensors it
+/// has no place for, so the model file itself holds only what timm knows.
+pub fn proj_head_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{stem}.proj_head.safetensors"))
+}
 
 pub enum Encoder {
     Beit(Beit),
@@ -135,7 +143,10 @@ impl Model {
     /// the projection head when the file has none. The report says what was done.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<(Model, LoadReport)> {
         let path = path.as_ref();
-        let mut ckpt = Checkpoint::read(path)?.into_timm()?;
+        let mut file = Checkpoint::read(path)?;
+        let head_note = read_proj_head(path, &mut file)?;
+        refuse_non_finite(path, &file)?;
+        let mut ckpt = file.into_timm()?;
         let shapes = ckpt.shapes();
         let (mut arch, preset_classes) = resolve_arch(path, opts, &ckpt)?;
         if let Architecture::Beit(c) = &mut arch {
@@ -168,6 +179,7 @@ impl Model {
         let (store, report) = b.finish();
         let mut report = report.expect("a checkpoint build has a report");
         report.notes.extend(notes);
+        report.notes.extend(head_note);
         if !report.is_ok() {
             return Err(Error::Mismatch {
                 path: path.to_path_buf(),
@@ -183,6 +195,31 @@ impl Model {
             checkpointing: false,
         };
         Ok((model, report))
+    }
+
+    /// A copy of this model with its float tensors in `dtype` on `device` (the gradient
+    /// check's f64 CPU reference). Counters and index tables keep their f32 values.
+    pub fn converted(&self, device: &Device, dtype: DType) -> Result<Model> {
+        let mut b = Builder::new(device, 0).with_dtype(dtype);
+        let (encoder, proj) = build(&self.config, &mut b)?;
+        let (store, _) = b.finish();
+        for entry in store.iter() {
+            let src = self.store.get(&entry.name).ok_or_else(|| {
+                Error::config(format!("{} is missing from the model", entry.name))
+            })?;
+            let values = src.to_vec_f64()?;
+            let dt = entry.tensor.dtype();
+            let copy = Tensor::from_f64_slice(&values, src.dims(), dt, device)?;
+            entry.tensor.assign(&copy)?;
+        }
+        Ok(Model {
+            config: self.config.clone(),
+            store,
+            encoder,
+            proj,
+            class_names: self.class_names.clone(),
+            checkpointing: false,
+        })
     }
 
     /// Runs the model on images x [N, C, H, W] (normalised as `config().normalization()`
@@ -270,6 +307,41 @@ impl Model {
     /// does [`Model::load`].
     pub fn save(&self, path: impl AsRef<Path>, opts: &SaveOptions) -> Result<()> {
         self.to_checkpoint(opts)?.write(path)
+    }
+
+    /// Saves for timm and for us: the model without our projection head to `path` (timm's
+    /// strict loading takes it as it is), and the head, when the model has one, to `head`
+    /// (normally [`proj_head_path`]`(path)`, where [`Model::load`] looks for it).
+    pub fn save_with_head(
+        &self,
+        path: impl AsRef<Path>,
+        head: impl AsRef<Path>,
+        opts: &SaveOptions,
+    ) -> Result<()> {
+        let mut ckpt = self.to_checkpoint(opts)?;
+        let head_tensors: BTreeMap<String, FileTensor> = ckpt
+            .tensors
+            .iter()
+            .filter(|(n, _)| n.starts_with(PROJ_PREFIX))
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        ckpt.tensors.retain(|n, _| !n.starts_with(PROJ_PREFIX));
+        ckpt.write(path)?;
+        if !head_tensors.is_empty() {
+            let mut metadata = BTreeMap::new();
+            metadata.insert("format".into(), "pt".into());
+            metadata.insert(
+                "library".into(),
+                format!("clce-models {}", env!("CARGO_PKG_VERSION")),
+            );
+            metadata.insert("content".into(), "clce projection head".into());
+            Checkpoint {
+                tensors: head_tensors,
+                metadata,
+            }
+            .write(head)?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -460,16 +532,26 @@ impl HeadPlan {
             notes: Vec::new(),
         };
 
-        let file_classes = rows(&format!("{head}weight"));
+        // A head weight that is not a matrix is misshapen, not missing: the builder reports
+        // it as not fitting, and nothing here may call it absent.
+        let head_shape = shapes.get(&format!("{head}weight"));
+        let file_classes = head_shape.filter(|s| s.len() == 2).map(|s| s[0]);
         plan.num_classes = opts
             .num_classes
             .or(file_classes)
             .or(preset_classes)
             .ok_or_else(|| {
-                Error::config(format!(
-                    "{} has no classifier head ({head}weight): say how many classes",
-                    path.display()
-                ))
+                Error::config(match head_shape {
+                    Some(shape) => format!(
+                        "{}: the classifier head {head}weight has shape {shape:?}, not \
+                         [classes, width]; the file is damaged",
+                        path.display()
+                    ),
+                    None => format!(
+                        "{} has no classifier head ({head}weight): say how many classes",
+                        path.display()
+                    ),
+                })
             })?;
         match file_classes {
             Some(n) if n != plan.num_classes => {
@@ -480,6 +562,7 @@ impl HeadPlan {
                 ));
             }
             Some(_) => {}
+            None if head_shape.is_some() => {}
             None => {
                 plan.optional.push(head.to_string());
                 plan.notes.push(format!(
@@ -508,4 +591,78 @@ impl HeadPlan {
         }
         Ok(plan)
     }
+}
+
+/// Errors, naming every tensor that holds NaN or infinite values and how many, unless all
+/// are finite: such weights would give NaN logits (or, before NaN propagated everywhere,
+/// finite nonsense) and a run that fails at its first step for reasons it cannot name.
+fn refuse_non_finite(path: &Path, file: &Checkpoint) -> Result<()> {
+    let bad: Vec<String> = file
+        .tensors
+        .iter()
+        .filter_map(|(name, t)| match &t.values {
+            Values::F32(v) => {
+                let n = v.iter().filter(|x| !x.is_finite()).count();
+                let nan = v.iter().filter(|x| x.is_nan()).count();
+                (n > 0).then(|| {
+                    format!(
+                        "{name}: {n} of {} values are not finite ({nan} NaN, {} infinite)",
+                        v.len(),
+                        n - nan
+                    )
+                })
+            }
+            Values::I64(_) => None,
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Format {
+        path: path.to_path_buf(),
+        msg: format!(
+            "the weights are not all finite numbers, so the model cannot compute anything \
+             meaningful; re-export them from a good copy (a training run's last \
+             safetensors before it diverged, or the original download)\n  {}",
+            bad.join("\n  ")
+        ),
+    })
+}
+
+/// The header of the model file `path` with the projection head kept beside it, if any, as
+/// [`Model::load`] sees them.
+pub fn read_header_with_head(path: &Path) -> Result<crate::checkpoint::Header> {
+    let mut header = crate::checkpoint::read_header(path)?;
+    let head_path = proj_head_path(path);
+    if !header.tensors.keys().any(|n| n.starts_with(PROJ_PREFIX)) && head_path.is_file() {
+        let head = crate::checkpoint::read_header(&head_path)?;
+        header.tensors.extend(
+            head.tensors
+                .into_iter()
+                .filter(|(n, _)| n.starts_with(PROJ_PREFIX)),
+        );
+    }
+    Ok(header)
+}
+
+/// Adds the projection head kept beside the model file `path` ([`proj_head_path`]) to
+/// `file`, unless the file has one inside (single-file checkpoints of earlier versions).
+/// Returns a note for the load report when it did.
+fn read_proj_head(path: &Path, file: &mut Checkpoint) -> Result<Option<String>> {
+    let head_path = proj_head_path(path);
+    if file.tensors.keys().any(|n| n.starts_with(PROJ_PREFIX)) || !head_path.is_file() {
+        return Ok(None);
+    }
+    let head = Checkpoint::read(&head_path)?;
+    let mut taken = 0;
+    for (name, t) in head.tensors {
+        if name.starts_with(PROJ_PREFIX) {
+            file.tensors.insert(name, t);
+            taken += 1;
+        }
+    }
+    Ok(Some(format!(
+        "projection head ({taken} tensors) read from {}",
+        head_path.display()
+    )))
 }

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// t-SNE perplexity (lowered to (points - 1) / 3 for small sets).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 30.0)]
     perplexity: f64,
     /// t-SNE gradient steps (the first 250 with early exaggeration).
     #[arg(long, default_value_t = 1000)]
@@ -43,7 +43,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CmdResult {
+    if !(args.perplexity.is_finite() && args.perplexity > 0.0) {
+        return Err(format!(
+            "--perplexity {} must be a number above 0 (typically 5 to 50)",
+            args.perplexity
+        )
+        .into());
+    }
+    if args.tsne_iterations == 0 {
+        return Err("--tsne-iterations must be at least 1 (the map starts random)".into());
+    }
     let embeddings = Embeddings::load(&args.embeddings)?;
+    check_values(&embeddings, &args.embeddings)?;
     let classes = match &args.classes {
         Some(c) => c.clone(),
         None => (0..embeddings.num_classes().min(MAX_CLASSES)).collect(),
@@ -166,6 +177,39 @@ pub fn run(args: Args) -> CmdResult {
     .map_err(|e| format!("cannot write {}: {e}", summary_path.display()))?;
     println!("wrote {}", summary_path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses embeddings that no cosine similarity can be computed from: none at all or only
+/// zero vectors (`Embeddings::load` already refuses NaN and infinite values); warns when some
+/// are zero.
+fn check_values(embeddings: &Embeddings, path: &std::path::Path) -> Result<(), String> {
+    let file = path.display();
+    if embeddings.len() == 0 || embeddings.dim == 0 {
+        return Err(format!(
+            "{file} holds no embeddings ({} of dimension {}); write them with `clce-cli embed`",
+            embeddings.len(),
+            embeddings.dim
+        ));
+    }
+    let zero = embeddings
+        .values
+        .chunks(embeddings.dim)
+        .filter(|row| row.iter().all(|&v| v == 0.0))
+        .count();
+    if zero == embeddings.len() {
+        return Err(format!(
+            "{file}: all {zero} embeddings are zero vectors, whose cosine similarity is \
+             undefined; the features collapsed (a dead ReLU layer or an untrained model?)"
+        ));
+    }
+    if zero > 0 {
+        eprintln!(
+            "warning: {zero} of {} embeddings are zero vectors; their cosine similarities \
+             count as 0",
+            embeddings.len()
+        );
+    }
+    Ok(())
 }
 
 fn check_classes(classes: &[usize], embeddings: &Embeddings) -> Result<(), String> {

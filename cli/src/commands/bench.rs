@@ -37,7 +37,7 @@ pub fn run(args: Args) -> CmdResult {
         return Err(TrainError::Invalid("--steps must be at least 1".into()).into());
     }
     let device = args.device.resolve()?;
-    let cfg = super::plan::planned_config(&args.flags, &args.device.device)?;
+    let cfg = super::plan::planned_config(&args.flags, args.device.name())?;
     let mut rig = Rig::new(&cfg, &device)?;
     let (b, s) = (cfg.batch_size, cfg.image_size);
     let x = Tensor::randn([2 * b, 3, s, s], 1.0, cfg.seed, DType::F32, &device)?;

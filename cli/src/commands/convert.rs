@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clce_models::checkpoint::FileDType;
+use clce_models::model::proj_head_path;
 use clce_models::{LoadOptions, Model, SaveOptions};
 
 use super::inspect::thousands;
@@ -19,7 +20,9 @@ pub struct Args {
     /// Float type of the written weights: f32, f16, bf16.
     #[arg(long, default_value = "f32")]
     dtype: FileDType,
-    /// Leave out our projection head (proj.*), so that timm loads the file strictly.
+    /// Leave out our projection head (proj.*). Without it the head goes beside OUT, in
+    /// OUT's stem + `.proj_head.safetensors`; OUT itself never holds it, so timm loads OUT
+    /// strictly either way.
     #[arg(long)]
     drop_proj: bool,
 }
@@ -39,12 +42,17 @@ pub fn run(args: Args) -> CmdResult {
     print!("{report}");
     let save = SaveOptions {
         dtype: args.dtype,
-        projection_head: !args.drop_proj,
+        ..SaveOptions::default()
     };
-    model.save(&args.output, &save)?;
+    let head = proj_head_path(&args.output);
+    model.save_with_head(&args.output, &head, &save)?;
     let proj = match model.num_proj_params() {
         0 => String::new(),
-        n => format!(" + {} in the projection head", thousands(n)),
+        n => format!(
+            " + {} in the projection head, in {}",
+            thousands(n),
+            head.display()
+        ),
     };
     println!(
         "wrote {} ({}, timm naming, {} tensors, {} parameters{proj})",

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> CmdResult {
         OutputMode::Normal
     };
     let mut reporter = Reporter::new(mode);
-    let run_cfg = run_config_beside(&args.weights);
+    let run_cfg = run_config_beside(&args.weights)?;
 
     let opts = LoadOptions {
         model: args.model.clone(),
@@ -143,7 +143,20 @@ pub fn run(args: Args) -> CmdResult {
 }
 
 /// The configuration of the run whose directory holds `weights`, if it is in one.
-fn run_config_beside(weights: &Path) -> Option<TrainConfig> {
-    let dir = weights.parent()?;
-    RunDir::open(dir).ok().map(|(_, cfg)| cfg)
+/// The configuration of the run whose folder holds `weights`, if it is in one (a folder
+/// with a config.json). A config.json that does not read is an error, not a silent
+/// fallback to the defaults (which would evaluate on another data set).
+fn run_config_beside(weights: &Path) -> Result<Option<TrainConfig>, TrainError> {
+    let Some(dir) = weights.parent() else {
+        return Ok(None);
+    };
+    if !dir.join("config.json").is_file() {
+        return Ok(None);
+    }
+    RunDir::open(dir).map(|(_, cfg)| Some(cfg)).map_err(|e| {
+        TrainError::Invalid(format!(
+            "{e}; eval takes the data set and image size from the run folder's config.json: \
+             repair or remove it, or give --data and --image-size"
+        ))
+    })
 }

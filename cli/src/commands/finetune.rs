@@ -42,9 +42,14 @@ pub struct Args {
     /// Print JSON lines only on stdout: the metrics records, the gradient check and the result.
     #[arg(long)]
     json: bool,
-    /// Stop as Ctrl-C would, right after this step (for tests of --resume).
+    /// Stop as Ctrl-C would, right after this step (for tests of --resume; 0: right after
+    /// the gradient check, for scripts/gradcheck-sweep.sh).
     #[arg(long, hide = true)]
     stop_after_steps: Option<usize>,
+    /// Plant a wrong backward rule (relu's gradient scaled by 1.5), for tests that the
+    /// gradient check catches it.
+    #[arg(long, hide = true)]
+    inject_wrong_relu_backward: bool,
 }
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -57,9 +62,9 @@ pub fn run(args: Args) -> CmdResult {
         _ => OutputMode::Normal,
     };
     let mut reporter = Reporter::new(mode);
-    let device = args.device.resolve()?;
+    clce_engine::fault::set_wrong_relu_backward(args.inject_wrong_relu_backward);
 
-    let (run, cfg, data, net, resume, probe) = match &args.resume {
+    let (run, cfg, data, net, resume, probe, device) = match &args.resume {
         Some(dir) => {
             let given = args.flags.given_settings();
             if !given.is_empty() {
@@ -74,6 +79,16 @@ pub fn run(args: Args) -> CmdResult {
             if let Some(d) = &args.flags.data_dir {
                 cfg.data_dir = d.clone();
             }
+            // The run's own device unless --device says otherwise: resuming a CPU run must
+            // not probe for a GPU.
+            let device = if args.device.given() {
+                args.device.resolve()?
+            } else {
+                DeviceArg {
+                    device: Some(cfg.device.clone()),
+                }
+                .resolve()?
+            };
             let data = open_data(&cfg.data, &cfg.data_dir, cfg.image_size)?;
             let probe = open_probe(&cfg, &data)?;
             let state = checkpoint::load(&run)?;
@@ -85,14 +100,15 @@ pub fn run(args: Args) -> CmdResult {
                 state.0.step,
                 cfg.total_steps()
             ));
-            (run, cfg, data, model, Some(state), probe)
+            (run, cfg, data, model, Some(state), probe, device)
         }
         None => {
+            let device = args.device.resolve()?;
             let mut flags = args.flags.clone();
             let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
             let facts = model::facts(&described);
             let image_size = flags.image_size(&facts)?;
-            let planned = || super::plan::planned_config(&flags, &args.device.device);
+            let planned = || super::plan::planned_config(&flags, args.device.name());
             if let Some(budget) = &args.memory_budget {
                 // A fitting choice also fits the binding limit (`Plan::fits`).
                 let budget = parse_budget(budget)?;
@@ -114,6 +130,16 @@ pub fn run(args: Args) -> CmdResult {
                 fewshot::source(&flags.data_spec().parse()?)?;
             }
             let data = open_data(flags.data_spec(), &flags.data_dir(), image_size)?;
+            if data.num_classes() < 2 {
+                return Err(TrainError::Invalid(format!(
+                    "the training data has {} class{}: a classifier and the contrastive \
+                     losses need at least two classes (an image folder needs one subfolder \
+                     per class)",
+                    data.num_classes(),
+                    if data.num_classes() == 1 { "" } else { "es" }
+                ))
+                .into());
+            }
             let num_classes = match flags.num_classes {
                 Some(n) if n < data.num_classes() => {
                     return Err(TrainError::Invalid(format!(
@@ -125,7 +151,7 @@ pub fn run(args: Args) -> CmdResult {
                 Some(n) => n,
                 None => data.num_classes(),
             };
-            let cfg = flags.resolve(&facts, num_classes, data.train.len(), &args.device.device)?;
+            let cfg = flags.resolve(&facts, num_classes, data.train.len(), args.device.name())?;
             let probe = open_probe(&cfg, &data)?;
             if cfg.weights.is_none() {
                 reporter.warn(
@@ -140,8 +166,19 @@ pub fn run(args: Args) -> CmdResult {
             if num_classes == data.num_classes() {
                 model.set_class_names(data.class_names.clone())?;
             }
+            // Everything that can be checked is, before the run folder exists.
+            let _ = model::objective_for(&cfg)?;
+            for w in cfg.warnings() {
+                reporter.warn(&w);
+            }
             let run = RunDir::create(args.out.as_deref(), &cfg)?;
-            (run, cfg, data, model, None, probe)
+            if run.reused() {
+                reporter.warn(&format!(
+                    "{} held a run that stopped before its first checkpoint: starting over in it",
+                    run.root().display()
+                ));
+            }
+            (run, cfg, data, model, None, probe, device)
         }
     };
     let objective_fn = model::objective_for(&cfg)?;

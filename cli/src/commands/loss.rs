@@ -26,16 +26,16 @@ pub struct Args {
     #[arg(long, default_value = "clce")]
     loss: String,
     /// Temperature τ of the similarities z_i·z_j/τ.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.5)]
     tau: f64,
     /// Hardness β of the negative weights (lacln, clce, hscl).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     beta: f64,
     /// Weight λ of the contrastive term in the combined losses.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     lambda: f64,
     /// Label smoothing of the cross-entropy term.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     label_smoothing: f64,
     #[command(flatten)]
     device: DeviceArg,
@@ -53,6 +53,16 @@ pub fn run(args: Args) -> CmdResult {
         lambda: args.lambda,
         label_smoothing: args.label_smoothing,
     };
+    if let Some(out) = &args.output {
+        if same_file(out, &args.input) {
+            return Err(format!(
+                "--output {} is the input file: writing it would destroy the input; name \
+                 another file",
+                out.display()
+            )
+            .into());
+        }
+    }
     let device = args.device.resolve()?;
     let bytes = std::fs::read(&args.input)
         .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
@@ -65,8 +75,15 @@ pub fn run(args: Args) -> CmdResult {
         &batch.labels,
         batch.logits.as_ref(),
     )?;
-    loss.backward()?;
     let value = loss.to_scalar()?;
+    if !value.is_finite() {
+        return Err(format!(
+            "the {kind} loss is {value}: {}",
+            non_finite_cause(&batch, &cfg)?
+        )
+        .into());
+    }
+    loss.backward()?;
     println!(
         "{kind} loss = {value:.10}  (M = {}, tau = {}, beta = {}, lambda = {}, label smoothing = {}, {device})",
         batch.labels.len(),
@@ -95,6 +112,47 @@ pub fn run(args: Args) -> CmdResult {
         println!("wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `a` and `b` name one file (an existing `a` compared by identity, so that
+/// `./x` and `x` match too).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Why a loss came out NaN or infinite: non-finite inputs, or settings that overflow.
+fn non_finite_cause(batch: &Batch, cfg: &LossConfig) -> Result<String, String> {
+    let count = |t: &Tensor| -> Result<usize, String> {
+        Ok(t.to_vec_f32()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|v| !v.is_finite())
+            .count())
+    };
+    let mut found = Vec::new();
+    for (name, t) in [
+        ("features", Some(&batch.features)),
+        ("logits", batch.logits.as_ref()),
+    ] {
+        if let Some(t) = t {
+            let n = count(t)?;
+            if n > 0 {
+                found.push(format!("{name} holds {n} NaN or infinite values"));
+            }
+        }
+    }
+    Ok(if found.is_empty() {
+        format!(
+            "the inputs are finite, so the settings overflow (tau = {}, beta = {}); try a \
+             larger --tau or a smaller --beta",
+            cfg.tau, cfg.beta
+        )
+    } else {
+        found.join(", ") + "; fix the input file"
+    })
 }
 
 /// The inputs of one batch, checked and on the device.

@@ -20,7 +20,7 @@ pub type CmdResult = Result<std::process::ExitCode, Box<dyn std::error::Error>>;
 
 /// The projection size of a checkpoint's `proj.*` head, None when it has none.
 pub fn file_proj_dim(path: &std::path::Path) -> Result<Option<usize>, clce_models::Error> {
-    let header = clce_models::checkpoint::read_header(path)?;
+    let header = clce_models::model::read_header_with_head(path)?;
     let renamed = clce_models::checkpoint::to_timm_names(header.tensors)?;
     Ok(renamed
         .tensors

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> CmdResult {
         ),
         _ => {
             let device = DeviceArg {
-                device: args.device.clone(),
+                device: Some(args.device.clone()),
             }
             .resolve()?;
             (allocator_of(&device), device.to_string())

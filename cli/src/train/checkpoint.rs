@@ -1,6 +1,8 @@
 //! Saving and resuming a run: `last.safetensors` (the model, timm naming, written by the
-//! model itself), `best.safetensors`, and `train_state.safetensors` (AdamW's moments and step
-//! counts as tensors, plus where the run stands as JSON in the file's metadata).
+//! model itself, which timm loads strictly) with our projection head beside it in
+//! `last.proj_head.safetensors`, `best.safetensors` (and `best.proj_head.safetensors`), and
+//! `train_state.safetensors` (AdamW's moments and step counts as tensors, plus where the run
+//! stands as JSON in the file's metadata).
 //!
 //! Nothing random needs saving: the data order and augmentation are keyed by (seed, epoch,
 //! image) and drop path by (seed, step), so a resumed run draws exactly what the uninterrupted
@@ -20,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, TrainError};
 use super::network::Network;
-use super::run_dir::{replace_with, RunDir};
+use super::run_dir::{replace_with, temporary_name, RunDir};
+use clce_models::model::proj_head_path;
 
 /// Metadata key of the JSON-encoded [`TrainState`].
 const STATE_KEY: &str = "clce_train_state";
@@ -41,7 +44,7 @@ pub struct TrainState {
     pub epoch_correct: usize,
     pub epoch_views: usize,
     pub epoch_seconds: f64,
-    /// Fingerprint of the `last.safetensors` saved with this state.
+    /// Fingerprint of the `last.safetensors` (and its projection head) saved with this state.
     pub model_fingerprint: u64,
 }
 
@@ -52,12 +55,7 @@ pub fn save(
     optimizer: &dyn Optimizer,
     state: &TrainState,
 ) -> Result<()> {
-    let mut fingerprint = 0;
-    replace_with(&run.last_path(), |tmp| {
-        net.save(tmp)?;
-        fingerprint = fingerprint_of(tmp)?;
-        Ok(())
-    })?;
+    let fingerprint = save_model(net, &run.last_path())?;
     let state = TrainState {
         model_fingerprint: fingerprint,
         ..state.clone()
@@ -70,7 +68,46 @@ pub fn save(
 
 /// Saves the model as the run's best so far.
 pub fn save_best(run: &RunDir, net: &dyn Network) -> Result<()> {
-    replace_with(&run.best_path(), |tmp| net.save(tmp))
+    save_model(net, &run.best_path()).map(drop)
+}
+
+/// Writes the model to `path` and its projection head to `proj_head_path(path)`, each
+/// replaced atomically, the head first; removes a head left from an earlier save when the
+/// network has none. Returns the pair's fingerprint.
+fn save_model(net: &dyn Network, path: &Path) -> Result<u64> {
+    let head = proj_head_path(path);
+    let head_tmp = temporary_name(&head);
+    let mut fingerprint = 0;
+    replace_with(path, |tmp| {
+        let _ = fs::remove_file(&head_tmp);
+        let written = net.save(tmp, &head_tmp).and_then(|()| {
+            fingerprint = fingerprint_of(tmp)?;
+            if head_tmp.exists() {
+                fingerprint ^= fingerprint_of(&head_tmp)?.rotate_left(1);
+                // The head is already written under replace_with's temporary name for it.
+                replace_with(&head, |_| Ok(()))
+            } else if head.exists() {
+                fs::remove_file(&head).map_err(|e| TrainError::io(&head, e))
+            } else {
+                Ok(())
+            }
+        });
+        if written.is_err() {
+            let _ = fs::remove_file(&head_tmp);
+        }
+        written
+    })?;
+    Ok(fingerprint)
+}
+
+/// The fingerprint `save_model` returned for the model at `path` and its head.
+fn model_fingerprint(path: &Path) -> Result<u64> {
+    let head = proj_head_path(path);
+    let mut fingerprint = fingerprint_of(path)?;
+    if head.exists() {
+        fingerprint ^= fingerprint_of(&head)?.rotate_left(1);
+    }
+    Ok(fingerprint)
 }
 
 /// Reads the state saved with the run's `last.safetensors`: where the run stands and the
@@ -79,14 +116,16 @@ pub fn load(run: &RunDir) -> Result<(TrainState, Vec<(String, Tensor)>)> {
     let path = run.state_path();
     if !path.exists() || !run.last_path().exists() {
         return Err(TrainError::Invalid(format!(
-            "{} has no checkpoint to resume from yet (last.safetensors and \
-             train_state.safetensors are written at the end of every epoch and on Ctrl-C)",
+            "{} has no checkpoint to resume from: the run stopped before its first \
+             (last.safetensors and train_state.safetensors are written at the end of every \
+             epoch and on Ctrl-C). Start it again with --out {0}: a folder without a \
+             checkpoint is reused",
             run.root().display()
         )));
     }
     let bytes = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
     let (state, tensors) = decode(&bytes).map_err(|msg| TrainError::corrupt(&path, msg))?;
-    if fingerprint_of(&run.last_path())? != state.model_fingerprint {
+    if model_fingerprint(&run.last_path())? != state.model_fingerprint {
         return Err(TrainError::corrupt(
             run.last_path(),
             "does not belong to train_state.safetensors (the run stopped while saving); \

@@ -16,6 +16,9 @@ use super::error::{Result, TrainError};
 /// linearly with the batch.
 pub const BASE_LR_PER_1024: f64 = 7e-4;
 
+/// The learning rate the cosine decay ends at, unless it is above the run's lr.
+const DEFAULT_MIN_LR: f64 = 1e-6;
+
 /// What the defaults need to know about the model.
 #[derive(Clone, Copy, Debug)]
 pub struct ModelFacts {
@@ -56,42 +59,42 @@ pub struct TrainFlags {
     #[arg(long)]
     pub loss: Option<String>,
     /// Weight of the contrastive term: (1 - lambda) CE + lambda contrastive [0.9].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lambda: Option<f64>,
     /// Temperature of the contrastive similarities [0.5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tau: Option<f64>,
     /// Hardness of the negative weights (LACLN, H-SCL) [1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
     /// Label smoothing of the cross-entropy term [0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub label_smoothing: Option<f64>,
     /// Images per batch; each image gives two augmented views [64].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Peak learning rate [7e-4 * batch / 1024].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// AdamW weight decay; none on biases, norms, the cls token, relative position tables and
     /// layer-scale vectors [0.05].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Layer-wise lr decay: layer i of L gets lr * decay^(L+1-i) [0.65 for BEiT, none for
     /// ResNet].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub layer_decay: Option<f64>,
     /// Epochs of linear warm-up before the cosine decay [5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_epochs: Option<f64>,
     /// Learning rate at the end of the cosine decay [1e-6].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub min_lr: Option<f64>,
     /// Stochastic depth of BEiT's last block [0.15 for BEiT; ResNets have none].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub drop_path: Option<f64>,
     /// Clip the global gradient norm to this value [no clipping].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub clip_grad: Option<f64>,
     /// Passes over the training set [50].
     #[arg(long)]
@@ -121,9 +124,9 @@ pub struct TrainFlags {
     /// Gradient check: coordinates per checked tensor [2].
     #[arg(long)]
     pub gradcheck_coords: Option<usize>,
-    /// Gradient check: largest relative error beyond f32 resolution accepted [0.1; see
-    /// train/gradcheck.rs].
-    #[arg(long)]
+    /// Gradient check: largest relative error accepted, of the device's gradient against an
+    /// f64 CPU copy and of that against f64 finite differences [0.01; see train/gradcheck].
+    #[arg(long, allow_negative_numbers = true)]
     pub gradcheck_tol: Option<f64>,
     /// After every epoch, this many 5-way 1-shot and 5-shot few-shot episodes (cifar100:
     /// CIFAR-FS val classes; imagefolder: PATH/val; synthetic: its test split; not cifar10)
@@ -331,7 +334,7 @@ impl TrainFlags {
             weight_decay: self.weight_decay.unwrap_or(0.05),
             layer_decay: self.layer_decay.or(model.is_beit.then_some(0.65)),
             warmup_epochs: self.warmup_epochs.unwrap_or(5.0),
-            min_lr: self.min_lr.unwrap_or(1e-6),
+            min_lr: self.min_lr.unwrap_or(DEFAULT_MIN_LR),
             drop_path: self
                 .drop_path
                 .unwrap_or(if model.is_beit { 0.15 } else { 0.0 }),
@@ -360,6 +363,15 @@ impl TrainFlags {
             steps_per_epoch: train_images / batch_size.max(1),
             device: device.to_string(),
             clce_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        // The default floor of the cosine decay must not exceed a small batch's scaled lr
+        // (--batch-size 1 gives 6.8e-7): the user set neither, so neither is to blame.
+        let cfg = match self.min_lr {
+            None if cfg.lr < DEFAULT_MIN_LR => TrainConfig {
+                min_lr: cfg.lr / 10.0,
+                ..cfg
+            },
+            _ => cfg,
         };
         if !model.is_beit && self.drop_path.is_some_and(|p| p > 0.0) {
             return Err(TrainError::Invalid(
@@ -397,8 +409,18 @@ impl TrainConfig {
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
             return bad(format!(
-                "--min-lr {} must lie between 0 and the lr ({})",
-                self.min_lr, self.lr
+                "--min-lr {} must lie between 0 and the lr ({}{})",
+                self.min_lr,
+                self.lr,
+                if self.lr == BASE_LR_PER_1024 * self.batch_size as f64 / 1024.0 {
+                    format!(
+                        ", scaled from --batch-size {}: {BASE_LR_PER_1024:e} x batch / 1024; \
+                         set --lr to choose another",
+                        self.batch_size
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
@@ -442,14 +464,40 @@ impl TrainConfig {
             return bad("--log-every and --eval-batch-size must be at least 1".into());
         }
         let g = &self.gradcheck;
-        if g.images < 2 || g.coords_per_tensor == 0 || !positive_finite(g.tolerance) {
-            return bad(
-                "--gradcheck-images must be at least 2 (the contrastive losses need negatives), \
-                 --gradcheck-coords at least 1 and --gradcheck-tol above 0"
-                    .into(),
-            );
+        if g.images < 2 {
+            return bad(format!(
+                "--gradcheck-images {} must be at least 2 (the contrastive losses need negatives)",
+                g.images
+            ));
+        }
+        if g.coords_per_tensor == 0 {
+            return bad("--gradcheck-coords must be at least 1".into());
+        }
+        if !positive_finite(g.tolerance) {
+            return bad(format!(
+                "--gradcheck-tol {} must be a number above 0",
+                g.tolerance
+            ));
         }
         Ok(())
+    }
+
+    /// Settings that train but probably not as meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.warmup_steps() >= self.total_steps() {
+            w.push(format!(
+                "--warmup-epochs {} is not shorter than the run ({} epochs, {} steps): the \
+                 learning rate never reaches --lr {:e} and never decays; use a shorter \
+                 --warmup-epochs (e.g. {})",
+                self.warmup_epochs,
+                self.epochs,
+                self.total_steps(),
+                self.lr,
+                self.epochs as f64 / 10.0
+            ));
+        }
+        w
     }
 
     pub fn total_steps(&self) -> usize {

@@ -24,10 +24,7 @@ pub enum TrainError {
     #[error("{path}: {msg}")]
     Corrupt { path: PathBuf, msg: String },
     /// The loss or the gradient stopped being a finite number.
-    #[error(
-        "the {what} is {value} at step {step} (epoch {epoch}); stopping. The last good \
-         checkpoint is kept; try a lower --lr, --clip-grad, or more --warmup-epochs"
-    )]
+    #[error("{}", non_finite_message(what, *value, *step, *epoch))]
     NonFinite {
         what: &'static str,
         value: f64,
@@ -61,6 +58,29 @@ pub enum TrainError {
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// What a non-finite loss or gradient means depends on when it came: before any update
+/// (step 0 is the gradient check, step 1 the first step's forward pass) no learning rate is
+/// to blame, and only epochs already finished have a checkpoint.
+fn non_finite_message(what: &str, value: f64, step: usize, epoch: usize) -> String {
+    if step <= 1 {
+        return format!(
+            "the {what} is {value} before any update (step {step}): not the learning rate but \
+             the inputs. Weights are checked when loaded, so look at the data (an image of \
+             constant colour normalises fine; a corrupt file does not) and the loss settings \
+             (--tau near 0 overflows). Nothing was trained and no checkpoint written"
+        );
+    }
+    let kept = if epoch > 1 {
+        format!("the checkpoint of epoch {} is kept", epoch - 1)
+    } else {
+        "no checkpoint was written yet (they are written at the end of every epoch)".into()
+    };
+    format!(
+        "the {what} is {value} at step {step} (epoch {epoch}); stopping: {kept}. Try a lower \
+         --lr, --clip-grad, or more --warmup-epochs"
+    )
+}
 
 impl TrainError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

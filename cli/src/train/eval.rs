@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clce_engine::{no_grad, Device};
 use serde_json::json;
 
-use super::error::Result;
+use super::error::{Result, TrainError};
 use super::network::{Mode, Network};
 use crate::data::{Loader, Normalization, Split};
 
@@ -119,6 +119,15 @@ pub fn evaluate(
         let batch = batch?;
         let x = batch.to_tensor(device)?;
         let logits = net.forward(&x, Mode::Eval)?.logits.to_vec_f32()?;
+        // An argmax over NaN would still pick a class: a broken model must not score.
+        let bad = logits.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(TrainError::Invalid(format!(
+                "the model gives {bad} NaN or infinite logits on batch {} of {batches}: its \
+                 weights overflow (or the run diverged); no accuracy can be reported",
+                i + 1
+            )));
+        }
         tally.add(&logits, &batch.labels);
         progress(i + 1, batches);
     }

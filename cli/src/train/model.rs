@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clce_engine::loss::{objective, LossConfig, LossKind};
 use clce_engine::optim::ParamGroup;
-use clce_engine::{no_grad, Device, Tensor};
+use clce_engine::{no_grad, DType, Device, Tensor};
 use clce_models::config::{infer, PRESETS};
 use clce_models::model::PROJ_PREFIX;
 use clce_models::{Architecture, LoadOptions, LoadReport, Model, ModelConfig, Role, SaveOptions};
@@ -60,8 +60,17 @@ impl Network for Finetuned {
             .collect()
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
-        Ok(self.model.save(path, &SaveOptions::default())?)
+    fn save(&self, path: &Path, head: &Path) -> Result<()> {
+        Ok(self
+            .model
+            .save_with_head(path, head, &SaveOptions::default())?)
+    }
+
+    fn f64_reference(&self) -> Result<Box<dyn Network>> {
+        Ok(Box::new(Finetuned {
+            model: self.model.converted(&Device::Cpu, DType::F64)?,
+            frozen_backbone: self.frozen_backbone,
+        }))
     }
 
     fn running_state(&self) -> RunningState {
@@ -86,7 +95,7 @@ pub fn describe(model: &str, weights: Option<&Path>) -> Result<ModelConfig> {
             PRESETS.join(", ")
         )));
     };
-    let header = clce_models::checkpoint::read_header(path)?;
+    let header = clce_models::model::read_header_with_head(path)?;
     let renamed = clce_models::checkpoint::to_timm_names(header.tensors)?;
     let shapes: BTreeMap<String, Vec<usize>> = renamed
         .tensors

@@ -35,8 +35,13 @@ pub trait Network {
     /// norms, the cls token, relative position tables and layer-scale vectors).
     fn param_groups(&self, opts: &GroupOptions) -> Vec<ParamGroup>;
 
-    /// Writes the model to `path` (timm naming for the models of the product).
-    fn save(&self, path: &Path) -> Result<()>;
+    /// Writes the model to `path` (timm naming for the models of the product, which timm
+    /// loads strictly) and our projection head, when it has one, to `head`.
+    fn save(&self, path: &Path, head: &Path) -> Result<()>;
+
+    /// A copy with every parameter and buffer in f64 on the CPU: the reference the gradient
+    /// check compares the device's f32 gradients with (see `train/gradcheck`).
+    fn f64_reference(&self) -> Result<Box<dyn Network>>;
 
     /// What a train-mode forward changes besides its output (BatchNorm's running statistics
     /// and batch counters; nothing for BEiT or the tests' stand-ins).
@@ -68,8 +73,12 @@ impl<N: Network + ?Sized> Network for &N {
         (**self).param_groups(opts)
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
-        (**self).save(path)
+    fn save(&self, path: &Path, head: &Path) -> Result<()> {
+        (**self).save(path, head)
+    }
+
+    fn f64_reference(&self) -> Result<Box<dyn Network>> {
+        (**self).f64_reference()
     }
 
     fn running_state(&self) -> RunningState {

@@ -99,19 +99,20 @@ impl Reporter {
     pub fn gradcheck(&self, report: &Report) {
         let verdict = if report.passed() { "passed" } else { "FAILED" };
         self.info(&format!(
-            "gradient check {verdict}: {} coordinates ({} below f32 resolution), max relative \
-             error {:.2e}, {:.2e} beyond f32 noise (tolerance {:.0e}); loss {:.4}",
+            "gradient check {verdict}: device gradient vs an f64 CPU copy {:.2e}, f64 gradient \
+             vs f64 differences {:.2e} at {} coordinates ({} skipped: kink within the step); \
+             tolerance {:.0e}; loss {:.4}",
+            report.max_device_error(),
+            report.max_difference_error(),
             report.coords(),
-            report.unresolved(),
-            report.max_raw_error(),
-            report.max_error(),
+            report.kinked(),
             report.tolerance,
             report.loss
         ));
-        if report.coords() > 0 && report.unresolved() == report.coords() {
+        if report.coords() > 0 && report.kinked() == report.coords() {
             self.warn(
-                "every gradient checked is below what f32 differences resolve: the check was \
-                 inconclusive",
+                "every coordinate's step crossed a kink (ReLU or max-pool): the finite \
+                 differences were inconclusive",
             );
         }
         self.info(report.table().trim_end());
@@ -123,10 +124,13 @@ impl Reporter {
                     "layer_type": r.layer_type,
                     "tensors": r.tensors,
                     "coords": r.coords,
-                    "unresolved": r.unresolved,
+                    "kinked": r.kinked,
                     // JSON has no NaN: a NaN error is reported as null (and fails).
-                    "max_rel_error": r.max_rel_error.is_finite().then_some(r.max_rel_error),
-                    "max_unexplained": r.max_unexplained.is_finite().then_some(r.max_unexplained),
+                    "device_error": r.device_error.is_finite().then_some(r.device_error),
+                    "difference_error": r
+                        .difference_error
+                        .is_finite()
+                        .then_some(r.difference_error),
                 })
             })
             .collect();

@@ -5,8 +5,10 @@
 //! runs/NAME/
 //!   config.json              every setting (TrainConfig)
 //!   metrics.jsonl            one JSON object per logged step and per epoch
-//!   last.safetensors         the model after the latest save (timm naming)
+//!   last.safetensors         the model after the latest save (timm naming, timm-loadable)
+//!   last.proj_head.safetensors  our projection head of that model (proj.*)
 //!   best.safetensors         the model of the epoch with the best test top-1
+//!   best.proj_head.safetensors  its projection head
 //!   train_state.safetensors  AdamW's moments + epoch, step and best metric, for --resume
 //!   per_class_accuracy.json  test accuracy of every class at the end
 //! ```
@@ -23,22 +25,48 @@ use super::error::{Result, TrainError};
 
 pub struct RunDir {
     root: PathBuf,
+    /// `create` found a run here that had stopped before its first checkpoint, and started
+    /// over in its place.
+    reused: bool,
 }
 
 impl RunDir {
     /// Creates the directory of a new run (default `runs/<UTC timestamp>`) and writes its
-    /// configuration. An existing directory must not hold a run already.
+    /// configuration. An existing directory must not hold a run with a checkpoint; one that
+    /// stopped before its first (a failed start) is reused, and [`RunDir::reused`] says so.
     pub fn create(out: Option<&Path>, cfg: &TrainConfig) -> Result<RunDir> {
         let root = match out {
             Some(p) => p.to_path_buf(),
             None => Path::new("runs").join(timestamp(SystemTime::now())),
         };
-        let run = RunDir { root };
-        if run.config_path().exists() {
+        if root.exists() && !root.is_dir() {
             return Err(TrainError::Invalid(format!(
-                "{} already holds a run; continue it with --resume {0}, or choose another --out",
-                run.root.display()
+                "--out {} is a file, not a directory; name a new or existing directory",
+                root.display()
             )));
+        }
+        let mut run = RunDir {
+            root,
+            reused: false,
+        };
+        if run.config_path().exists() {
+            if run.last_path().exists() || run.best_path().exists() {
+                return Err(TrainError::Invalid(format!(
+                    "{} already holds a run with a checkpoint; continue it with --resume {0}, \
+                     or choose another --out",
+                    run.root.display()
+                )));
+            }
+            // A run that failed before its first checkpoint left nothing worth keeping.
+            for path in [run.config_path(), run.metrics_path(), run.state_path()] {
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(TrainError::io(&path, e))
+                    }
+                    _ => {}
+                }
+            }
+            run.reused = true;
         }
         fs::create_dir_all(&run.root).map_err(|e| TrainError::io(&run.root, e))?;
         write_atomic(&run.config_path(), cfg.to_json().as_bytes())?;
@@ -49,6 +77,7 @@ impl RunDir {
     pub fn open(root: &Path) -> Result<(RunDir, TrainConfig)> {
         let run = RunDir {
             root: root.to_path_buf(),
+            reused: false,
         };
         let path = run.config_path();
         let text = fs::read_to_string(&path).map_err(|e| {
@@ -69,6 +98,10 @@ impl RunDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+    /// Whether `create` started over in the folder of a run that never reached a checkpoint.
+    pub fn reused(&self) -> bool {
+        self.reused
     }
     pub fn config_path(&self) -> PathBuf {
         self.root.join("config.json")
@@ -116,7 +149,7 @@ pub fn replace_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
 }
 
 /// `last.safetensors` -> `last.safetensors.tmp` (same directory, so the rename is atomic).
-fn temporary_name(path: &Path) -> PathBuf {
+pub(crate) fn temporary_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)

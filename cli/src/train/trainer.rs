@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use clce_engine::autograd::half_saved::save_in_f16;
 use clce_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, WarmupCosine};
-use clce_engine::{no_grad, Device, Tensor};
+use clce_engine::{no_grad, DType, Device, Tensor};
 use serde_json::json;
 
 use super::checkpoint::{self, TrainState};
@@ -20,7 +20,7 @@ use super::config::{Precision, TrainConfig};
 use super::error::{Result, TrainError};
 use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
 use super::fewshot::{FewShotProbe, FewShotScores};
-use super::gradcheck::{self, GradcheckOptions};
+use super::gradcheck::{self, GradcheckOptions, Side};
 use super::metrics::{EpochRecord, MetricsLog, Record, StepRecord};
 use super::micro_batch;
 use super::network::{GroupOptions, Mode, Network, Output};
@@ -118,6 +118,9 @@ pub fn train(
             let batch = batch?;
             if state.step == 0 && !resumed && cfg.gradcheck.enabled {
                 check_gradients(s, reporter, &opt, &batch)?;
+                if stop_requested(s, 0) {
+                    return stop(s, reporter, &opt, &state);
+                }
                 reporter.start_bar(
                     format!("epoch {}/{}", epoch + 1, cfg.epochs),
                     cfg.steps_per_epoch,
@@ -407,16 +410,36 @@ fn check_gradients(s: &Session, reporter: &mut Reporter, opt: &AdamW, batch: &Ba
         .collect();
     let labels: Vec<usize> = rows.iter().map(|&r| batch.labels[r]).collect();
     let x = batch.to_tensor(&s.device)?.index_select(0, &rows)?;
-    // Only what the optimiser updates, in the model's order.
+    let x64 = batch
+        .to_tensor(&Device::Cpu)?
+        .index_select(0, &rows)?
+        .to_dtype(DType::F64)?;
+    // Only what the optimiser updates, in the model's order; the reference's tensors of the
+    // same names.
     let trained: std::collections::HashSet<_> = opt.params().iter().map(Tensor::id).collect();
-    let params: Vec<(String, Tensor)> = s
-        .net
+    let all = s.net.parameters();
+    let names: std::collections::HashSet<&str> = all
+        .iter()
+        .filter(|(_, t)| trained.contains(&t.id()))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let params: Vec<(String, Tensor)> = all
+        .iter()
+        .filter(|(n, _)| names.contains(n.as_str()))
+        .cloned()
+        .collect();
+    let reference = s.net.f64_reference()?;
+    let reference_params: Vec<(String, Tensor)> = reference
         .parameters()
         .into_iter()
-        .filter(|(_, t)| trained.contains(&t.id()))
+        .filter(|(n, _)| names.contains(n.as_str()))
         .collect();
     let loss = || -> Result<Tensor> {
         let out = s.net.forward(&x, Mode::Eval)?;
+        (s.objective)(&out, &labels)
+    };
+    let reference_loss = || -> Result<Tensor> {
+        let out = reference.forward(&x64, Mode::Eval)?;
         (s.objective)(&out, &labels)
     };
     let opts = GradcheckOptions {
@@ -426,11 +449,20 @@ fn check_gradients(s: &Session, reporter: &mut Reporter, opt: &AdamW, batch: &Ba
         ..GradcheckOptions::default()
     };
     reporter.info(&format!(
-        "checking gradients on {} views of the first batch (--no-gradcheck skips this)",
+        "checking gradients on {} views of the first batch against an f64 CPU copy of the \
+         model (--no-gradcheck skips this)",
         rows.len()
     ));
     reporter.start_bar("gradcheck".into(), 0);
-    let report = gradcheck::check(&params, &loss, &opts, &mut |done, total| {
+    let device_side = Side {
+        params: &params,
+        loss: &loss,
+    };
+    let reference_side = Side {
+        params: &reference_params,
+        loss: &reference_loss,
+    };
+    let report = gradcheck::check(device_side, reference_side, &opts, &mut |done, total| {
         reporter.set_bar_length(total);
         reporter.advance_bar(done, "coordinates".into())
     });

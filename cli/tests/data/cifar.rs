@@ -384,6 +384,25 @@ fn a_truncated_binary_file_is_named_with_the_problem() {
     );
 }
 
+/// An empty file (an interrupted download) is called empty, not "0 bytes is not a whole
+/// number of records".
+#[test]
+fn an_empty_binary_file_is_called_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cifar100_binary(tmp.path(), 3, 2);
+    let test_bin = tmp.path().join("cifar-100-binary/test.bin");
+    std::fs::write(&test_bin, b"").unwrap();
+    let msg = open(DataSpec::Cifar100, tmp.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("test.bin") && msg.contains("is empty"),
+        "{msg}"
+    );
+    assert!(!msg.contains("whole number"), "{msg}");
+}
+
 #[test]
 fn a_label_out_of_range_is_reported_as_corruption() {
     let tmp = tempfile::tempdir().unwrap();

@@ -225,14 +225,23 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     }
 }
 
-/// The tensors of a checkpoint file by name, as raw bytes.
+/// The tensors of a checkpoint file by name, as raw bytes, with those of the projection
+/// head kept beside it (`last.safetensors` -> `last.proj_head.safetensors`).
 fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
+    let read = |path: &Path| -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        file.tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect()
+    };
+    let mut all: std::collections::BTreeMap<_, _> = read(path).into_iter().collect();
+    let head = clce_models::model::proj_head_path(path);
+    if head.exists() {
+        all.extend(read(&head));
+    }
+    all
 }
 
 /// A linear probe trains the classifier and projection heads only: every encoder tensor,

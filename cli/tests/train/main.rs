@@ -8,14 +8,14 @@ use std::sync::atomic::AtomicBool;
 
 use clce_cli::data::{AugmentConfig, DataSpec, Dataset, Normalization};
 use clce_cli::train::checkpoint;
-use clce_cli::train::gradcheck::{self, GradcheckOptions};
+use clce_cli::train::gradcheck::{self, GradcheckOptions, Report, Side};
 use clce_cli::train::metrics::{self, Record};
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{train, Objective, Outcome, Session};
 use clce_cli::train::{
     Mode, ModelFacts, Network, Output, Result, RunDir, TrainConfig, TrainError, TrainFlags,
 };
-use clce_engine::{Device, Tensor};
+use clce_engine::{DType, Device, Tensor};
 use stand_in::StandIn;
 
 const SIDE: usize = 12;
@@ -382,12 +382,19 @@ fn resuming_needs_a_checkpoint() {
     let rd = RunDir::create(Some(&dir.path().join("run")), &cfg).unwrap();
     let msg = checkpoint::load(&rd).unwrap_err().to_string();
     assert!(msg.contains("no checkpoint"), "{msg}");
-    // And a run directory is never silently reused.
+    assert!(msg.contains("--out"), "says how to start again: {msg}");
+    // A run without a checkpoint has nothing to lose: its folder is reused, and says so.
+    assert!(!rd.reused());
+    let again = RunDir::create(Some(rd.root()), &cfg).unwrap();
+    assert!(again.reused());
+    // One with a checkpoint is never silently reused.
+    std::fs::write(rd.last_path(), b"a model").unwrap();
     let msg = RunDir::create(Some(rd.root()), &cfg)
         .err()
         .unwrap()
         .to_string();
     assert!(msg.contains("--resume"), "{msg}");
+    assert_eq!(std::fs::read(rd.last_path()).unwrap(), b"a model");
 }
 
 /// The objective of the gradient-check tests: cross-entropy plus a contrastive-style term on
@@ -416,26 +423,48 @@ fn gradcheck_inputs(net: &StandIn) -> (Tensor, Vec<usize>) {
     (batch.to_tensor(&Device::Cpu).unwrap(), batch.labels)
 }
 
+/// Runs the gradient check of `net` (on the CPU in f32) against its f64 reference.
+fn check_gradients_of(net: &StandIn, opts: &GradcheckOptions, calls: &mut usize) -> Report {
+    let (x, labels) = gradcheck_inputs(net);
+    let x64 = x.to_dtype(DType::F64).unwrap();
+    let reference = net.f64_reference().unwrap();
+    let loss = || mixed(&net.forward(&x, Mode::Eval)?, &labels);
+    let reference_loss = || mixed(&reference.forward(&x64, Mode::Eval)?, &labels);
+    let (params, reference_params) = (net.parameters(), reference.parameters());
+    gradcheck::check(
+        Side {
+            params: &params,
+            loss: &loss,
+        },
+        Side {
+            params: &reference_params,
+            loss: &reference_loss,
+        },
+        opts,
+        &mut |_, _| *calls += 1,
+    )
+    .unwrap()
+}
+
 #[test]
 fn the_gradient_check_passes_a_correct_model_and_leaves_it_untouched() {
     let net = StandIn::new(INPUTS, 4, 3);
-    let (x, labels) = gradcheck_inputs(&net);
     let before = net.values();
-    let loss = || mixed(&net.forward(&x, Mode::Eval)?, &labels);
     let opts = GradcheckOptions {
         coords_per_tensor: 6,
         ..GradcheckOptions::default()
     };
     let mut calls = 0;
-    let report = gradcheck::check(&net.parameters(), &loss, &opts, &mut |_, _| calls += 1).unwrap();
+    let report = check_gradients_of(&net, &opts, &mut calls);
     eprintln!("{}", report.table());
     assert!(report.passed(), "{}", report.table());
     assert_eq!(report.rows.len(), 4, "one row per layer type");
     // head.bias has only 4 coordinates.
     assert_eq!(report.coords(), 3 * 6 + 4);
     assert_eq!(calls, 22);
+    // f32 against f64 and f64 against differences agree far within the tolerance.
     assert!(
-        report.max_error() < opts.tolerance / 5.0,
+        report.max_device_error() < 1e-4 && report.max_difference_error() < 1e-6,
         "{}",
         report.table()
     );
@@ -447,37 +476,69 @@ fn the_gradient_check_passes_a_correct_model_and_leaves_it_untouched() {
 fn the_gradient_check_catches_a_wrong_backward_rule() {
     let mut net = StandIn::new(INPUTS, 4, 3);
     net.wrong_backward = true;
-    let (x, labels) = gradcheck_inputs(&net);
-    let loss = || mixed(&net.forward(&x, Mode::Eval)?, &labels);
-    let report = gradcheck::check(
-        &net.parameters(),
-        &loss,
-        &GradcheckOptions::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let report = check_gradients_of(&net, &GradcheckOptions::default(), &mut 0);
     assert!(!report.passed());
-    // The planted bug scales the hidden layer's gradient by 1.5: error 0.5 / 1.5.
+    // The planted bug scales the hidden layer's gradient by 1.5: error 0.5 / 1.5 against the
+    // differences, none against the f64 reference, which shares the rule.
     let hidden = report
         .rows
         .iter()
         .find(|r| r.layer_type == "hidden.weight")
         .unwrap();
     assert!(
-        (hidden.max_rel_error - 1.0 / 3.0).abs() < 0.02,
+        (hidden.difference_error - 1.0 / 3.0).abs() < 0.02,
         "{}",
         report.table()
     );
+    assert!(hidden.device_error < 1e-4, "{}", report.table());
     let head = report
         .rows
         .iter()
         .find(|r| r.layer_type == "head.weight")
         .unwrap();
-    assert!(head.max_rel_error <= report.tolerance, "{}", report.table());
+    assert!(head.passed(report.tolerance), "{}", report.table());
     assert!(matches!(
         report.into_result(),
         Err(TrainError::GradcheckFailed { .. })
     ));
+}
+
+#[test]
+fn the_gradient_check_catches_a_wrong_device_kernel() {
+    let mut net = StandIn::new(INPUTS, 4, 3);
+    net.wrong_f32_kernel = true;
+    let report = check_gradients_of(&net, &GradcheckOptions::default(), &mut 0);
+    assert!(!report.passed(), "{}", report.table());
+    let worst = report
+        .rows
+        .iter()
+        .map(|r| r.device_error)
+        .fold(0.0, f64::max);
+    assert!(worst > 0.05, "{}", report.table());
+    assert!(report.max_difference_error() < 1e-6, "{}", report.table());
+}
+
+/// A ReLU whose input sits right at its kink: the differences cross it, the check skips the
+/// coordinate (counting it) rather than failing a correct gradient.
+#[test]
+fn the_gradient_check_skips_a_coordinate_whose_step_crosses_a_kink() {
+    let x = Tensor::from_f64_slice(&[0.0, 0.7], [2], DType::F64, &Device::Cpu)
+        .unwrap()
+        .set_requires_grad(true);
+    let params = vec![("w".to_string(), x.clone())];
+    let loss = || Ok(x.relu()?.sum_all()?.mul_scalar(3.0)?);
+    let side = Side {
+        params: &params,
+        loss: &loss,
+    };
+    let opts = GradcheckOptions {
+        coords_per_tensor: 2,
+        ..GradcheckOptions::default()
+    };
+    let report = gradcheck::check(side, side, &opts, &mut |_, _| {}).unwrap();
+    assert!(report.passed(), "{}", report.table());
+    assert_eq!(report.coords(), 2);
+    assert_eq!(report.kinked(), 1, "{}", report.table());
 }
 
 #[test]
@@ -500,4 +561,55 @@ fn training_refuses_to_start_with_wrong_gradients() {
         run(&ok, &cfg, &data, &rd2, &mixed, None).unwrap(),
         Outcome::Finished { .. }
     ));
+}
+
+/// A model whose logits are not finite gets no accuracy: an argmax over NaN would still
+/// pick classes and report a number.
+#[test]
+fn evaluation_refuses_non_finite_logits() {
+    let data = dataset();
+    let net = StandIn::new(INPUTS, 4, 1);
+    let views = clce_cli::train::eval::EvalViews {
+        batch_size: 8,
+        image_size: SIDE,
+        norm: NORM,
+    };
+    let evaluate = |net: &StandIn| {
+        clce_cli::train::eval::evaluate(net, &data.test, 4, &views, &Device::Cpu, &mut |_, _| {})
+    };
+    assert!(evaluate(&net).is_ok());
+    net.poison_head();
+    let msg = evaluate(&net).err().unwrap().to_string();
+    assert!(msg.contains("NaN or infinite logits"), "{msg}");
+}
+
+/// --batch-size 1 scales the lr (7e-4 / 1024) below the default --min-lr: the default floor
+/// follows it instead of refusing a flag the user never set; a given --min-lr above it names
+/// the scaling.
+#[test]
+fn a_small_batch_does_not_trip_the_default_min_lr() {
+    let data = dataset();
+    let facts = ModelFacts {
+        is_beit: false,
+        fixed_image_size: Some(SIDE),
+    };
+    let resolve = |flags: TrainFlags| flags.resolve(&facts, 4, data.train.len(), "cpu");
+    let flags = TrainFlags {
+        model: Some("stand-in".into()),
+        batch_size: Some(1),
+        ..TrainFlags::default()
+    };
+    let cfg = resolve(flags.clone()).unwrap();
+    assert!(cfg.min_lr <= cfg.lr, "{} > {}", cfg.min_lr, cfg.lr);
+    let msg = resolve(TrainFlags {
+        min_lr: Some(1e-6),
+        ..flags
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        msg.contains("--min-lr") && msg.contains("--batch-size 1"),
+        "{msg}"
+    );
 }

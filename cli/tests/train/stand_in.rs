@@ -13,8 +13,12 @@ use safetensors::tensor::{SafeTensors, TensorView};
 pub struct StandIn {
     /// (name, tensor) in a fixed order: hidden.weight, hidden.bias, head.weight, head.bias.
     params: Vec<(String, Tensor)>,
-    /// Scale the gradient flowing back through the hidden layer by 1.5 (a planted bug).
+    /// Scale the gradient flowing back through the hidden layer by 1.5 (a planted bug in a
+    /// backward rule: the f64 reference shares it).
     pub wrong_backward: bool,
+    /// Scale the hidden layer's output by 1.001 in f32 only (a planted bug in a kernel of
+    /// the device: the f64 reference does not share it).
+    pub wrong_f32_kernel: bool,
 }
 
 pub const HIDDEN: usize = 24;
@@ -41,6 +45,7 @@ impl StandIn {
         StandIn {
             params,
             wrong_backward: false,
+            wrong_f32_kernel: false,
         }
     }
 
@@ -64,7 +69,17 @@ impl StandIn {
         StandIn {
             params,
             wrong_backward: false,
+            wrong_f32_kernel: false,
         }
+    }
+
+    /// Puts a NaN into the classifier's weight (in place), as a corrupt checkpoint would.
+    pub fn poison_head(&self) {
+        let w = self.get(2);
+        let mut v = w.to_vec_f32().unwrap();
+        v[0] = f32::NAN;
+        w.assign(&Tensor::from_vec(v, w.dims().to_vec(), &Device::Cpu).unwrap())
+            .unwrap();
     }
 
     /// Every parameter's values, in order.
@@ -87,6 +102,9 @@ impl Network for StandIn {
         let mut pre = flat.matmul_t(self.get(0), false, true)?.add(self.get(1))?;
         if self.wrong_backward {
             pre = wrong_identity(&pre);
+        }
+        if self.wrong_f32_kernel && pre.dtype() == DType::F32 {
+            pre = pre.mul_scalar(1.1)?;
         }
         let h = pre.relu()?;
         let logits = h.matmul_t(self.get(2), false, true)?.add(self.get(3))?;
@@ -117,7 +135,24 @@ impl Network for StandIn {
         vec![decay, no_decay]
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
+    fn f64_reference(&self) -> Result<Box<dyn Network>> {
+        let params = self
+            .params
+            .iter()
+            .map(|(n, t)| {
+                let wide = t.to_dtype(DType::F64)?.detach().set_requires_grad(true);
+                Ok((n.clone(), wide))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Box::new(StandIn {
+            params,
+            wrong_backward: self.wrong_backward,
+            wrong_f32_kernel: false,
+        }))
+    }
+
+    /// The stand-in has no projection head: `head` is not written.
+    fn save(&self, path: &Path, _head: &Path) -> Result<()> {
         let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .params
             .iter()

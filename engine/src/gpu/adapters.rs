@@ -27,6 +27,20 @@ pub struct AdapterSummary {
     pub timestamp_query: bool,
 }
 
+/// Mesa's Vulkan driver looks for a Wayland session while the adapters are enumerated (for
+/// presenting to a window, which clce never does), and with XDG_RUNTIME_DIR unset it prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice: to a newcomer a
+/// failure, though nothing failed. With the variable set (to the temporary directory, where
+/// no Wayland socket lives) it looks, finds nothing and says nothing.
+///
+/// Changes the process environment, so call it before any other thread starts (first thing
+/// in `main`).
+pub fn quiet_wayland_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+}
+
 pub(crate) fn instance() -> &'static wgpu::Instance {
     static INSTANCE: OnceLock<wgpu::Instance> = OnceLock::new();
     INSTANCE.get_or_init(|| {

@@ -48,7 +48,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use adapters::{adapters, AdapterSummary};
+pub use adapters::{adapters, quiet_wayland_probe, AdapterSummary};
 pub use device::GpuDevice;
 pub(crate) use kernel::{linear_grid, Launch, Params, MAX_RANK};
 pub(crate) use layout_params::{check_rank, collapse};

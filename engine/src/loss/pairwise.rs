@@ -130,7 +130,7 @@ pub(crate) fn split_row<T: Elem>(row: &[T], labels: &[usize], i: usize) -> (Vec<
 pub(crate) fn log_sum_exp<T: Elem>(values: &[T], scale: T) -> T {
     let max = values
         .iter()
-        .fold(T::neg_infinity(), |m, &v| m.max(scale * v));
+        .fold(T::neg_infinity(), |m, &v| m.max_nan(scale * v));
     if max == T::neg_infinity() {
         return max;
     }
@@ -143,7 +143,7 @@ pub(crate) fn log_sum_exp<T: Elem>(values: &[T], scale: T) -> T {
 
 /// log(1 + e^u) without overflow; 0 at u = -inf.
 pub(crate) fn softplus<T: Elem>(u: T) -> T {
-    u.max(T::zero()) + (-u.abs()).exp().ln_1p()
+    u.max_nan(T::zero()) + (-u.abs()).exp().ln_1p()
 }
 
 /// 1 / (1 + e^-u), the derivative of softplus; 0 at u = -inf.

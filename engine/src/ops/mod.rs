@@ -13,6 +13,8 @@ mod lanes;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+#[cfg(test)]
+mod nan_tests;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;

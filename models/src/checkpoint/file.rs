@@ -88,8 +88,10 @@ pub fn read_header(path: &Path) -> Result<Header> {
     let mut header_bytes = vec![0u8; header_len as usize];
     file.read_exact(&mut header_bytes)
         .map_err(|e| io_error(path, e))?;
-    let metadata: Metadata = serde_json::from_slice(&header_bytes)
-        .map_err(|e| not_safetensors(&format!("unreadable header: {e}")))?;
+    let metadata: Metadata = serde_json::from_slice(&header_bytes).map_err(|e| {
+        let why = misplaced_tensor(&header_bytes).unwrap_or_else(|| e.to_string());
+        not_safetensors(&format!("unreadable header: {why}"))
+    })?;
 
     let data_start = 8 + header_len;
     let data_len = metadata.data_len() as u64;
@@ -142,6 +144,55 @@ pub fn read_header(path: &Path) -> Result<Header> {
         metadata,
         ranges,
     })
+}
+
+/// The first tensor (in file order) whose own data_offsets do not fit its dtype and shape,
+/// or that does not start where the one before it ends. The safetensors crate checks only
+/// the second, so it blames the tensor after a bad one.
+fn misplaced_tensor(header: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let mut entries: Vec<(String, u64, u64, u64)> = Vec::new();
+    for (name, info) in value.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = info.get("data_offsets")?.as_array()?;
+        let (start, end) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        let dtype = info.get("dtype")?.as_str()?;
+        let size = match dtype {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+            _ => return None,
+        };
+        let mut numel: u64 = 1;
+        for d in info.get("shape")?.as_array()? {
+            numel = numel.checked_mul(d.as_u64()?)?;
+        }
+        let needed = numel.checked_mul(size)?;
+        if end < start || end - start != needed {
+            return Some(format!(
+                "tensor {name}: data_offsets [{start}, {end}] hold {} bytes but its {dtype} \
+                 shape {} needs {needed}",
+                end.saturating_sub(start),
+                info.get("shape")?
+            ));
+        }
+        entries.push((name.clone(), start, end, needed));
+    }
+    entries.sort_by_key(|e| (e.1, e.2));
+    let mut expected = 0;
+    for (name, start, end, _) in entries {
+        if start != expected {
+            return Some(format!(
+                "tensor {name}: its data starts at byte {start}, where the tensor before it \
+                 ends at {expected}"
+            ));
+        }
+        expected = end;
+    }
+    None
 }
 
 /// Reads every tensor of a safetensors file, floats widened to f32.

@@ -30,6 +30,9 @@ struct FileSource {
 pub struct Builder {
     store: ParamStore,
     device: Device,
+    /// The dtype of float parameters and buffers (F32 but for the gradient check's f64
+    /// reference copy).
+    dtype: DType,
     seed: u64,
     file: Option<FileSource>,
 }
@@ -47,9 +50,16 @@ impl Builder {
         Builder {
             store: ParamStore::default(),
             device: device.clone(),
+            dtype: DType::F32,
             seed,
             file: None,
         }
+    }
+
+    /// Float parameters and buffers in `dtype` rather than F32.
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
     }
 
     /// A builder that takes tensors from `checkpoint`. Names under a `reinit` prefix are
@@ -66,6 +76,7 @@ impl Builder {
         Builder {
             store: ParamStore::default(),
             device: device.clone(),
+            dtype: DType::F32,
             seed,
             file: Some(FileSource {
                 tensors: checkpoint.tensors,
@@ -160,7 +171,7 @@ impl Builder {
     fn float(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
         if self.device.is_meta() && self.file.is_none() {
             // Shapes only (a memory plan): drawing 86M initial values would be wasted.
-            return Ok(Tensor::zeros(shape.to_vec(), DType::F32, &self.device)?);
+            return Ok(Tensor::zeros(shape.to_vec(), self.dtype, &self.device)?);
         }
         let values = match self.take(name, shape) {
             Taken::Values(Values::F32(v)) => v,
@@ -169,6 +180,15 @@ impl Builder {
                 init.values(shape, seed_for(self.seed, name))
             }
         };
+        if self.dtype != DType::F32 {
+            let wide: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+            return Ok(Tensor::from_f64_slice(
+                &wide,
+                shape,
+                self.dtype,
+                &self.device,
+            )?);
+        }
         Ok(Tensor::from_vec(values, shape.to_vec(), &self.device)?)
     }
 

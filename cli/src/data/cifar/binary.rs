@@ -33,7 +33,17 @@ pub(crate) fn read_records(layout: &Layout, path: &Path) -> Result<Records> {
         1
     };
     let record = label_bytes + IMAGE_BYTES;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() {
+        return Err(DataError::corrupt(
+            path,
+            format!(
+                "the file is empty (an interrupted download?); delete it and fetch the {} \
+                 binary version again",
+                layout.title
+            ),
+        ));
+    }
+    if bytes.len() % record != 0 {
         return Err(DataError::corrupt(
             path,
             format!(

@@ -1,41 +1,42 @@
-//! Gradient-checked fine-tuning: before the first step, the analytic gradient of the whole
-//! objective (model + heads + loss, on a slice of the first batch) is compared with central
-//! finite differences for a sample of coordinates of every layer type, on the device that
-//! will train. A wrong backward rule anywhere (a kernel, a layer, the loss) shows up here
-//! before hours of training are spent on it.
+//! Gradient-checked fine-tuning: before the first step, the gradient of the whole objective
+//! (model + heads + loss, on a slice of the first batch) is checked for a sample of tensors
+//! of every layer type, so that a wrong backward rule anywhere (a kernel, a layer, the loss)
+//! shows up before hours of training are spent on it.
 //!
-//! What is compared. Parameters whose names differ only in block indices form one layer type
-//! (`layer3.5.conv2.weight` and `layer1.0.conv2.weight` are both `conv2.weight`). Of each
-//! type, the first and the last tensor are checked; of each tensor, the coordinate with the
-//! largest analytic gradient and random others.
+//! Two comparisons, each against something trustworthy:
 //!
-//! The step. The model runs in f32, so each loss value L carries rounding noise of a few
-//! units in its last place (ulp = 2^-23 |L|). A central difference (L+ - L-) / 2h therefore
-//! knows the derivative only to within `2 * NOISE_ULPS * ulp / 2h` (its resolution), and it is
-//! biased by the loss's curvature over the step (h^2 |L'''| / 6 for a smooth loss; more where
-//! the step carries ReLU or max-pool inputs across their kinks). h = 1e-2 * max(1, |x|)
-//! balances the two for f32: the optimum (3 noise / |L'''|)^(1/3) is near 1e-2 for losses of
-//! order 1. The losses are read as f64, subtracted in f64, and divided by the step actually
-//! taken in f32 (x + h rounds).
+//! 1. The device's analytic gradient (f32, the kernels that will train) against the analytic
+//!    gradient of the same model computed in f64 on the CPU (a reference copy of the network
+//!    and the batch), over every coordinate of each checked tensor. This catches a wrong GPU
+//!    (or f32) kernel.
+//! 2. That f64 analytic gradient against f64 central differences with a tiny step
+//!    (h = 1e-6 max(1, |x|)), for the coordinate with the largest gradient and random others.
+//!    This catches a wrong backward rule, which both analytic gradients would share.
 //!
-//! A second step. Where the quotient disagrees with the analytic gradient, it is computed
-//! again with a ten times smaller step: less biased by curvature and kinks, ten times less
-//! resolved. The coordinate's error is the part of |analytic - numeric| beyond the resolution,
-//! for whichever step agrees better: curvature and kinks shrink with the step, a wrong
-//! backward rule does not.
+//! Why not f32 differences on the device, as before: an f32 loss carries rounding noise of a
+//! few ulps, which forces steps near 1e-2, and such steps carry ReLU and max-pool inputs
+//! across their kinks; on real images that disagreed with correct gradients by up to 99 %
+//! and refused good runs. In f64 the noise of a difference quotient is 1e-10 relative at
+//! h = 1e-6, and few kinks lie that close.
 //!
-//! The verdict. A tensor's error is the largest coordinate error divided by the tensor's
-//! largest gradient (tiny gradients are held to the tensor's scale, not their own). A
-//! coordinate whose gradients both lie within the resolution cannot be checked in f32 and is
-//! counted as unresolved (random-init models have many: their small heads pass little
-//! gradient back). The tolerance, 0.1: on correct code the error stayed below 3e-2 in 32 runs
-//! of the tiny ResNet and BEiT from random initialisations (ReLU-dense random ResNets are the
-//! worst case), while a wrong rule (a missing term, a wrong scale or transpose) errs by 0.3
-//! or more at the largest gradient. Finer errors than that are the business of the op-level
-//! checks in f64 (`clce-cli gradcheck`).
+//! Kinks. Where an activation pattern (a ReLU's sign, a max-pool's argmax) changes within the
+//! step, the loss is not differentiable there and the quotient means nothing. Such a step is
+//! recognised by its one-sided quotients, (L(x+h) - L(x)) / h and (L(x) - L(x-h)) / h, which
+//! then disagree by more than the central quotient disagrees with the analytic gradient (a
+//! wrong rule cannot make them disagree: they are both differences of the same function).
+//! The coordinate is tried again with a step 1000 times smaller and, if the kink is still
+//! inside, skipped and counted (`kinked` in the table).
+//!
+//! The verdict. A tensor's errors are |difference| relative to its largest gradient (tiny
+//! gradients are held to the tensor's scale, not their own), the device's beyond nothing
+//! and the differences' beyond their rounding noise. Both must be within the tolerance
+//! (1e-2 by default): on correct code the device's f32 gradient is within 1e-4 of the f64
+//! one and the f64 differences within 1e-6, while a wrong rule (a missing term, a wrong scale
+//! or transpose) errs by 0.3 or more at the largest gradient. Finer errors than that are the
+//! business of the op-level checks (`clce-cli gradcheck`).
 use std::collections::BTreeMap;
 
-use clce_engine::{no_grad, Tensor};
+use clce_engine::{no_grad, DType, Device, Tensor};
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -46,15 +47,22 @@ pub use report::{Report, Row};
 
 use super::error::{Result, TrainError};
 
-/// Largest accepted error beyond f32 resolution (see the module documentation).
-pub const DEFAULT_TOLERANCE: f64 = 1e-1;
+/// Largest accepted relative error (see the module documentation).
+pub const DEFAULT_TOLERANCE: f64 = 1e-2;
 
-/// Finite-difference step relative to max(1, |x|).
-const REL_STEP: f64 = 1e-2;
+/// Finite-difference step relative to max(1, |x|), and the smaller one a kinked coordinate
+/// is tried again with.
+const STEPS: [f64; 2] = [1e-6, 1e-9];
 
-/// Rounding noise of one f32 loss evaluation, in units of the last place of the loss (1 to 2
-/// measured on the tiny models; 4 leaves a margin).
-const NOISE_ULPS: f64 = 4.0;
+/// Rounding noise of one f64 loss evaluation, in units of the last place of the loss.
+const NOISE_ULPS: f64 = 64.0;
+
+/// One side of the check: named parameters and the loss as a function of them.
+#[derive(Clone, Copy)]
+pub struct Side<'a> {
+    pub params: &'a [(String, Tensor)],
+    pub loss: &'a dyn Fn() -> Result<Tensor>,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct GradcheckOptions {
@@ -94,69 +102,84 @@ pub fn layer_type(name: &str) -> String {
     }
 }
 
-/// Checks the gradient of `loss` with respect to `params`. `loss` must compute the same
-/// function on every call (eval mode: no dropout or drop path, BatchNorm on its running
-/// statistics). `progress(done, total)` is called after each coordinate. Leaves every
-/// parameter exactly as it found it, with no gradient.
+/// Checks the gradient of `device.loss` with respect to `device.params` against
+/// `reference`, the same function and parameters (same names, same order) in f64 on the CPU.
+/// Both losses must compute the same function on every call (eval mode: no dropout or drop
+/// path, BatchNorm on its running statistics). `progress(done, total)` is called after each
+/// coordinate. Leaves every parameter exactly as it found it, with no gradient.
 pub fn check(
-    params: &[(String, Tensor)],
-    loss: &dyn Fn() -> Result<Tensor>,
+    device: Side,
+    reference: Side,
     opts: &GradcheckOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report> {
-    for (_, p) in params {
-        p.zero_grad();
+    if device.params.len() != reference.params.len()
+        || device
+            .params
+            .iter()
+            .zip(reference.params)
+            .any(|((a, x), (b, y))| a != b || x.dims() != y.dims())
+    {
+        return Err(TrainError::Invalid(
+            "the gradient check's f64 reference does not have the model's parameters".into(),
+        ));
     }
-    let l0 = loss()?;
-    let loss_value = l0.to_scalar()?;
-    if !loss_value.is_finite() {
-        return Err(TrainError::NonFinite {
-            what: "loss of the gradient check",
-            value: loss_value,
-            step: 0,
-            epoch: 1,
-        });
-    }
-    l0.backward()?;
-    drop(l0);
+    let loss_value = gradients(&device)?;
+    let reference_loss = gradients(&reference)?;
 
-    let plan = plan(params, opts);
+    let plan = plan(device.params, opts);
     let total: usize = plan
         .iter()
         .flat_map(|(_, tensors)| tensors)
-        .map(|&i| opts.coords_per_tensor.min(params[i].1.numel()))
+        .map(|&i| opts.coords_per_tensor.min(device.params[i].1.numel()))
         .sum();
     let mut done = 0;
     let mut rows = Vec::new();
-    for (layer_type, tensors) in plan {
-        let mut row = Row {
-            layer_type,
-            tensors: Vec::new(),
-            coords: 0,
-            unresolved: 0,
-            max_rel_error: 0.0,
-            max_unexplained: 0.0,
-        };
-        for i in tensors {
-            let (name, p) = &params[i];
-            let t = check_tensor(name, p, loss, opts, &mut |n| progress(done + n, total))?;
-            done += t.coords;
-            row.tensors.push(name.clone());
-            row.coords += t.coords;
-            row.unresolved += t.unresolved;
-            row.max_rel_error = nan_max(row.max_rel_error, t.raw_error);
-            row.max_unexplained = nan_max(row.max_unexplained, t.error);
+    let result = (|| -> Result<()> {
+        for (layer_type, tensors) in plan {
+            let mut row = Row::new(layer_type);
+            for i in tensors {
+                let (name, p) = &device.params[i];
+                let r = &reference.params[i].1;
+                let t = check_tensor(name, p, r, &reference, reference_loss, opts, &mut |n| {
+                    progress(done + n, total)
+                })?;
+                done += t.coords;
+                row.add(name, &t);
+            }
+            rows.push(row);
         }
-        rows.push(row);
-    }
-    for (_, p) in params {
+        Ok(())
+    })();
+    for (_, p) in device.params.iter().chain(reference.params) {
         p.zero_grad();
     }
+    result?;
     Ok(Report {
         rows,
         tolerance: opts.tolerance,
         loss: loss_value,
     })
+}
+
+/// Runs one side's forward and backward pass from zero gradients; returns its loss, which
+/// must be finite.
+fn gradients(side: &Side) -> Result<f64> {
+    for (_, p) in side.params {
+        p.zero_grad();
+    }
+    let l = (side.loss)()?;
+    let value = l.to_scalar()?;
+    if !value.is_finite() {
+        return Err(TrainError::NonFinite {
+            what: "loss of the gradient check",
+            value,
+            step: 0,
+            epoch: 1,
+        });
+    }
+    l.backward()?;
+    Ok(value)
 }
 
 /// Which tensors to check, by layer type in order of first appearance: indices into
@@ -195,116 +218,117 @@ fn plan(params: &[(String, Tensor)], opts: &GradcheckOptions) -> Vec<(String, Ve
 }
 
 /// One tensor's result.
-struct TensorCheck {
-    /// Largest |analytic - numeric| beyond the resolution, relative to the largest gradient.
-    error: f64,
-    /// Largest |analytic - numeric| relative to the largest gradient (shown in the table).
-    raw_error: f64,
-    coords: usize,
-    unresolved: usize,
+pub(crate) struct TensorCheck {
+    /// Largest |device - f64 analytic| over the tensor, relative to its largest gradient.
+    pub device_error: f64,
+    /// Largest |f64 analytic - f64 difference| beyond the differences' rounding noise,
+    /// relative to the tensor's largest gradient, over the coordinates not kinked.
+    pub difference_error: f64,
+    pub coords: usize,
+    /// Coordinates skipped: an activation pattern changes within the step.
+    pub kinked: usize,
 }
 
-/// Checks a few coordinates of one tensor.
+/// Checks one tensor: `p` on the device, `r` its f64 reference copy.
 fn check_tensor(
     name: &str,
     p: &Tensor,
-    loss: &dyn Fn() -> Result<Tensor>,
+    r: &Tensor,
+    reference: &Side,
+    l0: f64,
     opts: &GradcheckOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<TensorCheck> {
-    let original = p.to_vec_f32()?;
-    let analytic = match p.grad() {
-        Some(g) => g.to_vec_f32()?,
-        None => vec![0.0; original.len()],
+    let grad = |t: &Tensor| -> Result<Vec<f64>> {
+        Ok(match t.grad() {
+            Some(g) => g.to_vec_f64()?,
+            None => vec![0.0; t.numel()],
+        })
     };
-    let coords = coordinates(name, &analytic, opts);
-    // The first coordinate has the tensor's largest gradient: it sets the scale.
-    let allowed = opts.tolerance * analytic[coords[0]].abs() as f64;
+    let (on_device, analytic) = (grad(p)?, grad(r)?);
+    let scale = analytic
+        .iter()
+        .chain(&on_device)
+        .fold(0.0, |m: f64, v| nan_max(m, v.abs()));
+    let relative = |e: f64| if e == 0.0 { 0.0 } else { e / scale };
+    let device_error = relative(
+        on_device
+            .iter()
+            .zip(&analytic)
+            .fold(0.0, |m, (d, a)| nan_max(m, (d - a).abs())),
+    );
 
+    let original = r.to_vec_f64()?;
+    let as_f32: Vec<f32> = analytic.iter().map(|&v| v as f32).collect();
+    let coords = coordinates(name, &as_f32, opts);
     let _no_grad = no_grad();
-    let (mut unexplained, mut raw, mut largest): (f64, f64, f64) = (0.0, 0.0, 0.0);
-    let mut unresolved = 0;
+    let loss_at = |c: usize, value: f64| -> Result<f64> {
+        let mut values = original.clone();
+        values[c] = value;
+        r.assign(&Tensor::from_f64_slice(
+            &values,
+            r.dims(),
+            DType::F64,
+            &Device::Cpu,
+        )?)?;
+        Ok((reference.loss)()?.to_scalar()?)
+    };
+    let (mut difference_error, mut kinked) = (0.0, 0);
     let mut result = Ok(());
     for (n, &c) in coords.iter().enumerate() {
-        let loss_at = |value: f32| -> Result<f64> {
-            let mut values = original.clone();
-            values[c] = value;
-            p.assign(&Tensor::from_vec(values, p.dims().to_vec(), p.device())?)?;
-            Ok(loss()?.to_scalar()?)
-        };
-        let a = analytic[c] as f64;
-        let q = match compare(&loss_at, original[c], a, allowed) {
-            Ok(q) => q,
+        let at = |value: f64| loss_at(c, value);
+        match compare(&at, original[c], l0, analytic[c], scale * opts.tolerance) {
+            Ok(Some(e)) => difference_error = nan_max(difference_error, relative(e)),
+            Ok(None) => kinked += 1,
             Err(e) => {
                 result = Err(e);
                 break;
             }
-        };
-        let gradient = a.abs().max(q.numeric.abs());
-        if gradient <= q.resolution {
-            unresolved += 1;
-        } else {
-            // (A NaN on either side lands here and fails the check.)
-            unexplained = nan_max(unexplained, q.unexplained);
-            raw = nan_max(raw, (a - q.numeric).abs());
-            largest = nan_max(largest, gradient);
         }
         progress(n + 1);
     }
     // Restore the exact original values whatever happened.
-    p.assign(&Tensor::from_vec(original, p.dims().to_vec(), p.device())?)?;
+    r.assign(&Tensor::from_f64_slice(
+        &original,
+        r.dims(),
+        DType::F64,
+        &Device::Cpu,
+    )?)?;
     result?;
-    let resolved = coords.len() - unresolved;
-    let relative = |x: f64| if resolved == 0 { 0.0 } else { x / largest };
     Ok(TensorCheck {
-        error: relative(unexplained),
-        raw_error: relative(raw),
+        device_error,
+        difference_error,
         coords: coords.len(),
-        unresolved,
+        kinked,
     })
 }
 
-/// How the analytic gradient `a` of one coordinate compares with difference quotients.
-struct Comparison {
-    /// The quotient with the standard step and its resolution.
-    numeric: f64,
-    resolution: f64,
-    /// |a - quotient| beyond the quotient's resolution, for the step that agrees best.
-    unexplained: f64,
-}
-
-/// Compares `a` with the central difference quotient of `loss_at` at `x` with the standard
-/// step, and, if they disagree by more than `allowed`, with a ten times smaller step too.
+/// |a - central difference quotient of `loss_at` at x| beyond the quotient's rounding noise,
+/// with the first step of STEPS that either agrees within `allowed` or has no kink inside;
+/// None when every step has a kink inside (see the module documentation).
 fn compare(
-    loss_at: &dyn Fn(f32) -> Result<f64>,
-    x: f32,
+    loss_at: &dyn Fn(f64) -> Result<f64>,
+    x: f64,
+    l0: f64,
     a: f64,
     allowed: f64,
-) -> Result<Comparison> {
-    let h = REL_STEP * (x as f64).abs().max(1.0);
-    let (numeric, resolution) = difference_quotient(loss_at, x, h)?;
-    let mut unexplained = (a - numeric).abs() - resolution;
-    if unexplained > allowed {
-        let (finer, finer_resolution) = difference_quotient(loss_at, x, h / 10.0)?;
-        unexplained = unexplained.min((a - finer).abs() - finer_resolution);
-    }
-    Ok(Comparison {
-        numeric,
-        resolution,
+) -> Result<Option<f64>> {
+    for rel in STEPS {
+        let h = rel * x.abs().max(1.0);
+        // The steps actually taken (x +- h rounds).
+        let (xp, xm) = (x + h, x - h);
+        let (lp, lm) = (loss_at(xp)?, loss_at(xm)?);
+        let noise = NOISE_ULPS * f64::EPSILON * lp.abs().max(lm.abs()).max(l0.abs());
+        let central = (lp - lm) / (xp - xm);
+        let error = (a - central).abs() - 2.0 * noise / (xp - xm);
         // f64::max would turn a NaN into 0 and pass a broken gradient.
-        unexplained: nan_max(unexplained, 0.0),
-    })
-}
-
-/// (L(x + h) - L(x - h)) / 2h from two f32 losses, subtracted in f64 and divided by the step
-/// actually taken (x +- h rounds in f32), and its resolution: the rounding noise of the two
-/// losses over that step.
-fn difference_quotient(loss_at: &dyn Fn(f32) -> Result<f64>, x: f32, h: f64) -> Result<(f64, f64)> {
-    let x = x as f64;
-    let (xp, xm) = ((x + h) as f32 as f64, (x - h) as f32 as f64);
-    let (lp, lm) = (loss_at(xp as f32)?, loss_at(xm as f32)?);
-    let noise = NOISE_ULPS * f32::EPSILON as f64 * lp.abs().max(lm.abs());
-    Ok(((lp - lm) / (xp - xm), 2.0 * noise / (xp - xm)))
+        let error = nan_max(error, 0.0);
+        let one_sided = ((lp - l0) / (xp - x) - (l0 - lm) / (x - xm)).abs() - 4.0 * noise / h;
+        if error <= allowed || one_sided <= error {
+            return Ok(Some(error));
+        }
+    }
+    Ok(None)
 }
 
 /// The coordinate with the largest |gradient| first, then distinct random ones.

@@ -11,7 +11,7 @@ pub(crate) fn forward(s: &CpuStorage, n: usize, inner: usize, eps: f64) -> CpuSt
 
 fn forward_lanes<T: Elem>(x: &[T], n: usize, inner: usize, eps: f64) -> Vec<T> {
     map_lanes([x], n, inner, |[x], y| {
-        let inv = T::one() / norm(x).max(T::c(eps));
+        let inv = T::one() / norm(x).max_nan(T::c(eps));
         for (y, &x) in y.iter_mut().zip(x) {
             *y = x * inv;
         }

@@ -87,5 +87,5 @@ fn log_softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
 }
 
 fn row_max<T: Elem>(row: &[T]) -> T {
-    row.iter().copied().fold(T::neg_infinity(), T::max)
+    row.iter().copied().fold(T::neg_infinity(), T::max_nan)
 }

@@ -27,7 +27,7 @@ fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
         UnaryOp::Log => v.ln(),
         UnaryOp::Sqrt => v.sqrt(),
         UnaryOp::Neg => -v,
-        UnaryOp::Relu => v.max(T::zero()),
+        UnaryOp::Relu => v.max_nan(T::zero()),
         UnaryOp::Gelu => v * half * (one + (v * T::c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
         UnaryOp::Tanh => v.tanh(),
         UnaryOp::Sigmoid => one / (one + (-v).exp()),

@@ -89,6 +89,9 @@ impl BackwardOp for UnaryBackward {
             UnaryOp::Log => g.div(x)?,
             UnaryOp::Sqrt => g.div(out)?.mul_scalar(0.5)?,
             UnaryOp::Neg => g.neg()?,
+            UnaryOp::Relu if crate::fault::wrong_relu_backward() => {
+                g.mul(&unary(out, UnaryOp::Step)?)?.mul_scalar(1.5)?
+            }
             UnaryOp::Relu => g.mul(&unary(out, UnaryOp::Step)?)?,
             UnaryOp::Gelu => g.mul(&unary(x, UnaryOp::GeluGrad)?)?,
             UnaryOp::Tanh => g.mul(&out.mul(out)?.neg()?.add_scalar(1.0)?)?,
