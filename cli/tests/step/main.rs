@@ -52,18 +52,29 @@ struct Step {
     counters: Vec<Vec<f32>>,
 }
 
-/// Runs `f` on a fresh model of `cfg` (the same weights every time) and collects the step.
+/// Runs `f` with the step of `cfg` on a fresh model (the same weights every time) and
+/// collects what it leaves.
 fn step(
     cfg: &TrainConfig,
     device: &Device,
-    f: impl FnOnce(&Finetuned, &Tensor) -> (f64, Tensor),
+    f: impl FnOnce(&StepCore, &Tensor) -> (f64, Tensor),
 ) -> Step {
     let net = Finetuned {
         model: random_model(cfg, device).unwrap(),
         frozen_backbone: false,
     };
+    let objective = objective_for(cfg).unwrap();
+    let core = StepCore {
+        net: &net,
+        objective: &objective,
+        mode: mode(),
+        micro_batch: cfg.micro_batch,
+        precision: cfg.precision,
+        clip_grad: None,
+        lr: 0.0,
+    };
     let x = Tensor::randn([2 * IMAGES, 3, 32, 32], 1.0, 11, DType::F32, device).unwrap();
-    let (loss, logits) = f(&net, &x);
+    let (loss, logits) = f(&core, &x);
     let values =
         |ts: Vec<Tensor>| -> Vec<Vec<f32>> { ts.iter().map(|t| t.to_vec_f32().unwrap()).collect() };
     let running = net.running_state();
@@ -90,51 +101,30 @@ fn never(what: &'static str, value: f64) -> TrainError {
 
 /// The plain step: one forward of every view, the objective, one backward.
 fn unchunked(cfg: &TrainConfig, device: &Device) -> Step {
-    let objective = objective_for(cfg).unwrap();
-    step(cfg, device, |net, x| {
-        let core = StepCore {
-            net,
-            objective: &objective,
-            mode: mode(),
-            micro_batch: None,
-            precision: cfg.precision,
-            clip_grad: None,
-            lr: 0.0,
-        };
+    step(cfg, device, |core, x| {
         let out = core.recorded_forward(x, mode()).unwrap();
-        let loss = objective(&out, &labels()).unwrap();
+        let loss = (core.objective)(&out, &labels()).unwrap();
         loss.backward().unwrap();
         (loss.to_scalar().unwrap(), out.logits)
     })
 }
 
 fn chunked(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
-    let objective = objective_for(cfg).unwrap();
-    step(cfg, device, |net, x| {
-        let core = StepCore {
-            net,
-            objective: &objective,
-            mode: mode(),
-            micro_batch: Some(k),
-            precision: cfg.precision,
-            clip_grad: None,
-            lr: 0.0,
-        };
-        forward_backward(&core, k, x, &labels(), &never).unwrap()
+    step(cfg, device, |core, x| {
+        forward_backward(core, k, x, &labels(), &never).unwrap()
     })
 }
 
 /// Every chunk's forward recorded on one tape, the whole-batch objective on their
 /// concatenated outputs, one backward: what BatchNorm with per-chunk statistics gives.
 fn per_chunk_reference(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
-    let objective = objective_for(cfg).unwrap();
-    step(cfg, device, |net, x| {
+    step(cfg, device, |core, x| {
         let outs: Vec<Output> = (0..2 * IMAGES)
             .step_by(k)
             .map(|start| {
                 let len = k.min(2 * IMAGES - start);
                 let chunk = x.narrow(0, start, len).unwrap();
-                net.forward(&chunk, mode().from_view(start)).unwrap()
+                core.net.forward(&chunk, mode().from_view(start)).unwrap()
             })
             .collect();
         let cat = |part: fn(&Output) -> &Tensor| {
@@ -146,7 +136,7 @@ fn per_chunk_reference(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
             logits: cat(|o| &o.logits),
             projection: cat(|o| &o.projection),
         };
-        let loss = objective(&whole, &labels()).unwrap();
+        let loss = (core.objective)(&whole, &labels()).unwrap();
         loss.backward().unwrap();
         (loss.to_scalar().unwrap(), whole.logits)
     })
