@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::memory::StorageCell;
+use crate::profile::{self, Charge};
 use crate::{Error, Result, Tensor, TensorId};
 
 /// The backward rule of one recorded op.
@@ -247,6 +248,7 @@ pub fn backward_with_grad(root: &Tensor, grad_root: &Tensor) -> Result<()> {
         )));
     }
     let _guard = no_grad();
+    let _profiled = profile::enter_backward();
     let order = topological_order(root)?;
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     grads.insert(root.id(), grad_root.clone());
@@ -275,7 +277,14 @@ pub fn backward_with_grad(root: &Tensor, grad_root: &Tensor) -> Result<()> {
         };
         let input_grads = {
             let _rule = RuleGuard::enter(node.name());
-            saved.op.backward(&saved.inputs, &output, &grad)?
+            // The tape's bookkeeping up to here, then the rule as a whole to its op's family
+            // (a checkpoint's replay to the families of the ops it reruns).
+            profile::lap_as(Charge::TAPE);
+            let charge = (node.name() != "checkpoint").then(|| Charge::op(node.name()));
+            let _charged = profile::context(charge);
+            let grads = saved.op.backward(&saved.inputs, &output, &grad)?;
+            profile::lap_as(charge.unwrap_or(Charge::op("checkpoint")));
+            grads
         };
         if input_grads.len() != saved.inputs.len() {
             return Err(Error::Backward(format!(
