@@ -18,6 +18,23 @@ fn apply<T: Elem>(x: &[T], op: UnaryOp) -> Vec<T> {
     }
 }
 
+/// g · op(t) element by element (same shapes and dtypes).
+pub(crate) fn times(g: &CpuStorage, t: &CpuStorage, op: UnaryOp) -> CpuStorage {
+    fn zip<T: Elem>(g: &[T], t: &[T], op: UnaryOp) -> Vec<T> {
+        let f = move |(&gv, &tv): (&T, &T)| gv * eval(tv, op);
+        if g.len() >= PAR_MIN {
+            g.par_iter().zip(t).map(f).collect()
+        } else {
+            g.iter().zip(t).map(f).collect()
+        }
+    }
+    match (g, t) {
+        (CpuStorage::F32(g), CpuStorage::F32(t)) => CpuStorage::F32(zip(g, t, op)),
+        (CpuStorage::F64(g), CpuStorage::F64(t)) => CpuStorage::F64(zip(g, t, op)),
+        _ => unreachable!("dtypes are checked before dispatch"),
+    }
+}
+
 #[inline]
 fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
     let half = T::c(0.5);
