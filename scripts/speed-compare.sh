@@ -16,7 +16,11 @@
 # The two run alternately, row by row, --rounds times (default 1), so that both see the same
 # load; the load average is recorded before each run. A row's figure is the best of its rounds'
 # medians (other processes only ever slow a run down). Both count FLOPs the same way (forward
-# products x 3), so their GFLOP/s compare directly.
+# products x 3), so their GFLOP/s compare directly. Both also report the median process CPU
+# time of a step (all threads), which a busy machine stretches far less than the wall time;
+# PyTorch's OpenMP threads spin-wait under the default OMP_WAIT_POLICY and that counts as CPU
+# time (export OMP_WAIT_POLICY=PASSIVE to compare CPU time on a loaded machine; the script
+# passes the environment on).
 # --profile adds clce's --profile table for each row (to DIR/<row>.clce.txt, one extra run).
 # Raw outputs go to DIR (default runs/speed-compare-<UTC time>/, ignored by git); the table goes
 # to stdout and DIR/table.md.
@@ -112,8 +116,9 @@ import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 threads = sys.argv[2]
 print(f"| model, batch (images), px | clce step | PyTorch step | clce / PyTorch "
+      f"| clce CPU-s | PyTorch CPU-s | clce / PyTorch (CPU) "
       f"| clce GFLOP/s | PyTorch GFLOP/s | load (clce, PyTorch) |")
-print("|---|---:|---:|---:|---:|---:|---|")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for row in sys.argv[3:]:
     model, batch, px = row.split()
     tag = f"{model}-b{batch}-{px}"
@@ -127,9 +132,13 @@ for row in sys.argv[3:]:
     sec = lambda r: f"{r['median_step_s']:.3f} s" if r else "n/a"
     gf = lambda r: f"{r['flops_per_s'] / 1e9:.1f}" if r and r.get("flops_per_s") else "n/a"
     ratio = f"{c['median_step_s'] / t['median_step_s']:.2f}x" if c and t else "n/a"
+    cpu = lambda r: f"{r['median_cpu_s']:.3f}" if r and r.get("median_cpu_s") else "n/a"
+    cpu_ratio = (f"{c['median_cpu_s'] / t['median_cpu_s']:.2f}x"
+                 if c and t and c.get("median_cpu_s") and t.get("median_cpu_s") else "n/a")
     loads = ", ".join(f"{r['load']:.1f}" if r else "n/a" for r in (c, t))
-    print(f"| {model}, {batch}, {px} | {sec(c)} | {sec(t)} | {ratio} | {gf(c)} | {gf(t)} "
-          f"| {loads} |")
-print(f"\n{threads} threads each; best of each engine's medians over the rounds.")
+    print(f"| {model}, {batch}, {px} | {sec(c)} | {sec(t)} | {ratio} | {cpu(c)} | {cpu(t)} "
+          f"| {cpu_ratio} | {gf(c)} | {gf(t)} | {loads} |")
+print(f"\n{threads} threads each; best of each engine's medians over the rounds (CPU-s: the "
+      f"same run's median process CPU time per step).")
 PY
 echo "raw outputs: $out" >&2

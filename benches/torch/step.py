@@ -22,6 +22,8 @@ time; clce's does not. It changes no memory or time figure.)
 What is measured:
 - step_flops, flops_per_s: FLOPs of a step (the forward pass as torch's FlopCounterMode counts
   it, times 3 for forward + backward, as clce's analytic count) and that over median_step_s.
+- median_cpu_s: the median of the steps' process CPU time (all threads; time.process_time()).
+  With OMP's default wait policy, threads spinning at barriers count too.
 - median_step_s: the median wall time of --steps steps after --warmup steps (the first step also
   allocates AdamW's state, so keep --warmup >= 1); views_per_s = M / median_step_s. On a
   machine whose cores are busy with other work, PyTorch's OpenMP threads spin-wait for each
@@ -326,12 +328,13 @@ def main():
     runtime_rss = rss_bytes()
     runtime_anon, runtime_file = rss_split()
 
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(train_step(model, opt, x, labels))
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
         if not a.json:
             print(f"step {i}{' (warm-up)' if i < a.warmup else ''}: "
                   f"{time.perf_counter() - t0:.3f} s, loss {losses[-1]:.4f}", file=sys.stderr)
@@ -356,6 +359,7 @@ def main():
         "median_step_s": median,
         "min_step_s": min(times) if times else None,
         "max_step_s": max(times) if times else None,
+        "median_cpu_s": statistics.median(cpu_times) if times else None,
         "views_per_s": views / median if times else None,
         "step_flops": flops,
         "flops_per_s": flops / median if times else None,

@@ -51,6 +51,7 @@ pub fn run(args: Args) -> CmdResult {
     let non_finite = |what, value| TrainError::Invalid(format!("bench: the {what} is {value}"));
 
     let mut times = Vec::with_capacity(args.steps);
+    let mut cpu_times = Vec::with_capacity(args.steps);
     let mut peak_bytes = 0;
     let mut profiled = Profile::default();
     for step in 0..args.warmup + args.steps {
@@ -59,21 +60,25 @@ pub fn run(args: Args) -> CmdResult {
         if timed && args.profile {
             profile::start();
         }
-        let started = Instant::now();
+        let (started, cpu_started) = (Instant::now(), process_cpu_seconds());
         let done = rig.step(&cfg, step, &x, &non_finite);
         let synced = done.and_then(|_| Ok(device.synchronize()?));
         let seconds = started.elapsed().as_secs_f64();
+        let cpu_seconds = process_cpu_seconds() - cpu_started;
         if timed && args.profile {
             profiled.add(&profile::stop());
         }
         synced?;
         if timed {
             times.push(seconds);
+            cpu_times.push(cpu_seconds);
             peak_bytes = peak_bytes.max(device.memory_stats().peak_live_bytes);
         }
     }
     times.sort_by(f64::total_cmp);
+    cpu_times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let median_cpu = cpu_times[cpu_times.len() / 2];
     let views_per_s = (2 * b) as f64 / median;
     let flops = step_flops(&cfg, rig.net.model.config());
     let flops_per_s = flops as f64 / median;
@@ -96,6 +101,7 @@ pub fn run(args: Args) -> CmdResult {
                 "median_step_s": median,
                 "min_step_s": times[0],
                 "max_step_s": times[times.len() - 1],
+                "median_cpu_s": median_cpu,
                 "views_per_s": views_per_s,
                 "step_flops": flops,
                 "flops_per_s": flops_per_s,
@@ -107,7 +113,8 @@ pub fn run(args: Args) -> CmdResult {
     } else {
         println!(
             "{} {b} images ({} views) x {s} px on {device}{}: median step {median:.3} s \
-             ({:.3} .. {:.3} over {} steps), {views_per_s:.1} views/s, {:.1} GFLOP/s \
+             ({:.3} .. {:.3} over {} steps; {median_cpu:.3} CPU-s), {views_per_s:.1} views/s, \
+             {:.1} GFLOP/s \
              ({:.1} GFLOP a step), peak tensor memory {}{}",
             cfg.model,
             2 * b,
@@ -210,6 +217,21 @@ fn profile_table(p: &Profile, median_step_s: f64) -> String {
         out += &format!("  {:<9} {:<16} {:>10}\n", phase.name(), op, ms(seconds));
     }
     out
+}
+
+/// CPU time of the whole process (all threads) so far, in seconds: a step's CPU-seconds say
+/// what it cost where other processes share the cores and stretch its wall time.
+fn process_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// The process's peak resident memory (Linux's VmHWM), None where /proc has no such line.
