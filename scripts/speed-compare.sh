@@ -4,7 +4,7 @@
 # only: tests and .ci/run never call it (it takes minutes and needs the PyTorch venv).
 #
 #   scripts/speed-compare.sh [--rows tiny|big|all] [--steps N] [--warmup N] [--threads N]
-#                            [--rounds N] [--profile] [--clce PATH] [--out DIR]
+#                            [--rounds N] [--profile] [--clce PATH] [--baseline PATH] [--out DIR]
 #
 # Rows (the issue's table): beit-tiny 128 images x 32 px, resnet-tiny 128 x 32, beit-base
 # 8 x 224, resnet-101 8 x 224; --rows tiny / big picks the first or last two (default all).
@@ -21,13 +21,17 @@
 # PyTorch's OpenMP threads spin-wait under the default OMP_WAIT_POLICY and that counts as CPU
 # time (export OMP_WAIT_POLICY=PASSIVE to compare CPU time on a loaded machine; the script
 # passes the environment on).
-# --profile adds clce's --profile table for each row (to DIR/<row>.clce.txt, one extra run).
+# --baseline PATH: a second clce-cli (an older build) that runs in the same alternation
+#   (PyTorch, baseline, clce), for before/after figures of one session; the table gets its
+#   columns too.
+# --profile adds clce's --profile table for each row (to DIR/<row>.clce.txt, one extra run;
+#   with --baseline, the baseline's too, to DIR/<row>.baseline.txt).
 # Raw outputs go to DIR (default runs/speed-compare-<UTC time>/, ignored by git); the table goes
 # to stdout and DIR/table.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rows=all steps=3 warmup=1 threads=2 rounds=1 profile=0 clce=target/release/clce-cli out=""
+rows=all steps=3 warmup=1 threads=2 rounds=1 profile=0 clce=target/release/clce-cli baseline="" out=""
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift 2 ;;
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds=$2; shift 2 ;;
         --profile) profile=1; shift ;;
         --clce) clce=$2; shift 2 ;;
+        --baseline) baseline=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument $1 (--help)" >&2; exit 2 ;;
@@ -55,6 +60,10 @@ if ! "$py" -c 'import torch, timm' 2>/dev/null; then
 fi
 if [ ! -x "$clce" ]; then
     echo "$clce not found: build it with cargo build --release (or pass --clce PATH)" >&2
+    exit 1
+fi
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+    echo "--baseline $baseline is not an executable clce-cli" >&2
     exit 1
 fi
 out=${out:-runs/speed-compare-$(date -u +%Y%m%dT%H%M%S)}
@@ -92,12 +101,18 @@ for round in $(seq 1 "$rounds"); do
             --no-profile --json >"$out/$tag.torch.$round.json" 2>"$out/$tag.torch.$round.err" \
             || echo "PyTorch failed on $tag: see $out/$tag.torch.$round.err" >&2
         record torch "$tag" "$round" "$out/$tag.torch.$round.json" "$l"
-        l=$(load)
-        RAYON_NUM_THREADS=$threads "$clce" bench --model "$model" --batch-size "$batch" \
-            --image-size "$px" --steps "$steps" --warmup "$warmup" --json \
-            >"$out/$tag.clce.$round.json" 2>"$out/$tag.clce.$round.err" \
-            || echo "clce failed on $tag: see $out/$tag.clce.$round.err" >&2
-        record clce "$tag" "$round" "$out/$tag.clce.$round.json" "$l"
+        engines=(clce)
+        [ -z "$baseline" ] || engines=(baseline clce)
+        for engine in "${engines[@]}"; do
+            bin=$clce
+            [ "$engine" = clce ] || bin=$baseline
+            l=$(load)
+            RAYON_NUM_THREADS=$threads "$bin" bench --model "$model" --batch-size "$batch" \
+                --image-size "$px" --steps "$steps" --warmup "$warmup" --json \
+                >"$out/$tag.$engine.$round.json" 2>"$out/$tag.$engine.$round.err" \
+                || echo "$engine failed on $tag: see $out/$tag.$engine.$round.err" >&2
+            record "$engine" "$tag" "$round" "$out/$tag.$engine.$round.json" "$l"
+        done
     done
 done
 if [ "$profile" = 1 ]; then
@@ -108,6 +123,9 @@ if [ "$profile" = 1 ]; then
         RAYON_NUM_THREADS=$threads "$clce" bench --model "$model" --batch-size "$batch" \
             --image-size "$px" --steps "$steps" --warmup "$warmup" --profile \
             >"$out/$tag.clce.txt" 2>&1 || echo "clce --profile failed on $tag" >&2
+        [ -z "$baseline" ] || RAYON_NUM_THREADS=$threads "$baseline" bench --model "$model" \
+            --batch-size "$batch" --image-size "$px" --steps "$steps" --warmup "$warmup" \
+            --profile >"$out/$tag.baseline.txt" 2>&1 || echo "baseline --profile failed" >&2
     done
 fi
 
@@ -115,10 +133,19 @@ python3 - "$out/runs.jsonl" "$threads" "${table[@]}" <<'PY' | tee "$out/table.md
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 threads = sys.argv[2]
-print(f"| model, batch (images), px | clce step | PyTorch step | clce / PyTorch "
-      f"| clce CPU-s | PyTorch CPU-s | clce / PyTorch (CPU) "
-      f"| clce GFLOP/s | PyTorch GFLOP/s | load (clce, PyTorch) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+engines = [e for e in ("baseline", "clce") if any(r["engine"] == e for r in runs)]
+head = "| model, batch (images), px | PyTorch step | PyTorch CPU-s |"
+rule = "|---|---:|---:|"
+for e in engines:
+    head += f" {e} step | {e} / PyTorch | {e} CPU-s | {e} / PyTorch (CPU) | {e} GFLOP/s |"
+    rule += "---:|---:|---:|---:|---:|"
+print(head + " PyTorch GFLOP/s | loads |")
+print(rule + "---:|---|")
+sec = lambda r: f"{r['median_step_s']:.3f} s" if r else "n/a"
+cpu = lambda r: f"{r['median_cpu_s']:.3f}" if r and r.get("median_cpu_s") else "n/a"
+gf = lambda r: f"{r['flops_per_s'] / 1e9:.1f}" if r and r.get("flops_per_s") else "n/a"
+def ratio(a, b, key):
+    return f"{a[key] / b[key]:.2f}x" if a and b and a.get(key) and b.get(key) else "n/a"
 for row in sys.argv[3:]:
     model, batch, px = row.split()
     tag = f"{model}-b{batch}-{px}"
@@ -128,17 +155,15 @@ for row in sys.argv[3:]:
             e = r["engine"]
             if e not in best or r["median_step_s"] < best[e]["median_step_s"]:
                 best[e] = r
-    c, t = best.get("clce"), best.get("torch")
-    sec = lambda r: f"{r['median_step_s']:.3f} s" if r else "n/a"
-    gf = lambda r: f"{r['flops_per_s'] / 1e9:.1f}" if r and r.get("flops_per_s") else "n/a"
-    ratio = f"{c['median_step_s'] / t['median_step_s']:.2f}x" if c and t else "n/a"
-    cpu = lambda r: f"{r['median_cpu_s']:.3f}" if r and r.get("median_cpu_s") else "n/a"
-    cpu_ratio = (f"{c['median_cpu_s'] / t['median_cpu_s']:.2f}x"
-                 if c and t and c.get("median_cpu_s") and t.get("median_cpu_s") else "n/a")
-    loads = ", ".join(f"{r['load']:.1f}" if r else "n/a" for r in (c, t))
-    print(f"| {model}, {batch}, {px} | {sec(c)} | {sec(t)} | {ratio} | {cpu(c)} | {cpu(t)} "
-          f"| {cpu_ratio} | {gf(c)} | {gf(t)} | {loads} |")
+    t = best.get("torch")
+    line = f"| {model}, {batch}, {px} | {sec(t)} | {cpu(t)} |"
+    for e in engines:
+        c = best.get(e)
+        line += (f" {sec(c)} | {ratio(c, t, 'median_step_s')} | {cpu(c)} "
+                 f"| {ratio(c, t, 'median_cpu_s')} | {gf(c)} |")
+    loads = ", ".join(f"{k} {best[k]['load']:.1f}" for k in ["torch"] + engines if k in best)
+    print(line + f" {gf(t)} | {loads} |")
 print(f"\n{threads} threads each; best of each engine's medians over the rounds (CPU-s: the "
-      f"same run's median process CPU time per step).")
+      f"same run's median process CPU time per step, all threads).")
 PY
 echo "raw outputs: $out" >&2
