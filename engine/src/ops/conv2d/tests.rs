@@ -99,7 +99,7 @@ impl Geom {
 // reaches, a 7x7/2/3 stem and a 4x4/4 patch embedding in miniature, 1x1 at stride 1 (no
 // im2col) and 2, and one big enough to run one rayon task per sample.
 // Each row: [n, c, h, w, out channels, kernel, stride, padding].
-const GEOMS: [[usize; 8]; 13] = [
+const GEOMS: [[usize; 8]; 10] = [
     [1, 1, 1, 1, 1, 1, 1, 0],
     [2, 3, 5, 7, 4, 3, 1, 1],
     [1, 5, 11, 13, 3, 3, 2, 1],
@@ -110,12 +110,6 @@ const GEOMS: [[usize; 8]; 13] = [
     [3, 7, 5, 9, 11, 1, 1, 0],
     [2, 7, 9, 5, 3, 1, 2, 0],
     [4, 8, 17, 19, 9, 3, 1, 1],
-    // Small maps: several samples per product (a group of 6 and a lone last sample at 49
-    // pixels; one group of all 5 at 9 pixels, 1x1; groups of 8 and 4 at 36 pixels, big
-    // enough to run one rayon task per group).
-    [7, 3, 7, 7, 5, 3, 1, 1],
-    [5, 4, 3, 3, 6, 1, 1, 0],
-    [12, 16, 6, 6, 16, 3, 1, 1],
 ];
 
 fn geoms() -> impl Iterator<Item = Geom> {
