@@ -3,11 +3,12 @@
 # AdamW), clce against PyTorch on the CPU, side by side, and the ratio clce / PyTorch. By hand
 # only: tests and .ci/run never call it (it takes minutes and needs the PyTorch venv).
 #
-#   scripts/speed-compare.sh [--rows tiny|big|all] [--steps N] [--warmup N] [--threads N]
+#   scripts/speed-compare.sh [--rows tiny|big|all|MODEL] [--steps N] [--warmup N] [--threads N]
 #                            [--rounds N] [--profile] [--clce PATH] [--baseline PATH] [--out DIR]
 #
 # Rows (the table): beit-tiny 128 images x 32 px, resnet-tiny 128 x 32, beit-base
-# 8 x 224, resnet-101 8 x 224; --rows tiny / big picks the first or last two (default all).
+# 8 x 224, resnet-101 8 x 224; --rows tiny / big picks the first or last two, --rows MODEL
+# one of them (default all).
 # - clce: `clce-cli bench ... --json` (default target/release/clce-cli; cargo build --release),
 #   with RAYON_NUM_THREADS=--threads.
 # - PyTorch: benches/torch/step.py --json --no-profile --threads N with OMP_NUM_THREADS=N, in
@@ -24,7 +25,8 @@
 # --baseline PATH: a second clce-cli (an older build) that runs in the same alternation
 #   (PyTorch, baseline, clce), for before/after figures of one session; the table gets its
 #   columns too.
-# --profile adds clce's --profile table for each row (to DIR/<row>.clce.txt, one extra run;
+# clce's runs include --profile (a lap timer, cheap): each JSON has the time per op family.
+# --profile also prints clce's table for each row (to DIR/<row>.clce.txt, one extra run;
 #   with --baseline, the baseline's too, to DIR/<row>.baseline.txt).
 # Raw outputs go to DIR (default runs/speed-compare-<UTC time>/, ignored by git); the table goes
 # to stdout and DIR/table.md.
@@ -51,7 +53,11 @@ case $rows in
     tiny) table=("beit-tiny 128 32" "resnet-tiny 128 32") ;;
     big) table=("beit-base 8 224" "resnet-101 8 224") ;;
     all) table=("beit-tiny 128 32" "resnet-tiny 128 32" "beit-base 8 224" "resnet-101 8 224") ;;
-    *) echo "--rows takes tiny, big or all, not $rows" >&2; exit 2 ;;
+    beit-tiny) table=("beit-tiny 128 32") ;;
+    resnet-tiny) table=("resnet-tiny 128 32") ;;
+    beit-base) table=("beit-base 8 224") ;;
+    resnet-101) table=("resnet-101 8 224") ;;
+    *) echo "--rows takes tiny, big, all or one model of the four, not $rows" >&2; exit 2 ;;
 esac
 py=benches/torch/.venv/bin/python
 if ! "$py" -c 'import torch, timm' 2>/dev/null; then
@@ -108,7 +114,7 @@ for round in $(seq 1 "$rounds"); do
             [ "$engine" = clce ] || bin=$baseline
             l=$(load)
             RAYON_NUM_THREADS=$threads "$bin" bench --model "$model" --batch-size "$batch" \
-                --image-size "$px" --steps "$steps" --warmup "$warmup" --json \
+                --image-size "$px" --steps "$steps" --warmup "$warmup" --json --profile \
                 >"$out/$tag.$engine.$round.json" 2>"$out/$tag.$engine.$round.err" \
                 || echo "$engine failed on $tag: see $out/$tag.$engine.$round.err" >&2
             record "$engine" "$tag" "$round" "$out/$tag.$engine.$round.json" "$l"
