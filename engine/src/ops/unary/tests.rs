@@ -183,11 +183,10 @@ fn f32_gelu_and_its_gradient_match_f64() {
     let (y32, g32) = run(DType::F32);
     let (y64, g64) = run(DType::F64);
     for i in 0..n {
-        assert!(
-            (y32[i] - y64[i]).abs() < 1e-6 * (1.0 + y64[i].abs()),
-            "y at {}",
-            v[i]
-        );
+        // Where Phi(x) is tiny, gelu(x) = x·Phi(x) inherits erf's absolute error (< 5e-7,
+        // the test above) times |x| / 2.
+        let tol = 1e-6 * (1.0 + y64[i].abs()) + 5e-7 * v[i].abs();
+        assert!((y32[i] - y64[i]).abs() < tol, "y at {}", v[i]);
         assert!(
             (g32[i] - g64[i]).abs() < 1e-5 * (1.0 + g64[i].abs()),
             "grad at {}",
