@@ -20,6 +20,10 @@ difference: in that recomputation PyTorch's BatchNorm updates its running statis
 time; clce's does not. It changes no memory or time figure.)
 
 What is measured:
+- step_flops, flops_per_s: FLOPs of a step (the forward pass as torch's FlopCounterMode counts
+  it, times 3 for forward + backward, as clce's analytic count) and that over median_step_s.
+- median_cpu_s: the median of the steps' process CPU time (all threads; time.process_time()).
+  With OMP's default wait policy, threads spinning at barriers count too.
 - median_step_s: the median wall time of --steps steps after --warmup steps (the first step also
   allocates AdamW's state, so keep --warmup >= 1); views_per_s = M / median_step_s. On a
   machine whose cores are busy with other work, PyTorch's OpenMP threads spin-wait for each
@@ -199,6 +203,18 @@ def train_step(model, opt, x, labels):
     return loss.item()
 
 
+def step_flops(model, x):
+    """FLOPs of one training step on x: the forward pass counted by torch's FlopCounterMode
+    (matrix products, convolutions and attention; 2 per multiply-add), times 3 for forward +
+    backward (backward = 2x forward), the convention of clce's ModelConfig::train_flops. The
+    loss's own products are left out, as there."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return 3 * counter.get_total_flops()
+
+
 def profiled_peak_bytes(model, opt, x, labels):
     from torch.profiler import ProfilerActivity, profile
     opt.zero_grad(set_to_none=True)
@@ -312,17 +328,20 @@ def main():
     runtime_rss = rss_bytes()
     runtime_anon, runtime_file = rss_split()
 
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(train_step(model, opt, x, labels))
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
         if not a.json:
             print(f"step {i}{' (warm-up)' if i < a.warmup else ''}: "
                   f"{time.perf_counter() - t0:.3f} s, loss {losses[-1]:.4f}", file=sys.stderr)
     peak_rss = peak_rss_bytes()
     end_anon, end_file = rss_split()
+    median = statistics.median(times) if times else None
+    flops = step_flops(model, x)
     n_params = sum(p.numel() for p in model.parameters())
     result = {
         "engine": "pytorch",
@@ -337,8 +356,13 @@ def main():
         "warmup": a.warmup,
         "steps": a.steps,
         "step_s": times,
-        "median_step_s": statistics.median(times) if times else None,
-        "views_per_s": views / statistics.median(times) if times else None,
+        "median_step_s": median,
+        "min_step_s": min(times) if times else None,
+        "max_step_s": max(times) if times else None,
+        "median_cpu_s": statistics.median(cpu_times) if times else None,
+        "views_per_s": views / median if times else None,
+        "step_flops": flops,
+        "flops_per_s": flops / median if times else None,
         "losses": losses,
         "parameters": n_params,
         "param_bytes": tensor_bytes(model.parameters()),
@@ -372,7 +396,8 @@ def main():
               f"{'on' if a.checkpoint_activations else 'off'}, {a.threads} threads, torch "
               f"{torch.__version__}, timm {timm.__version__}")
         print(f"median step {result['median_step_s']:.3f} s ({result['views_per_s']:.2f} views/s)"
-              f" over {a.steps} steps {['%.3f' % t for t in times]}")
+              f" over {a.steps} steps {['%.3f' % t for t in times]}, "
+              f"{result['flops_per_s'] / 1e9:.1f} GFLOP/s ({flops / 1e9:.1f} GFLOP a step)")
         print(f"peak RSS {mib(peak_rss)}; runtime RSS {mib(runtime_rss)} (after import "
               f"{mib(IMPORT_RSS)}); peak - runtime {mib(peak_rss - runtime_rss)}")
         print(f"params {mib(result['param_bytes'])}, grads {mib(result['grad_bytes'])}, AdamW "

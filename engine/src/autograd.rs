@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::memory::StorageCell;
+use crate::profile::{self, Charge};
 use crate::{DType, Error, Result, Tensor, TensorId};
 use half_saved::HalfCopy;
 
@@ -313,6 +314,7 @@ pub fn backward_with_grads(roots: &[(&Tensor, &Tensor)]) -> Result<()> {
         }
     }
     let _guard = no_grad();
+    let _profiled = profile::enter_backward();
     let order = topological_order(&roots.iter().map(|(r, _)| *r).collect::<Vec<_>>())?;
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     for (root, grad_root) in roots {
@@ -347,7 +349,14 @@ pub fn backward_with_grads(roots: &[(&Tensor, &Tensor)]) -> Result<()> {
         };
         let input_grads = {
             let _rule = RuleGuard::enter(node.name());
-            saved.op.backward(&saved.inputs, &output, &grad)?
+            // The tape's bookkeeping up to here, then the rule as a whole to its op's family
+            // (a checkpoint's replay to the families of the ops it reruns).
+            profile::lap_as(Charge::TAPE);
+            let charge = (node.name() != "checkpoint").then(|| Charge::op(node.name()));
+            let _charged = profile::context(charge);
+            let grads = saved.op.backward(&saved.inputs, &output, &grad)?;
+            profile::lap_as(charge.unwrap_or(Charge::op("checkpoint")));
+            grads
         };
         if input_grads.len() != saved.inputs.len() {
             return Err(Error::Backward(format!(

@@ -10,6 +10,7 @@
 //! - `memory/`: live and peak bytes on every device, and the meta device (shapes, no values)
 //!   that plans a step's memory;
 //! - `gpu/`: the wgpu backend (devices, buffers, kernel launches); WGSL in `shaders/`;
+//! - `profile.rs`: opt-in time per op family (`clce-cli bench --profile`);
 //! - `optim/`: AdamW, SGD, gradient clipping and the warm-up + cosine lr schedule.
 pub mod autograd;
 pub mod device;
@@ -25,6 +26,7 @@ pub mod loss;
 pub mod memory;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 pub mod shape;
 pub mod storage;
 pub mod tensor;

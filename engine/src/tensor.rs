@@ -126,10 +126,15 @@ impl Tensor {
         op: impl BackwardOp + 'static,
         inputs: Vec<Tensor>,
     ) -> Tensor {
+        crate::profile::lap(op.name());
         let storage = Arc::new(StorageCell::new(storage));
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let node = track.then(|| Node::new(Box::new(op), inputs, &storage));
-        Self::new_inner(storage, shape, device, node, track)
+        let out = Self::new_inner(storage, shape, device, node, track);
+        if track {
+            crate::profile::lap_as(crate::profile::Charge::TAPE);
+        }
+        out
     }
 
     /// A view with another shape over the same storage (used by reshape).
@@ -139,10 +144,15 @@ impl Tensor {
         op: impl BackwardOp + 'static,
         inputs: Vec<Tensor>,
     ) -> Tensor {
+        crate::profile::lap(op.name());
         let storage = self.values().clone();
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let node = track.then(|| Node::new(Box::new(op), inputs, &storage));
-        Self::new_inner(storage, shape, self.device().clone(), node, track)
+        let out = Self::new_inner(storage, shape, self.device().clone(), node, track);
+        if track {
+            crate::profile::lap_as(crate::profile::Charge::TAPE);
+        }
+        out
     }
 
     pub fn from_vec<T: Elem>(

@@ -302,3 +302,16 @@ impl Block {
         })
     }
 }
+
+/// Multiply-adds of one image's forward pass through the encoder (patch embedding, blocks),
+/// counting the matrix products only: norms, softmax, GELU and the bias gather are
+/// element-wise and left out, as in the usual FLOP counts (fvcore, timm). With T tokens of
+/// width W, a block is qkv (3TW²) + QKᵀ and attention·V (2T²W) + output projection (TW²) +
+/// MLP (2·T·W·mlp_hidden).
+pub fn forward_macs(c: &BeitConfig) -> u64 {
+    let patches = (c.grid() * c.grid()) as u64;
+    let (t, w, hidden) = (patches + 1, c.width as u64, c.mlp_hidden as u64);
+    let patch_embed = patches * w * (c.in_chans * c.patch_size * c.patch_size) as u64;
+    let block = 4 * t * w * w + 2 * t * t * w + 2 * t * w * hidden;
+    patch_embed + c.depth as u64 * block
+}

@@ -186,3 +186,36 @@ fn resnet_layer_id(name: &str, stages: usize) -> usize {
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(stages + 1)
 }
+
+/// Multiply-adds of one image's forward pass through the encoder at `image_size` px,
+/// counting the convolutions only (BatchNorm, ReLU, pooling and the residual adds are
+/// element-wise and left out, as in the usual FLOP counts): a k×k conv from C to O channels
+/// with an Ho×Wo output is Ho·Wo·O·C·k².
+pub fn forward_macs(c: &ResNetConfig, image_size: usize) -> u64 {
+    let out = |size: usize, kernel: usize, stride: usize, pad: usize| {
+        (size + 2 * pad).saturating_sub(kernel) / stride + 1
+    };
+    let conv =
+        |size: usize, cin: usize, cout: usize, k: usize| (size * size * cin * cout * k * k) as u64;
+    // Stem: 7x7 stride 2, then the 3x3 stride-2 max pool.
+    let mut size = out(image_size, 7, 2, 3);
+    let mut macs = conv(size, c.in_chans, c.stem_width, 7);
+    size = out(size, 3, 2, 1);
+    let mut in_chans = c.stem_width;
+    for (s, (&depth, &width)) in c.layers.iter().zip(&c.widths).enumerate() {
+        let out_chans = width * ResNetConfig::EXPANSION;
+        for i in 0..depth {
+            let stride = if i == 0 && s > 0 { 2 } else { 1 };
+            let strided = out(size, 3, stride, 1);
+            macs += conv(size, in_chans, width, 1)
+                + conv(strided, width, width, 3)
+                + conv(strided, width, out_chans, 1);
+            if stride != 1 || in_chans != out_chans {
+                macs += conv(strided, in_chans, out_chans, 1);
+            }
+            size = strided;
+            in_chans = out_chans;
+        }
+    }
+    macs
+}

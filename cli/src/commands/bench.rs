@@ -1,11 +1,13 @@
 //! `clce-cli bench`: full training steps (forward of 2B views, the objective, backward, AdamW)
 //! on random input, timed, with the peak tensor memory of each step and the process's peak
-//! resident memory. No data is read; the model starts from random weights.
+//! resident memory, the FLOP rate against the model's analytic count and, with `--profile`,
+//! the time per op family. No data is read; the model starts from random weights.
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clce_engine::profile::{self, Family, Phase, Profile};
 use clce_engine::{DType, Tensor};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::CmdResult;
 use crate::device_arg::DeviceArg;
@@ -30,6 +32,11 @@ pub struct Args {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Also time each op family (matmul, conv, attention, norm, elementwise, layout, loss,
+    /// optimiser, tape) in the forward pass, the backward pass and the update, averaged
+    /// over the timed steps. On a GPU this is host time (recording and submitting work).
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -44,22 +51,41 @@ pub fn run(args: Args) -> CmdResult {
     let non_finite = |what, value| TrainError::Invalid(format!("bench: the {what} is {value}"));
 
     let mut times = Vec::with_capacity(args.steps);
+    let mut cpu_times = Vec::with_capacity(args.steps);
     let mut peak_bytes = 0;
+    let mut profiled = Profile::default();
     for step in 0..args.warmup + args.steps {
+        let timed = step >= args.warmup;
         device.reset_peak_memory();
-        let started = Instant::now();
-        rig.step(&cfg, step, &x, &non_finite)?;
-        device.synchronize()?;
+        if timed && args.profile {
+            profile::start();
+        }
+        let (started, cpu_started) = (Instant::now(), process_cpu_seconds());
+        let done = rig.step(&cfg, step, &x, &non_finite);
+        let synced = done.and_then(|_| Ok(device.synchronize()?));
         let seconds = started.elapsed().as_secs_f64();
-        if step >= args.warmup {
+        let cpu_seconds = process_cpu_seconds() - cpu_started;
+        if timed && args.profile {
+            profiled.add(&profile::stop());
+        }
+        synced?;
+        if timed {
             times.push(seconds);
+            cpu_times.push(cpu_seconds);
             peak_bytes = peak_bytes.max(device.memory_stats().peak_live_bytes);
         }
     }
     times.sort_by(f64::total_cmp);
+    cpu_times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let median_cpu = cpu_times[cpu_times.len() / 2];
     let views_per_s = (2 * b) as f64 / median;
+    let flops = step_flops(&cfg, rig.net.model.config());
+    let flops_per_s = flops as f64 / median;
     let peak_rss = peak_rss_bytes();
+    let profiled = args
+        .profile
+        .then(|| profiled.scaled(1.0 / args.steps as f64));
     if args.json {
         println!(
             "{}",
@@ -77,15 +103,21 @@ pub fn run(args: Args) -> CmdResult {
                 "median_step_s": median,
                 "min_step_s": times[0],
                 "max_step_s": times[times.len() - 1],
+                "median_cpu_s": median_cpu,
                 "views_per_s": views_per_s,
+                "step_flops": flops,
+                "flops_per_s": flops_per_s,
                 "peak_bytes": peak_bytes,
                 "peak_rss_bytes": peak_rss,
+                "profile": profiled.as_ref().map(profile_json),
             })
         );
     } else {
         println!(
             "{} {b} images ({} views) x {s} px on {device}{}: median step {median:.3} s \
-             ({:.3} .. {:.3} over {} steps), {views_per_s:.1} views/s, peak tensor memory {}{}",
+             ({:.3} .. {:.3} over {} steps; {median_cpu:.3} CPU-s), {views_per_s:.1} views/s, \
+             {:.1} GFLOP/s \
+             ({:.1} GFLOP a step), peak tensor memory {}{}",
             cfg.model,
             2 * b,
             if cfg.checkpoint_activations {
@@ -96,11 +128,112 @@ pub fn run(args: Args) -> CmdResult {
             times[0],
             times[times.len() - 1],
             args.steps,
+            flops_per_s / 1e9,
+            flops as f64 / 1e9,
             format_bytes(peak_bytes),
             peak_rss.map_or(String::new(), |r| format!(", peak RSS {}", format_bytes(r)))
         );
+        if let Some(p) = &profiled {
+            print!("{}", profile_table(p, median));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The analytic FLOP count of one step (`ModelConfig::train_flops`: forward + backward at
+/// 2x the forward); with a frozen backbone only the forward pass counts (the heads'
+/// backward is negligible).
+fn step_flops(cfg: &clce_cli::train::TrainConfig, model: &clce_models::ModelConfig) -> u64 {
+    let views = 2 * cfg.batch_size;
+    if cfg.freeze_backbone {
+        views as u64 * model.forward_flops(cfg.image_size)
+    } else {
+        model.train_flops(views, cfg.image_size)
+    }
+}
+
+/// `{"forward": {"matmul": seconds, ...}, "backward": {...}, "update": {...}, "ops": [{"phase",
+/// "op", "seconds"}, ...]}`, the ops most expensive first.
+fn profile_json(p: &Profile) -> Value {
+    let mut out: Map<String, Value> = Phase::ALL
+        .iter()
+        .map(|&phase| {
+            let families: Map<String, Value> = Family::ALL
+                .iter()
+                .map(|&f| (f.name().to_string(), json!(p.get(phase, f))))
+                .collect();
+            (phase.name().to_string(), Value::Object(families))
+        })
+        .collect();
+    let ops = p
+        .ops()
+        .into_iter()
+        .map(|(phase, op, seconds)| json!({"phase": phase.name(), "op": op, "seconds": seconds}));
+    out.insert("ops".into(), Value::Array(ops.collect()));
+    Value::Object(out)
+}
+
+/// How many ops the --profile summary lists.
+const TOP_OPS: usize = 12;
+
+/// Milliseconds per family (rows) and phase (columns), with each family's share of the step.
+fn profile_table(p: &Profile, median_step_s: f64) -> String {
+    let ms = |s: f64| format!("{:.1}", s * 1e3);
+    let mut out = format!(
+        "time per step by op family, ms (mean over the timed steps; median step {} ms):\n\
+         {:<12} {:>10} {:>10} {:>10} {:>10} {:>6}\n",
+        ms(median_step_s),
+        "family",
+        "forward",
+        "backward",
+        "update",
+        "total",
+        "share"
+    );
+    let total = p.total().max(f64::MIN_POSITIVE);
+    for f in Family::ALL {
+        let row: f64 = Phase::ALL.iter().map(|&ph| p.get(ph, f)).sum();
+        if row == 0.0 {
+            continue;
+        }
+        out += &format!(
+            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>5.1}%\n",
+            f.name(),
+            ms(p.get(Phase::Forward, f)),
+            ms(p.get(Phase::Backward, f)),
+            ms(p.get(Phase::Update, f)),
+            ms(row),
+            100.0 * row / total
+        );
+    }
+    out += &format!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10}\n",
+        "all",
+        ms(p.phase_total(Phase::Forward)),
+        ms(p.phase_total(Phase::Backward)),
+        ms(p.phase_total(Phase::Update)),
+        ms(p.total())
+    );
+    out += &format!("the {TOP_OPS} most expensive ops (backward: the op's backward rule), ms:\n");
+    for (phase, op, seconds) in p.ops().into_iter().take(TOP_OPS) {
+        out += &format!("  {:<9} {:<16} {:>10}\n", phase.name(), op, ms(seconds));
+    }
+    out
+}
+
+/// CPU time of the whole process (all threads) so far, in seconds: a step's CPU-seconds say
+/// what it cost where other processes share the cores and stretch its wall time.
+fn process_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// The process's peak resident memory (Linux's VmHWM), None where /proc has no such line.

@@ -638,7 +638,8 @@ fn checkpointed_runs_report_their_peak_memory() {
     );
 }
 
-/// `bench --json` reports the fields scripts read.
+/// `bench --json --profile` reports the fields scripts read: time, CPU time, throughput, the
+/// FLOP rate against the model's count, memory, and a profile that accounts for the step.
 #[test]
 fn bench_reports_time_throughput_and_memory() {
     let out = clce(&[
@@ -656,11 +657,54 @@ fn bench_reports_time_throughput_and_memory() {
         "--device",
         "cpu",
         "--json",
+        "--profile",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["median_step_s", "views_per_s", "peak_bytes"] {
+    for key in [
+        "median_step_s",
+        "median_cpu_s",
+        "views_per_s",
+        "flops_per_s",
+        "peak_bytes",
+    ] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
     assert_eq!(v["views"], 8);
+    // 100 classes (finetune's default) on 8 views of 32 px, forward + backward.
+    let mut config = clce_models::ModelConfig::preset("resnet-tiny").unwrap();
+    config.num_classes = 100;
+    assert_eq!(v["step_flops"].as_u64(), Some(config.train_flops(8, 32)));
+    let per_s = v["step_flops"].as_f64().unwrap() / v["median_step_s"].as_f64().unwrap();
+    assert!((v["flops_per_s"].as_f64().unwrap() / per_s - 1.0).abs() < 1e-9);
+    // The profile's families cover the step: every lap charges the time since the previous
+    // one, so the mean total lies between most of the fastest step and the slowest (plus
+    // the microseconds the profiler starts before and stops after the step's timer).
+    let profile = &v["profile"];
+    let total: f64 = ["forward", "backward", "update"]
+        .iter()
+        .flat_map(|phase| profile[phase].as_object().unwrap().values())
+        .map(|s| s.as_f64().unwrap())
+        .sum();
+    let (min, max) = (
+        v["min_step_s"].as_f64().unwrap(),
+        v["max_step_s"].as_f64().unwrap(),
+    );
+    assert!(
+        total <= 1.01 * max && total >= 0.8 * min,
+        "{total} vs {min}..{max}: {profile}"
+    );
+    assert!(
+        profile["forward"]["conv"].as_f64().unwrap() > 0.0,
+        "{profile}"
+    );
+    assert!(
+        profile["backward"]["tape"].as_f64().unwrap() > 0.0,
+        "{profile}"
+    );
+    assert!(
+        profile["update"]["optimiser"].as_f64().unwrap() > 0.0,
+        "{profile}"
+    );
+    assert!(!profile["ops"].as_array().unwrap().is_empty(), "{profile}");
 }

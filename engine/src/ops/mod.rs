@@ -21,7 +21,6 @@ pub mod softmax;
 pub mod unary;
 
 pub(crate) use lanes::map_lanes;
-pub(crate) use reduce::cpu::for_each_index;
 
 /// Below this many elements a rayon split costs more than it saves.
 pub(crate) const CPU_PAR_MIN: usize = 1 << 15;

@@ -1,17 +1,95 @@
-use crate::ops::for_each_index;
+use rayon::prelude::*;
+
+use crate::ops::CPU_PAR_MIN;
 use crate::{map_cpu, CpuStorage, Elem, Shape};
 
+/// Output dimension i is input dimension `dims[i]`, copied run by run: dimensions that stay
+/// next to each other in the same order are merged first, so a permute that keeps the last
+/// dimension (BEiT's heads split, [N, T, 3, H, dh] -> [3, N, H, T, dh]) copies whole rows of
+/// dh values, and only a permute that moves the last dimension gathers element by element.
 pub(crate) fn permute(s: &CpuStorage, shape: &Shape, dims: &[usize]) -> CpuStorage {
+    let (sizes, strides) = merged_permutation(shape, dims);
+    map_cpu!(s, |x| gather_strided(x, &sizes, &strides))
+}
+
+/// The output's dimensions and the input stride of each, size-1 dimensions dropped and each
+/// dimension merged into the one before it where that one lies directly outside it in the
+/// input too. Never empty.
+fn merged_permutation(shape: &Shape, dims: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let in_strides = shape.strides();
-    let out_shape = Shape::from(dims.iter().map(|&d| shape.dims()[d]).collect::<Vec<_>>());
-    let strides: Vec<usize> = dims.iter().map(|&d| in_strides[d]).collect();
-    map_cpu!(s, |x| {
-        let mut out = Vec::with_capacity(x.len());
-        for_each_index(&out_shape, |_, idx| {
-            out.push(x[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
-        });
-        out
-    })
+    let (mut sizes, mut strides): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    for &d in dims {
+        let (size, stride) = (shape.dims()[d], in_strides[d]);
+        if size == 1 {
+            continue;
+        }
+        match (sizes.last_mut(), strides.last_mut()) {
+            (Some(last_size), Some(last_stride)) if *last_stride == stride * size => {
+                *last_size *= size;
+                *last_stride = stride;
+            }
+            _ => {
+                sizes.push(size);
+                strides.push(stride);
+            }
+        }
+    }
+    if sizes.is_empty() {
+        sizes.push(1);
+        strides.push(1);
+    }
+    (sizes, strides)
+}
+
+/// out[i0, .., ik] = x[Σ ij · strides[j]] over the row-major index space `sizes`, a run of the
+/// last dimension at a time; rayon over blocks of runs when large.
+fn gather_strided<T: Elem>(x: &[T], sizes: &[usize], strides: &[usize]) -> Vec<T> {
+    let len: usize = sizes.iter().product();
+    let mut out = vec![T::zero(); len];
+    let rank = sizes.len();
+    let (run, run_stride) = (sizes[rank - 1], strides[rank - 1]);
+    if len == 0 {
+        return out;
+    }
+    let (outer, outer_strides) = (&sizes[..rank - 1], &strides[..rank - 1]);
+    // Fills `dst`, whole runs from run number `first` on, walking the outer index like an
+    // odometer.
+    let fill = |first: usize, dst: &mut [T]| {
+        let mut idx = vec![0; rank - 1];
+        let (mut rest, mut offset) = (first, 0);
+        for d in (0..rank - 1).rev() {
+            idx[d] = rest % outer[d];
+            rest /= outer[d];
+            offset += idx[d] * outer_strides[d];
+        }
+        for dst in dst.chunks_exact_mut(run) {
+            if run_stride == 1 {
+                dst.copy_from_slice(&x[offset..offset + run]);
+            } else {
+                for (j, o) in dst.iter_mut().enumerate() {
+                    *o = x[offset + j * run_stride];
+                }
+            }
+            for d in (0..rank - 1).rev() {
+                idx[d] += 1;
+                offset += outer_strides[d];
+                if idx[d] < outer[d] {
+                    break;
+                }
+                offset -= outer[d] * outer_strides[d];
+                idx[d] = 0;
+            }
+        }
+    };
+    if len >= CPU_PAR_MIN {
+        let runs_per_task = (CPU_PAR_MIN / run).max(1);
+        out.par_chunks_mut(runs_per_task * run)
+            .enumerate()
+            .for_each(|(i, dst)| fill(i * runs_per_task, dst));
+    } else {
+        fill(0, &mut out);
+    }
+    out
 }
 
 pub(crate) fn narrow(

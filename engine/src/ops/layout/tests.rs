@@ -117,3 +117,39 @@ mod gpu {
         assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
     }
 }
+
+/// permute against the definition, element by element: out[idx] = x[idx permuted back], on
+/// shapes where dimensions merge (kept order), size-1 dimensions, a moved last dimension, and
+/// sizes above the parallel threshold (the heads split of BEiT at batch 4).
+#[test]
+fn permute_matches_the_definition() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[2, 3, 4], &[2, 0, 1]),
+        (&[2, 3, 4], &[0, 1, 2]),
+        (&[5, 1, 7], &[1, 2, 0]),
+        (&[1, 1], &[1, 0]),
+        (&[3, 2, 3, 2, 5], &[2, 0, 3, 1, 4]),
+        (&[4, 197, 3, 12, 64], &[2, 0, 3, 1, 4]),
+        (&[4, 12, 197, 64], &[0, 2, 1, 3]),
+        (&[13, 64, 71], &[0, 2, 1]),
+        (&[2, 0, 3], &[2, 1, 0]),
+    ];
+    for &(shape, dims) in cases {
+        let x = seq(shape);
+        let got = x.permute(dims).unwrap();
+        let out_shape: Vec<usize> = dims.iter().map(|&d| shape[d]).collect();
+        assert_eq!(got.dims(), &out_shape[..]);
+        let got = got.to_vec_f64().unwrap();
+        let in_strides = x.shape().strides();
+        let mut idx = vec![0; shape.len()];
+        for (flat, &v) in got.iter().enumerate() {
+            let mut rest = flat;
+            for d in (0..shape.len()).rev() {
+                idx[d] = rest % out_shape[d];
+                rest /= out_shape[d];
+            }
+            let src: usize = (0..shape.len()).map(|d| idx[d] * in_strides[dims[d]]).sum();
+            assert_eq!(v, src as f64, "{shape:?} by {dims:?} at {flat}");
+        }
+    }
+}

@@ -102,6 +102,22 @@ fn batched<T: Elem>(a: &[T], b: &[T], d: &MatmulDims) -> Vec<T> {
         };
         gemm((m, k, n), a, d.trans_a, b, d.trans_b, c, false, parallel);
     };
+    if d.batch > 1 && d.a_batched && !d.b_batched && !d.trans_a {
+        // A's batch entries stacked are one [batch·m, k] matrix (row-major, not transposed)
+        // against the one B (a Linear's weight under [N, T, in] inputs): one tall product,
+        // which blocks better and packs B once instead of once per entry.
+        gemm(
+            (d.batch * m, k, n),
+            a,
+            false,
+            b,
+            d.trans_b,
+            &mut out,
+            false,
+            true,
+        );
+        return out;
+    }
     if d.batch > 1 && 2 * m * k * n < (1 << 22) {
         // Many small products (attention heads): one per rayon task.
         out.par_chunks_mut(m * n)

@@ -6,7 +6,41 @@ use crate::{map_cpu, CpuStorage, Elem};
 pub(crate) use crate::ops::CPU_PAR_MIN as PAR_MIN;
 
 pub(crate) fn unary(s: &CpuStorage, op: UnaryOp) -> CpuStorage {
-    map_cpu!(s, |x| apply(x, op))
+    match (s, op) {
+        (CpuStorage::F32(x), UnaryOp::Gelu) => {
+            CpuStorage::F32(map_f32(x, None, |v, _| fast::gelu(v)))
+        }
+        _ => map_cpu!(s, |x| apply(x, op)),
+    }
+}
+
+/// out[i] = f(x[i], g[i]) (g[i] = 0 without g), in chunks that LLVM vectorises (the
+/// functions are branch-free), rayon over chunks when large.
+fn map_f32(x: &[f32], g: Option<&[f32]>, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 1 << 12;
+    let mut out = vec![0.0; x.len()];
+    let run = |(i, o): (usize, &mut [f32])| {
+        let x = &x[i * CHUNK..][..o.len()];
+        match g {
+            Some(g) => {
+                let g = &g[i * CHUNK..][..o.len()];
+                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                    *o = f(x, g);
+                }
+            }
+            None => {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = f(x, 0.0);
+                }
+            }
+        }
+    };
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(CHUNK).enumerate().for_each(run);
+    }
+    out
 }
 
 fn apply<T: Elem>(x: &[T], op: UnaryOp) -> Vec<T> {
@@ -15,6 +49,26 @@ fn apply<T: Elem>(x: &[T], op: UnaryOp) -> Vec<T> {
         x.par_iter().map(|&v| f(v)).collect()
     } else {
         x.iter().map(|&v| f(v)).collect()
+    }
+}
+
+/// g · op(t) element by element (same shapes and dtypes).
+pub(crate) fn times(g: &CpuStorage, t: &CpuStorage, op: UnaryOp) -> CpuStorage {
+    fn zip<T: Elem>(g: &[T], t: &[T], op: UnaryOp) -> Vec<T> {
+        let f = move |(&gv, &tv): (&T, &T)| gv * eval(tv, op);
+        if g.len() >= PAR_MIN {
+            g.par_iter().zip(t).map(f).collect()
+        } else {
+            g.iter().zip(t).map(f).collect()
+        }
+    }
+    match (g, t) {
+        (CpuStorage::F32(g), CpuStorage::F32(t)) if op == UnaryOp::GeluGrad => {
+            CpuStorage::F32(map_f32(t, Some(g), |x, g| g * fast::gelu_grad(x)))
+        }
+        (CpuStorage::F32(g), CpuStorage::F32(t)) => CpuStorage::F32(zip(g, t, op)),
+        (CpuStorage::F64(g), CpuStorage::F64(t)) => CpuStorage::F64(zip(g, t, op)),
+        _ => unreachable!("dtypes are checked before dispatch"),
     }
 }
 
@@ -47,5 +101,63 @@ fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
                 * T::c(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
             cdf + v * pdf
         }
+    }
+}
+
+/// GELU and its derivative in f32 without calls into libm, so that loops over them vectorise:
+/// erf as Eigen's rational approximation for floats (`generic_fast_erf_float`, the one
+/// TensorFlow and XLA use; within a few ulp of erf), exp by Cody-Waite reduction and a
+/// degree-6 polynomial. f64 keeps libm (gradient checks run in f64).
+pub(crate) mod fast {
+    use std::f32::consts::{FRAC_1_SQRT_2, LN_2, LOG2_E};
+
+    #[inline(always)]
+    pub(crate) fn erf(x: f32) -> f32 {
+        // Beyond ±4, erf is ±1 in f32.
+        let x = x.clamp(-4.0, 4.0);
+        let x2 = x * x;
+        let mut p = x2 * -2.726_142_2e-10 + 2.770_681_4e-8;
+        p = x2 * p + -2.101_024e-6;
+        p = x2 * p + -5.692_506_4e-5;
+        p = x2 * p + -7.349_906_3e-4;
+        p = x2 * p + -2.954_599_8e-3;
+        p = x2 * p + -1.609_603_3e-2;
+        let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
+        q = x2 * q + -1.682_827e-3;
+        q = x2 * q + -7.373_329_2e-3;
+        q = x2 * q + -1.426_473_9e-2;
+        x * p / q
+    }
+
+    /// e^a for a <= 0 (what the GELU derivative needs); 0 below -87.
+    #[inline(always)]
+    pub(crate) fn exp_nonpositive(a: f32) -> f32 {
+        let a = a.max(-87.0);
+        // n = round(a / ln 2) by the 1.5·2^23 trick (no call to round), r = a - n ln 2 in
+        // two parts, e^a = 2^n e^r.
+        const SHIFT: f32 = 12_582_912.0;
+        let n = (a * LOG2_E + SHIFT) - SHIFT;
+        let r = (a - n * 0.693_359_4) - n * (LN_2 - 0.693_359_4);
+        let mut p = 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
+
+    #[inline(always)]
+    pub(crate) fn gelu(x: f32) -> f32 {
+        0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
+    }
+
+    /// Phi(x) + x phi(x).
+    #[inline(always)]
+    pub(crate) fn gelu_grad(x: f32) -> f32 {
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+        cdf + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x)
     }
 }

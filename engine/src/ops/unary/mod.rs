@@ -90,10 +90,10 @@ impl BackwardOp for UnaryBackward {
             UnaryOp::Sqrt => g.div(out)?.mul_scalar(0.5)?,
             UnaryOp::Neg => g.neg()?,
             UnaryOp::Relu if crate::fault::wrong_relu_backward() => {
-                g.mul(&unary(out, UnaryOp::Step)?)?.mul_scalar(1.5)?
+                times_derivative(g, out, UnaryOp::Step)?.mul_scalar(1.5)?
             }
-            UnaryOp::Relu => g.mul(&unary(out, UnaryOp::Step)?)?,
-            UnaryOp::Gelu => g.mul(&unary(x, UnaryOp::GeluGrad)?)?,
+            UnaryOp::Relu => times_derivative(g, out, UnaryOp::Step)?,
+            UnaryOp::Gelu => times_derivative(g, x, UnaryOp::GeluGrad)?,
             UnaryOp::Tanh => g.mul(&out.mul(out)?.neg()?.add_scalar(1.0)?)?,
             UnaryOp::Sigmoid => g.mul(&out.mul(&out.neg()?.add_scalar(1.0)?)?)?,
             UnaryOp::Powf(p) => g.mul(&x.powf(p - 1.0)?.mul_scalar(p)?)?,
@@ -107,6 +107,29 @@ impl BackwardOp for UnaryBackward {
             }
         };
         Ok(vec![Some(dx)])
+    }
+}
+
+/// g · derivative(t), the chain rule of relu (t its output, derivative Step) and gelu (t its
+/// input, GeluGrad). On the CPU one pass that writes only the result: these two run on the
+/// largest activations of ResNet and BEiT, where a derivative tensor and then a product
+/// would be two trips through memory and one more allocation.
+fn times_derivative(g: &Tensor, t: &Tensor, derivative: UnaryOp) -> Result<Tensor> {
+    let fused = match (&*g.storage(), &*t.storage()) {
+        (Storage::Cpu(gs), Storage::Cpu(ts))
+            if g.shape() == t.shape() && g.dtype() == t.dtype() =>
+        {
+            Some(Storage::Cpu(cpu::times(gs, ts, derivative)))
+        }
+        _ => None,
+    };
+    match fused {
+        Some(s) => Ok(Tensor::from_storage(
+            s,
+            g.shape().clone(),
+            g.device().clone(),
+        )),
+        None => g.mul(&unary(t, derivative)?),
     }
 }
 

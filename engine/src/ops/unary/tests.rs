@@ -136,3 +136,61 @@ mod gpu {
         assert!(Tensor::ones([3], DType::F64, &gpu).is_err());
     }
 }
+
+/// The f32 GELU path (vectorisable erf and exp) against libm in f64, over a dense grid that
+/// covers erf's clamp at ±4 and the exp's range down to -87.
+#[test]
+fn fast_f32_gelu_matches_libm() {
+    use super::cpu::fast;
+    let (mut erf_err, mut exp_err, mut gelu_err, mut grad_err) = (0f64, 0f64, 0f64, 0f64);
+    for i in -40_000..=40_000 {
+        let x = i as f32 * 2.5e-4 * 40.0; // -400 .. 400 in steps of 0.01
+        let xd = x as f64;
+        erf_err = erf_err.max((fast::erf(x) as f64 - libm::erf(xd)).abs());
+        let a = -(x.abs());
+        if a > -87.0 {
+            let e = (a as f64).exp();
+            exp_err = exp_err.max((fast::exp_nonpositive(a) as f64 - e).abs() / e);
+        }
+        let cdf = 0.5 * (1.0 + libm::erf(xd / std::f64::consts::SQRT_2));
+        let pdf = (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        gelu_err = gelu_err.max((fast::gelu(x) as f64 - xd * cdf).abs() / (1.0 + xd.abs()));
+        grad_err = grad_err.max((fast::gelu_grad(x) as f64 - (cdf + xd * pdf)).abs());
+    }
+    assert!(erf_err < 5e-7, "erf {erf_err:e}");
+    assert!(exp_err < 5e-7, "exp {exp_err:e}");
+    assert!(gelu_err < 5e-7, "gelu {gelu_err:e}");
+    assert!(grad_err < 1e-6, "gelu grad {grad_err:e}");
+    assert!(fast::gelu(f32::NAN).is_nan());
+}
+
+/// gelu and its gradient on f32 tensors (the fast path) agree with the f64 ones (libm).
+#[test]
+fn f32_gelu_and_its_gradient_match_f64() {
+    let n = 40_000; // above the parallel threshold
+    let v: Vec<f64> = (0..n).map(|i| (i as f64 - n as f64 / 2.0) * 3e-4).collect();
+    let run = |dtype| {
+        let x = Tensor::from_f64_slice(&v, [n], dtype, &Device::Cpu)
+            .unwrap()
+            .set_requires_grad(true);
+        let y = x.gelu().unwrap();
+        y.mul(&y).unwrap().sum_all().unwrap().backward().unwrap();
+        (
+            y.to_vec_f64().unwrap(),
+            x.grad().unwrap().to_vec_f64().unwrap(),
+        )
+    };
+    let (y32, g32) = run(DType::F32);
+    let (y64, g64) = run(DType::F64);
+    for i in 0..n {
+        // Where Phi(x) is tiny, gelu(x) = x·Phi(x) inherits erf's absolute error (< 5e-7,
+        // the test above) times |x| / 2.
+        let tol = 1e-6 * (1.0 + y64[i].abs()) + 5e-7 * v[i].abs();
+        assert!((y32[i] - y64[i]).abs() < tol, "y at {}", v[i]);
+        assert!(
+            (g32[i] - g64[i]).abs() < 1e-5 * (1.0 + g64[i].abs()),
+            "grad at {}",
+            v[i]
+        );
+    }
+}
