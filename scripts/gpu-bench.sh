@@ -44,7 +44,7 @@ for b in clce-cli $benches; do
     [ -x $bin/$b ] || { echo "missing $bin/$b: run scripts/gpu-bench.sh --build-only where cargo is" >&2; exit 1; }
 done
 
-if ! ldconfig -p | grep -q libvulkan.so.1; then
+if ! ldconfig -p | grep libvulkan.so.1 >/dev/null; then
     ls .gl/*.deb >/dev/null 2>&1 || { echo "no Vulkan loader: apt-get install libvulkan1, or put libvulkan1's .deb in .gl/" >&2; exit 1; }
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
@@ -53,7 +53,7 @@ fi
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f $icd ]; then export VK_DRIVER_FILES=$icd; fi
 # gpu:0 is the best adapter; a software one there means the NVIDIA driver was not found.
-if [ "$tiny" != 1 ] && $bin/clce-cli devices 2>/dev/null | grep -q '^gpu:0.*software'; then
+if [ "$tiny" != 1 ] && $bin/clce-cli devices 2>/dev/null | grep '^gpu:0.*software' >/dev/null; then
     echo "gpu:0 is a software adapter: the NVIDIA Vulkan driver was not found (set VK_DRIVER_FILES to its ICD json)" >&2
     $bin/clce-cli devices >&2 || true
     exit 1
@@ -69,7 +69,7 @@ else
 fi
 # `bench --precision` arrives with mixed precision (issue 15); f16 steps run once it exists.
 precisions=f32
-if $bin/clce-cli bench --help | grep -q -- '--precision'; then precisions="f32 f16"; fi
+if $bin/clce-cli bench --help | grep -- '--precision' >/dev/null; then precisions="f32 f16"; fi
 has_cuda=0
 if python3 -c 'import torch, timm, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     has_cuda=1
