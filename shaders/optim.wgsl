@@ -30,13 +30,15 @@ fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// ---- AdamW: (p, g, m, v) -> (p', m', v')
+// ---- AdamW: (p, g, m, v, guard) -> (p', m', v')
 
 @group(0) @binding(3) var<storage, read> m: array<f32>;
 @group(0) @binding(4) var<storage, read> v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> p_new: array<f32>;
-@group(0) @binding(6) var<storage, read_write> m_new: array<f32>;
-@group(0) @binding(7) var<storage, read_write> v_new: array<f32>;
+// The step guard's state (shaders/guard.wgsl): [0] first bad step, [3] the clip factor.
+@group(0) @binding(5) var<storage, read> guard: array<f32>;
+@group(0) @binding(6) var<storage, read_write> p_new: array<f32>;
+@group(0) @binding(7) var<storage, read_write> m_new: array<f32>;
+@group(0) @binding(8) var<storage, read_write> v_new: array<f32>;
 
 @compute @workgroup_size(WG)
 fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -44,7 +46,15 @@ fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if i >= params.n {
         return;
     }
-    let gi = g[i];
+    // After a non-finite step nothing changes until the host notices (as GradScaler skips).
+    if guard[0] != 0.0 {
+        p_new[i] = p[i];
+        m_new[i] = m[i];
+        v_new[i] = v[i];
+        return;
+    }
+    // --clip-grad's factor (1 without clipping), as torch multiplies the gradients by it.
+    let gi = g[i] * guard[3];
     // Decoupled weight decay shrinks the weights before, and apart from, Adam.
     var pi = p[i] * params.decay;
     let mi = m[i] + params.one_minus_beta1 * (gi - m[i]);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""One full CLCE training step in PyTorch on the CPU: the twin of `clce-cli bench` (issue 14).
+"""One full CLCE training step in PyTorch (CPU, or CUDA with --device cuda): the twin of
+`clce-cli bench` (issues 14 and 18).
 
     benches/torch/.venv/bin/python benches/torch/step.py --model beit-base --batch-size 8 \
         --image-size 224 [--checkpoint-activations] [--steps 3] [--warmup 1] [--threads 2] [--json]
@@ -47,6 +48,12 @@ What is measured:
   allocation/free events during the step. That is what the allocator handed out, not RSS (no
   interpreter, libraries or malloc slack). --no-profile skips it (peak_bytes is then null).
   The profiled step is not timed and comes after peak_rss_bytes is read.
+
+--device cuda runs the same step on the GPU (scripts/gpu-bench.sh does, beside clce on the same
+GPU): TF32 off, so that f32 matrix products are true f32 as clce's; --precision f16 runs the
+forward and the loss under torch.autocast(float16) with a GradScaler, PyTorch's usual mixed
+precision. Each timed step ends with loss.item(), which waits for the GPU. peak_bytes is then
+torch.cuda.max_memory_allocated over the timed steps (no profiler step).
 
 beit-tiny / resnet-tiny are the tiny models of ../shared/fixtures/models (the configurations in
 those files' metadata, written by timm 1.0.31): BEiT img 32, patch 8, width 64, depth 2, 4 heads,
@@ -194,12 +201,20 @@ def optimizer_state_bytes(opt):
 
 
 # ---------------------------------------------------------------------------------------------
-def train_step(model, opt, x, labels):
+def train_step(model, opt, x, labels, scaler=None):
     opt.zero_grad(set_to_none=True)
-    logits, proj = model(x)
-    loss = clce_loss(logits, proj, labels)
-    loss.backward()
-    opt.step()
+    if scaler is None:
+        logits, proj = model(x)
+        loss = clce_loss(logits, proj, labels)
+        loss.backward()
+        opt.step()
+    else:
+        with torch.autocast(x.device.type, dtype=torch.float16):
+            logits, proj = model(x)
+            loss = clce_loss(logits.float(), proj.float(), labels)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     return loss.item()
 
 
@@ -297,6 +312,9 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--precision", choices=["f32", "f16"], default="f32",
+                   help="f16: autocast float16 + GradScaler (cuda only)")
     p.add_argument("--num-classes", type=int, default=100)
     p.add_argument("--drop-path", type=float, help="BEiT only; default 0.15 (clce's)")
     p.add_argument("--seed", type=int, default=0)
@@ -311,6 +329,12 @@ def main():
         sys.exit(0 if check_fixtures(a.check_fixtures) else 1)
     if not a.model:
         p.error("--model is required")
+    if a.precision == "f16" and a.device != "cuda":
+        p.error("--precision f16 needs --device cuda")
+    if a.device == "cuda":
+        # True f32 matrix products, as clce computes them.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     tiny = a.model.endswith("tiny")
     size = a.image_size or (32 if tiny else 224)
     is_beit = a.model.startswith("beit")
@@ -319,19 +343,22 @@ def main():
     encoder = build_encoder(a.model, size, a.num_classes, drop_path)
     if a.checkpoint_activations:
         checkpoint_blocks(encoder)
-    model = ClceModel(encoder).train()
+    model = ClceModel(encoder).train().to(a.device)
     opt = adamw(model, lr=7e-4 * a.batch_size / 1024)
+    scaler = torch.amp.GradScaler("cuda") if a.precision == "f16" else None
     views = 2 * a.batch_size
-    x = torch.randn(views, 3, size, size)
+    x = torch.randn(views, 3, size, size).to(a.device)
     y = torch.randint(0, a.num_classes, (a.batch_size,))
-    labels = torch.cat([y, y])  # view i and i + B come from the same image
+    labels = torch.cat([y, y]).to(a.device)  # view i and i + B come from the same image
     runtime_rss = rss_bytes()
     runtime_anon, runtime_file = rss_split()
 
     times, cpu_times, losses = [], [], []
     for i in range(a.warmup + a.steps):
+        if i == a.warmup and a.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         t0, c0 = time.perf_counter(), time.process_time()
-        losses.append(train_step(model, opt, x, labels))
+        losses.append(train_step(model, opt, x, labels, scaler))
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
@@ -351,6 +378,8 @@ def main():
         "image_size": size,
         "checkpoint_activations": a.checkpoint_activations,
         "threads": a.threads,
+        "device": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+        "precision": a.precision,
         "num_classes": a.num_classes,
         "drop_path": drop_path,
         "warmup": a.warmup,
@@ -381,7 +410,10 @@ def main():
         "timm": timm.__version__,
         "python": sys.version.split()[0],
     }
-    if not a.no_profile:
+    if a.device == "cuda":
+        result["peak_bytes"] = torch.cuda.max_memory_allocated()
+        result["peak_bytes_method"] = "torch.cuda.max_memory_allocated over the timed steps"
+    elif not a.no_profile:
         peak, n_events = profiled_peak_bytes(model, opt, x, labels)
         result["peak_bytes"] = peak
         result["peak_bytes_method"] = (

@@ -1,6 +1,6 @@
 //! Devices a tensor can live on: the CPU, a GPU opened through wgpu, or the shape-only meta
 //! device that plans memory.
-use crate::gpu::{self, GpuDevice};
+use crate::gpu::{self, GpuCounters, GpuDevice};
 use crate::memory::{self, meta::MetaDevice, MemoryStats};
 use crate::{Error, Result};
 
@@ -65,6 +65,24 @@ impl Device {
             Device::Cpu => memory::cpu_reset_peak(),
             Device::Gpu(g) => g.reset_peak_memory(),
             Device::Meta(m) => m.reset_peak_memory(),
+        }
+    }
+
+    /// What the GPU has done since it was opened (dispatches, submissions, readbacks, buffer
+    /// creations, bytes moved); None on the CPU and the meta device.
+    pub fn gpu_counters(&self) -> Option<GpuCounters> {
+        match self {
+            Device::Gpu(g) => Some(g.counters()),
+            Device::Cpu | Device::Meta(_) => None,
+        }
+    }
+
+    /// Ends a training step on a GPU: submits it and waits for the step before it, so that
+    /// the host stays one step ahead at most (see `GpuDevice::end_step`). Nothing elsewhere.
+    pub fn end_step(&self) -> Result<()> {
+        match self {
+            Device::Gpu(g) => g.end_step(),
+            Device::Cpu | Device::Meta(_) => Ok(()),
         }
     }
 

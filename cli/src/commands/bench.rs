@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clce_engine::gpu::{DispatchesByKernel, GpuCounters};
 use clce_engine::profile::{self, Family, Phase, Profile};
-use clce_engine::{DType, Tensor};
+use clce_engine::{DType, Device, Tensor};
 use serde_json::{json, Map, Value};
 
 use super::CmdResult;
@@ -48,20 +49,23 @@ pub fn run(args: Args) -> CmdResult {
     let mut rig = Rig::new(&cfg, &device)?;
     let (b, s) = (cfg.batch_size, cfg.image_size);
     let x = Tensor::randn([2 * b, 3, s, s], 1.0, cfg.seed, DType::F32, &device)?;
-    let non_finite = |what, value| TrainError::Invalid(format!("bench: the {what} is {value}"));
 
     let mut times = Vec::with_capacity(args.steps);
     let mut cpu_times = Vec::with_capacity(args.steps);
     let mut peak_bytes = 0;
     let mut profiled = Profile::default();
+    let mut counters_before = None;
     for step in 0..args.warmup + args.steps {
         let timed = step >= args.warmup;
+        if step == args.warmup {
+            counters_before = device.gpu_counters().zip(kernel_tally(&device));
+        }
         device.reset_peak_memory();
         if timed && args.profile {
             profile::start();
         }
         let (started, cpu_started) = (Instant::now(), process_cpu_seconds());
-        let done = rig.step(&cfg, step, &x, &non_finite);
+        let done = rig.step(&cfg, step, &x);
         let synced = done.and_then(|_| Ok(device.synchronize()?));
         let seconds = started.elapsed().as_secs_f64();
         let cpu_seconds = process_cpu_seconds() - cpu_started;
@@ -74,6 +78,23 @@ pub fn run(args: Args) -> CmdResult {
             cpu_times.push(cpu_seconds);
             peak_bytes = peak_bytes.max(device.memory_stats().peak_live_bytes);
         }
+    }
+    let counters = GpuPerStep::between(
+        counters_before,
+        device.gpu_counters().zip(kernel_tally(&device)),
+        args.steps,
+    );
+    let counts_only = matches!(&device, Device::Gpu(g) if g.counts_only());
+    if counts_only {
+        eprintln!("CLCE_GPU_COUNT_ONLY=1: no kernel ran; only the GPU counts mean anything");
+    }
+    // Read once, after the timed steps (as finetune reads at logging time).
+    if let Some(bad) = rig.guard.read()?.first_bad.filter(|_| !counts_only) {
+        return Err(TrainError::Invalid(format!(
+            "bench: the {} is {} at step {}",
+            bad.what, bad.value, bad.step
+        ))
+        .into());
     }
     times.sort_by(f64::total_cmp);
     cpu_times.sort_by(f64::total_cmp);
@@ -89,7 +110,7 @@ pub fn run(args: Args) -> CmdResult {
     if args.json {
         println!(
             "{}",
-            json!({
+            counters.added_to(json!({
                 "model": cfg.model,
                 "batch_size": b,
                 "views": 2 * b,
@@ -110,7 +131,7 @@ pub fn run(args: Args) -> CmdResult {
                 "peak_bytes": peak_bytes,
                 "peak_rss_bytes": peak_rss,
                 "profile": profiled.as_ref().map(profile_json),
-            })
+            }))
         );
     } else {
         println!(
@@ -136,6 +157,7 @@ pub fn run(args: Args) -> CmdResult {
         if let Some(p) = &profiled {
             print!("{}", profile_table(p, median));
         }
+        counters.print(args.steps);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -242,4 +264,70 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The GPU's counters averaged over the timed steps (`--device gpu` only): the figures that
+/// decide a real GPU's speed, exact even on a software adapter.
+struct GpuPerStep(Option<([f64; 5], Vec<(String, u64)>)>);
+
+/// The device's counters and its dispatches by kernel.
+type Tally = (GpuCounters, DispatchesByKernel);
+
+fn kernel_tally(device: &Device) -> Option<DispatchesByKernel> {
+    match device {
+        Device::Gpu(g) => Some(g.dispatches_by_kernel()),
+        _ => None,
+    }
+}
+
+impl GpuPerStep {
+    const NAMES: [&'static str; 5] = [
+        "dispatches_per_step",
+        "submissions_per_step",
+        "readbacks_per_step",
+        "buffer_creations_per_step",
+        "transfer_bytes_per_step",
+    ];
+
+    fn between(before: Option<Tally>, after: Option<Tally>, steps: usize) -> Self {
+        GpuPerStep(before.zip(after).map(|((before, kb), (after, ka))| {
+            let c = after.since(&before);
+            let n = steps as f64;
+            let averages = [
+                c.dispatches as f64 / n,
+                c.submissions as f64 / n,
+                c.readbacks as f64 / n,
+                c.buffer_creations as f64 / n,
+                c.transfer_bytes() as f64 / n,
+            ];
+            (averages, ka.since(&kb))
+        }))
+    }
+
+    /// `out` with the averages (null off a GPU).
+    fn added_to(&self, mut out: serde_json::Value) -> serde_json::Value {
+        for (i, name) in Self::NAMES.iter().enumerate() {
+            out[*name] = json!(self.0.as_ref().map(|(v, _)| v[i]));
+        }
+        out
+    }
+
+    /// The averages, and the kernels dispatched most.
+    fn print(&self, steps: usize) {
+        let Some(([dispatches, submissions, readbacks, creations, bytes], kernels)) = &self.0
+        else {
+            return;
+        };
+        println!(
+            "GPU per step: {dispatches:.1} dispatches, {submissions:.1} submissions, \
+             {readbacks:.1} readbacks, {creations:.1} buffer creations, {} transferred",
+            format_bytes(*bytes as u64)
+        );
+        let top: Vec<String> = kernels
+            .iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {:.0}", *n as f64 / steps as f64))
+            .collect();
+        println!("  most dispatched: {}", top.join(", "));
+    }
 }

@@ -33,15 +33,14 @@ fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |start| (start, k.min(views - start)))
 }
 
-/// The loss of the whole batch `x` (its gradient accumulated into the parameters' gradients)
-/// and the logits of every view, running at most `k` views at a time.
+/// The loss of the whole batch `x`, unread (its gradient accumulated into the parameters'
+/// gradients), and the logits of every view, running at most `k` views at a time.
 pub fn forward_backward(
     step: &StepCore,
     k: usize,
     x: &Tensor,
     labels: &[usize],
-    non_finite: &dyn Fn(&'static str, f64) -> TrainError,
-) -> Result<(f64, Tensor)> {
+) -> Result<(Tensor, Tensor)> {
     let (net, objective, mode) = (step.net, step.objective, step.mode);
     if k == 0 {
         return Err(TrainError::Invalid(
@@ -76,12 +75,10 @@ pub fn forward_backward(
         projection: whole(|o| &o.projection)?.set_requires_grad(true),
     };
     drop(outputs);
+    // Not read here: the step guard checks it on the device (`trainer.rs`).
     let loss_t = objective(&cached, labels)?;
-    let loss = loss_t.to_scalar()?;
-    if !loss.is_finite() {
-        return Err(non_finite("loss", loss));
-    }
     loss_t.backward()?;
+    let loss = loss_t.detach();
     drop(loss_t);
     let (d_projection, d_logits) = (cached.projection.grad(), cached.logits.grad());
 

@@ -8,7 +8,7 @@
 //! binding limit). So the plan follows the code: a change to a model, an op's saved state
 //! or the tape shows up in the plan by itself.
 use clce_engine::memory::meta::{Breakdown, Category, LargestBuffer};
-use clce_engine::optim::{AdamW, AdamWConfig, Optimizer};
+use clce_engine::optim::{AdamW, AdamWConfig, Optimizer, StepGuard};
 use clce_engine::{AllocatorModel, DType, Device, MetaDevice, Tensor};
 
 use super::config::{Precision, TrainConfig};
@@ -72,9 +72,7 @@ pub fn plan(cfg: &TrainConfig, target: AllocatorModel) -> Result<Plan> {
     meta.reset_peak_memory();
     let (b, s) = (cfg.batch_size, cfg.image_size);
     let x = Tensor::zeros([2 * b, 3, s, s], DType::F32, &device)?;
-    // Values read back on the meta device are zeros, always finite.
-    let never = |what, value| TrainError::Invalid(format!("planning read a {what} of {value}"));
-    rig.step(cfg, 0, &x, &never)?;
+    rig.step(cfg, 0, &x)?;
 
     let at_peak: Breakdown = meta.breakdown_at_peak();
     let part = |c: Category| at_peak[c.index()];
@@ -99,6 +97,7 @@ pub struct Rig {
     pub net: Finetuned,
     pub opt: AdamW,
     pub trained: Vec<Tensor>,
+    pub guard: StepGuard,
 }
 
 impl Rig {
@@ -120,18 +119,19 @@ impl Rig {
         });
         let opt = AdamW::new(groups, AdamWConfig::default())?;
         let trained = opt.params();
-        Ok(Rig { net, opt, trained })
+        let guard = StepGuard::new(device)?;
+        Ok(Rig {
+            net,
+            opt,
+            trained,
+            guard,
+        })
     }
 
     /// Step number `step` of `cfg` on the views `x` of `cfg.batch_size` images, labelled as
-    /// the loader lays views out (view i and view i + B are one image).
-    pub fn step(
-        &mut self,
-        cfg: &TrainConfig,
-        step: usize,
-        x: &Tensor,
-        non_finite: &dyn Fn(&'static str, f64) -> TrainError,
-    ) -> Result<StepDone> {
+    /// the loader lays views out (view i and view i + B are one image). Nothing is read back:
+    /// `self.guard` says whether the steps so far were finite.
+    pub fn step(&mut self, cfg: &TrainConfig, step: usize, x: &Tensor) -> Result<StepDone> {
         let b = cfg.batch_size;
         let labels: Vec<usize> = (0..2 * b).map(|i| (i % b) % cfg.num_classes).collect();
         let objective = objective_for(cfg)?;
@@ -144,7 +144,14 @@ impl Rig {
             clip_grad: cfg.clip_grad,
             lr: cfg.lr,
         };
-        core.run(&mut self.opt, &self.trained, x, &labels, non_finite)
+        core.run(
+            &mut self.opt,
+            &self.trained,
+            &mut self.guard,
+            step + 1,
+            x,
+            &labels,
+        )
     }
 }
 

@@ -1,9 +1,13 @@
 //! The fine-tuning loop (METHOD.md, "Pipeline of one training step" and "Training recipe").
 //!
 //! One step: a batch of B images as 2B augmented views -> forward in train mode -> the
-//! objective -> stop if it is not finite -> backward -> gradient norm (clipped with
-//! `--clip-grad`) -> AdamW at the scheduled lr (warm-up, then cosine). Every `log_every` steps
-//! a metrics line; after every epoch an evaluation on the test split (with `--fewshot-eval`
+//! objective -> backward -> gradient norm (clipped with `--clip-grad`) -> AdamW at the
+//! scheduled lr (warm-up, then cosine). A step reads nothing back from a GPU: the step guard
+//! (`clce_engine::optim::StepGuard`) computes the norm and the clip factor on the device and
+//! makes AdamW skip every update from the first step whose loss or gradient norm is not
+//! finite. Every `log_every` steps (and before anything is saved) the losses, logits and the
+//! guard of the steps since are read back in one piece: a bad step then stops the run,
+//! naming it, with the weights from before it. Every `log_every` steps a metrics line; after every epoch an evaluation on the test split (with `--fewshot-eval`
 //! also few-shot episodes on a few-shot split), `best.safetensors` when the test top-1
 //! improved, and a checkpoint. Ctrl-C (or `--stop-after-steps`) ends the step in progress,
 //! saves and returns; `--resume` continues exactly where it left off.
@@ -11,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clce_engine::autograd::half_saved::save_in_f16;
-use clce_engine::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer, WarmupCosine};
-use clce_engine::{no_grad, DType, Device, Tensor};
+use clce_engine::optim::{AdamW, AdamWConfig, GuardReport, Optimizer, StepGuard, WarmupCosine};
+use clce_engine::{DType, Device, Tensor};
 use serde_json::json;
 
 use super::checkpoint::{self, TrainState};
@@ -96,6 +100,7 @@ pub fn train(
         min_lr: cfg.min_lr,
     };
     let trained: Vec<Tensor> = opt.params();
+    let mut guard = StepGuard::new(&s.device)?;
 
     let mut last_tally = None;
     while state.epoch < cfg.epochs {
@@ -114,6 +119,9 @@ pub fn train(
         );
         reporter.advance_bar(state.batch, String::new());
         s.device.reset_peak_memory();
+        let mut unread = Unread::default();
+        let mut window_started = Instant::now();
+        let mut bar_msg = String::new();
         for batch in loader {
             let batch = batch?;
             if state.step == 0 && !resumed && cfg.gradcheck.enabled {
@@ -125,40 +133,54 @@ pub fn train(
                     format!("epoch {}/{}", epoch + 1, cfg.epochs),
                     cfg.steps_per_epoch,
                 );
+                window_started = Instant::now();
             }
             let started = Instant::now();
             let lr = schedule.lr_at(state.step);
-            let (loss, grad_norm, correct) = step(s, &mut opt, &trained, &batch, &state, lr)
+            let done = step(s, &mut opt, &trained, &mut guard, &batch, &state, lr)
                 .map_err(|e| with_batch_size(e, s, state.step + 1))?;
-            let seconds = started.elapsed().as_secs_f64();
-
+            unread.push(done, batch.labels);
+            s.device
+                .end_step()
+                .map_err(|e| with_batch_size(e.into(), s, state.step + 1))?;
             state.step += 1;
             state.batch += 1;
-            state.epoch_loss_sum += loss;
-            state.epoch_correct += correct;
-            state.epoch_views += batch.labels.len();
-            state.epoch_seconds += seconds;
-            let images_per_s = cfg.batch_size as f64 / seconds.max(1e-9);
-            if state.step % cfg.log_every == 0 {
-                let record = Record::Step(StepRecord {
-                    epoch: epoch + 1,
-                    step: state.step,
-                    loss,
-                    lr,
-                    grad_norm,
-                    images_per_s,
-                });
-                metrics.write(&record)?;
-                reporter.record(&record);
+            let stopping = stop_requested(s, state.step);
+            if state.step % cfg.log_every == 0 || stopping {
+                let window = unread.len();
+                let report = settle(s, &mut unread, &guard, &mut state, epoch)?;
+                state.epoch_seconds += started.elapsed().as_secs_f64();
+                let images_per_s =
+                    (window * cfg.batch_size) as f64 / window_started.elapsed().as_secs_f64();
+                window_started = Instant::now();
+                if state.step % cfg.log_every == 0 {
+                    let record = Record::Step(StepRecord {
+                        epoch: epoch + 1,
+                        step: state.step,
+                        loss: report.last_loss,
+                        lr,
+                        grad_norm: report.guard.grad_norm,
+                        images_per_s,
+                    });
+                    metrics.write(&record)?;
+                    reporter.record(&record);
+                }
+                bar_msg = format!(
+                    "loss {:.4} lr {lr:.2e} {images_per_s:.0} img/s",
+                    report.last_loss
+                );
+            } else {
+                state.epoch_seconds += started.elapsed().as_secs_f64();
             }
-            reporter.advance_bar(
-                state.batch,
-                format!("loss {loss:.4} lr {lr:.2e} {images_per_s:.0} img/s"),
-            );
-            if stop_requested(s, state.step) {
+            reporter.advance_bar(state.batch, bar_msg.clone());
+            if stopping {
                 return stop(s, reporter, &opt, &state);
             }
         }
+        // Everything is read (and checked) before the evaluation and the checkpoint.
+        let started = Instant::now();
+        settle(s, &mut unread, &guard, &mut state, epoch)?;
+        state.epoch_seconds += started.elapsed().as_secs_f64();
         reporter.finish_bar();
         let peak_mem_bytes = s.device.memory_stats().peak_live_bytes;
 
@@ -230,16 +252,16 @@ fn with_batch_size(e: TrainError, s: &Session, step: usize) -> TrainError {
     }
 }
 
-/// One optimiser step; returns the loss, the gradient norm before clipping and how many
-/// views the classifier got right.
+/// One optimiser step, nothing read back.
 fn step(
     s: &Session,
     opt: &mut AdamW,
     trained: &[Tensor],
+    guard: &mut StepGuard,
     batch: &Batch,
     state: &TrainState,
     lr: f64,
-) -> Result<(f64, f64, usize)> {
+) -> Result<StepDone> {
     let x = batch.to_tensor(&s.device)?;
     let core = StepCore {
         net: s.net,
@@ -250,15 +272,75 @@ fn step(
         clip_grad: s.cfg.clip_grad,
         lr,
     };
-    let non_finite = |what, value| TrainError::NonFinite {
-        what,
-        value,
-        step: state.step + 1,
-        epoch: state.epoch + 1,
-    };
-    let done = core.run(opt, trained, &x, &batch.labels, &non_finite)?;
-    let correct = top1_correct(&done.logits, &batch.labels)?;
-    Ok((done.loss, done.grad_norm, correct))
+    core.run(opt, trained, guard, state.step + 1, &x, &batch.labels)
+}
+
+/// The steps of the current epoch whose results are still on the device.
+#[derive(Default)]
+struct Unread {
+    steps: Vec<(StepDone, Vec<usize>)>,
+}
+
+impl Unread {
+    fn push(&mut self, done: StepDone, labels: Vec<usize>) {
+        self.steps.push((done, labels));
+    }
+    fn len(&self) -> usize {
+        self.steps.len()
+    }
+}
+
+/// What reading the unread steps found.
+struct Settled {
+    guard: GuardReport,
+    /// The loss of the last step read (NaN when there was none).
+    last_loss: f64,
+}
+
+/// Reads the guard and every unread step's loss and logits back in one readback, stops the
+/// run if a step went bad, and adds the steps' losses and correct views to the epoch's sums.
+fn settle(
+    s: &Session,
+    unread: &mut Unread,
+    guard: &StepGuard,
+    state: &mut TrainState,
+    epoch: usize,
+) -> Result<Settled> {
+    let steps = std::mem::take(&mut unread.steps);
+    let flat = |t: &Tensor| t.to_dtype(DType::F32)?.reshape([t.numel()]);
+    let mut parts = vec![guard.state().clone()];
+    for (done, _) in &steps {
+        parts.push(flat(&done.loss)?);
+        parts.push(flat(&done.logits)?);
+    }
+    let values = Tensor::concat(&parts, 0)?
+        .to_vec_f32()
+        .map_err(|e| with_batch_size(e.into(), s, state.step))?;
+    let report = GuardReport::from_values(&values);
+    if let Some(bad) = report.first_bad {
+        return Err(TrainError::NonFinite {
+            what: bad.what,
+            value: bad.value,
+            step: bad.step,
+            // Unread steps never span two epochs.
+            epoch: epoch + 1,
+        });
+    }
+    let mut at = clce_engine::optim::GUARD_STATE_LEN;
+    let mut last_loss = f64::NAN;
+    for (done, labels) in &steps {
+        last_loss = values[at] as f64;
+        let n = done.logits.numel();
+        let logits = &values[at + 1..at + 1 + n];
+        at += 1 + n;
+        state.epoch_loss_sum += last_loss;
+        state.epoch_correct += top1_correct(logits, done.logits.dims()[1], labels);
+        state.epoch_views += labels.len();
+    }
+    Ok(Settled {
+        guard: report,
+        last_loss,
+    })
 }
 
 /// The forward mode of step `step` (counted from 0).
@@ -286,46 +368,36 @@ pub struct StepCore<'a> {
     pub lr: f64,
 }
 
-/// What a step leaves behind.
+/// What a step leaves behind, on the device, unread (the gradient norm and whether the step
+/// was finite are in the step guard).
 pub struct StepDone {
-    pub loss: f64,
-    /// Global L2 norm of the gradient, before clipping.
-    pub grad_norm: f64,
+    /// The objective's value, a one-element tensor.
+    pub loss: Tensor,
     pub logits: Tensor,
 }
 
 impl StepCore<'_> {
-    /// Forward of the 2B views `x`, the objective, backward, gradient norm (clipped with
-    /// `clip_grad`), AdamW. `non_finite` makes the error for a loss or gradient norm that is
-    /// not finite; nothing is updated then.
+    /// Step `step` (counted from 1): forward of the 2B views `x`, the objective, backward,
+    /// the guard's check (gradient norm, clip factor for `clip_grad`, finiteness), AdamW under
+    /// the guard. Reads nothing back from a GPU: a non-finite step shows in the guard, and
+    /// from it on AdamW changes nothing.
     pub fn run(
         &self,
         opt: &mut AdamW,
         trained: &[Tensor],
+        guard: &mut StepGuard,
+        step: usize,
         x: &Tensor,
         labels: &[usize],
-        non_finite: &dyn Fn(&'static str, f64) -> TrainError,
     ) -> Result<StepDone> {
         opt.zero_grad();
         let (loss, logits) = match self.micro_batch {
-            Some(k) => micro_batch::forward_backward(self, k, x, labels, non_finite)?,
-            None => self.forward_backward(x, labels, non_finite)?,
+            Some(k) => micro_batch::forward_backward(self, k, x, labels)?,
+            None => self.forward_backward(x, labels)?,
         };
-        let grad_norm = match self.clip_grad {
-            Some(max_norm) => clip_grad_norm(trained, max_norm)?,
-            None => global_norm(trained)?,
-        };
-        // A non-finite gradient would poison every parameter it reaches, and then the
-        // checkpoint.
-        if !grad_norm.is_finite() {
-            return Err(non_finite("gradient norm", grad_norm));
-        }
-        opt.step(self.lr)?;
-        Ok(StepDone {
-            loss,
-            grad_norm,
-            logits,
-        })
+        guard.check(step, &loss, trained, self.clip_grad)?;
+        opt.step_guarded(self.lr, guard)?;
+        Ok(StepDone { loss, logits })
     }
 
     /// The forward pass whose tape the backward pass will use: with `--precision f16` the
@@ -337,41 +409,19 @@ impl StepCore<'_> {
 
     /// The loss of the views `x` (its gradient accumulated into the parameters' gradients)
     /// and their logits, in one piece.
-    fn forward_backward(
-        &self,
-        x: &Tensor,
-        labels: &[usize],
-        non_finite: &dyn Fn(&'static str, f64) -> TrainError,
-    ) -> Result<(f64, Tensor)> {
+    fn forward_backward(&self, x: &Tensor, labels: &[usize]) -> Result<(Tensor, Tensor)> {
         let out = self.recorded_forward(x, self.mode)?;
-        let loss_t = (self.objective)(&out, labels)?;
-        let loss = loss_t.to_scalar()?;
-        if !loss.is_finite() {
-            return Err(non_finite("loss", loss));
-        }
-        loss_t.backward()?;
-        Ok((loss, out.logits))
+        let loss = (self.objective)(&out, labels)?;
+        loss.backward()?;
+        Ok((loss.detach(), out.logits))
     }
 }
 
-/// L2 norm of all gradients together, read back once.
-fn global_norm(params: &[Tensor]) -> Result<f64> {
-    let _no_grad = no_grad();
-    let mut sum: Option<Tensor> = None;
-    for g in params.iter().filter_map(Tensor::grad) {
-        let sq = g.mul(&g)?.sum_all()?;
-        sum = Some(match sum {
-            Some(s) => s.add(&sq)?,
-            None => sq,
-        });
-    }
-    Ok(sum.map_or(Ok(0.0), |s| s.to_scalar())?.sqrt())
-}
-
-fn top1_correct(logits: &Tensor, labels: &[usize]) -> Result<usize> {
-    let mut tally = Tally::new(logits.dims()[1]);
-    tally.add(&logits.to_vec_f32()?, labels);
-    Ok(tally.correct.iter().sum())
+/// How many of the views whose `classes`-wide logits are `logits` have their label on top.
+fn top1_correct(logits: &[f32], classes: usize, labels: &[usize]) -> usize {
+    let mut tally = Tally::new(classes);
+    tally.add(logits, labels);
+    tally.correct.iter().sum()
 }
 
 /// The drop-path seed of step `step`: a function of the run's seed and the step only, so a

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::adapters::{self, AdapterSummary};
+use super::counters::{Counters, DispatchesByKernel, GpuCounters};
 use super::errors::{scoped, ErrorSink};
 use super::pipelines::PipelineCache;
 use super::pool::{size_class, BufferPool, MemoryStats};
@@ -24,6 +25,13 @@ pub(crate) struct Inner {
     pub(crate) pipelines: Mutex<PipelineCache>,
     pub(crate) recorder: Mutex<Recorder>,
     pub(crate) errors: Arc<ErrorSink>,
+    pub(crate) counters: Counters,
+    /// The submission that ended the last training step (`end_step`).
+    last_step: Mutex<Option<wgpu::SubmissionIndex>>,
+    /// Launches are counted but not recorded (`CLCE_GPU_COUNT_ONLY=1`): counts the dispatches
+    /// of a step whose kernels would take minutes on a software adapter. Every value is then
+    /// garbage; only the counters mean anything.
+    pub(crate) count_only: bool,
     /// Submit and check after every command (`CLCE_GPU_CHECK=1`): slow, but an error found
     /// when a batch is submitted then names the kernel that caused it.
     pub(crate) check_each: bool,
@@ -103,6 +111,9 @@ impl GpuDevice {
             pipelines: Default::default(),
             recorder: Default::default(),
             errors,
+            counters: Default::default(),
+            last_step: Mutex::new(None),
+            count_only: std::env::var("CLCE_GPU_COUNT_ONLY").is_ok_and(|v| v == "1"),
             check_each,
         }));
         Ok(d)
@@ -131,6 +142,20 @@ impl GpuDevice {
     pub fn reset_peak_memory(&self) {
         self.0.pool.lock().unwrap().reset_peak();
     }
+    /// What this device has done since it was opened (subtract two snapshots with
+    /// [`GpuCounters::since`]).
+    pub fn counters(&self) -> GpuCounters {
+        self.0.counters.snapshot()
+    }
+    /// Whether launches are only counted (`CLCE_GPU_COUNT_ONLY=1`): values are garbage then.
+    pub fn counts_only(&self) -> bool {
+        self.0.count_only
+    }
+    /// Dispatches so far by kernel (subtract with [`DispatchesByKernel::since`]).
+    pub fn dispatches_by_kernel(&self) -> DispatchesByKernel {
+        self.0.counters.by_kernel()
+    }
+
     /// Frees the buffers kept for reuse.
     pub fn trim_pool(&self) {
         self.0.pool.lock().unwrap().trim();
@@ -176,6 +201,7 @@ impl GpuDevice {
             ))
         })?;
         self.0.pool.lock().unwrap().mark_live(class);
+        self.0.counters.buffer_creation();
         Ok(GpuBuffer::new(self.clone(), buffer, class, bytes))
     }
 
@@ -191,8 +217,8 @@ impl GpuDevice {
             recorder.discard();
             return result;
         }
-        if recorder.is_full() || self.0.check_each {
-            recorder.submit(&self.0.queue);
+        if (recorder.is_full() || self.0.check_each) && recorder.submit(&self.0.queue).is_some() {
+            self.0.counters.submission();
         }
         drop(recorder);
         self.0.errors.check(what)
@@ -200,10 +226,41 @@ impl GpuDevice {
 
     /// Submits the recorded work without waiting for it.
     pub fn flush(&self) -> Result<()> {
-        self.0.recorder.lock().unwrap().submit(&self.0.queue);
+        self.submit_recorded();
         self.0.errors.check(
             "submitting (CLCE_GPU_CHECK=1 checks every kernel as it is recorded, naming the one that fails)",
         )
+    }
+
+    fn submit_recorded(&self) -> Option<wgpu::SubmissionIndex> {
+        let submitted = self.0.recorder.lock().unwrap().submit(&self.0.queue);
+        if submitted.is_some() {
+            self.0.counters.submission();
+        }
+        submitted
+    }
+
+    /// Ends a training step: submits its work and waits until the step before it has
+    /// finished on the GPU. A step reads nothing back, so without this the host would run
+    /// ahead by every step up to the next logging step, each holding its uploads and launch
+    /// parameters alive until it runs; with it, one step runs while the next is recorded.
+    /// Waiting maps nothing: it is no readback.
+    pub fn end_step(&self) -> Result<()> {
+        let submitted = self.submit_recorded();
+        let previous = match submitted {
+            Some(s) => self.0.last_step.lock().unwrap().replace(s),
+            None => None,
+        };
+        if let Some(previous) = previous {
+            self.0
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(previous),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu(format!("waiting for the previous step: {e}")))?;
+        }
+        self.0.errors.check("ending a training step")
     }
 
     /// Submits the recorded work and waits until the GPU has finished it (for timing).
@@ -250,6 +307,7 @@ impl GpuDevice {
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
         let data = view[..bytes as usize].to_vec();
+        self.0.counters.readback(bytes);
         drop(view);
         staging.unmap();
         Ok(data)

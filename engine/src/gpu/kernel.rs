@@ -103,6 +103,10 @@ impl GpuDevice {
         if l.workgroups.contains(&0) {
             return Ok(());
         }
+        self.0.counters.dispatch(l.shader.name, l.entry);
+        if self.0.count_only {
+            return Ok(());
+        }
         let mut slots = vec![Slot::Uniform];
         slots.extend(l.reads.iter().map(|_| Slot::Read));
         slots.extend(l.writes.iter().map(|_| Slot::ReadWrite));

@@ -13,6 +13,8 @@
 //!   host round trips.
 //! - `kernel.rs` is what an op's `gpu.rs` calls: [`Launch`] names a kernel, its uniform
 //!   parameters, the buffers it reads and the buffers it writes.
+//! - `counters.rs` counts dispatches, submissions, readbacks, buffer creations and bytes
+//!   moved ([`GpuDevice::counters`], `clce-cli bench --device gpu`).
 //! - `layout_params.rs` prepares shapes and strides for kernels that index through them.
 //! - `storage.rs` holds a tensor's buffer ([`GpuStorage`]) and moves data in and out.
 //! - `errors.rs` turns wgpu errors (validation, out of memory, device lost) into
@@ -35,6 +37,7 @@
 //! never changed afterwards. Kernels always write into a freshly allocated buffer, so sharing
 //! a buffer between tensors (clones, reshapes, `assign`) is always safe.
 mod adapters;
+mod counters;
 mod device;
 mod errors;
 mod kernel;
@@ -49,6 +52,7 @@ pub mod testing;
 mod tests;
 
 pub use adapters::{adapters, quiet_wayland_probe, AdapterSummary};
+pub use counters::{DispatchesByKernel, GpuCounters};
 pub use device::GpuDevice;
 pub(crate) use kernel::{linear_grid, Launch, Params, MAX_RANK};
 pub(crate) use layout_params::{check_rank, collapse};

@@ -23,12 +23,12 @@ impl Recorder {
         self.commands >= MAX_COMMANDS
     }
 
-    /// Sends everything recorded so far to the GPU (does not wait for it).
-    pub(crate) fn submit(&mut self, queue: &wgpu::Queue) {
-        if let Some(encoder) = self.encoder.take() {
-            queue.submit([encoder.finish()]);
-        }
+    /// Sends everything recorded so far to the GPU (does not wait for it); the submission, if
+    /// there was anything to send.
+    pub(crate) fn submit(&mut self, queue: &wgpu::Queue) -> Option<wgpu::SubmissionIndex> {
         self.commands = 0;
+        let encoder = self.encoder.take()?;
+        Some(queue.submit([encoder.finish()]))
     }
 
     /// Drops the recorded work: after a failed command the encoder is unusable.

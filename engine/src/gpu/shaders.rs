@@ -33,6 +33,7 @@ shader!(MATMUL, "matmul.wgsl");
 shader!(POOL, "pool.wgsl", nan);
 shader!(CONV2D, "conv2d.wgsl");
 shader!(OPTIM, "optim.wgsl");
+shader!(GUARD, "guard.wgsl");
 shader!(SOFTMAX, "softmax.wgsl");
 shader!(LAYER_NORM, "layer_norm.wgsl");
 shader!(CROSS_ENTROPY, "cross_entropy.wgsl");

@@ -73,6 +73,7 @@ impl GpuBuffer {
         device.record(what, |enc| {
             enc.copy_buffer_to_buffer(&staging, 0, buffer.raw(), 0, padded as u64)
         })?;
+        device.0.counters.upload(data.len() as u64);
         Ok(buffer)
     }
 

@@ -114,3 +114,13 @@ pub fn assert_gradients_pass_on(gpu: &Device, cases: &[Case]) {
         assert!(report.passed(), "{}", report.row());
     }
 }
+
+/// A GPU device of the test's own (adapter 0, opened anew), for tests that count what a
+/// device does (`counters`): other tests running at the same time share `test_device`'s.
+/// Skips or fails as `test_device` does.
+pub fn private_test_device() -> Option<Device> {
+    test_device()?;
+    Some(Device::Gpu(
+        crate::gpu::GpuDevice::create(0).expect("adapter 0 opened a moment ago"),
+    ))
+}

@@ -142,3 +142,48 @@ fn a_failing_kernel_is_an_error_and_the_device_recovers() {
     let err = broken_launch(&checked).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("binary.wgsl:same_shape"), "{err}");
 }
+
+#[test]
+fn counters_count_dispatches_submissions_readbacks_creations_and_bytes() {
+    let Some(gpu) = super::testing::private_test_device() else {
+        return;
+    };
+    let counters = || gpu.gpu_counters().expect("a GPU counts");
+    let start = counters();
+    let a = Tensor::from_vec(vec![1f32; 1000], [1000], &gpu).unwrap();
+    let b = Tensor::from_vec(vec![2f32; 1000], [1000], &gpu).unwrap();
+    let after_upload = counters().since(&start);
+    assert_eq!(after_upload.bytes_uploaded, 8000);
+    assert_eq!(after_upload.buffer_creations, 2);
+    assert_eq!(after_upload.dispatches, 0);
+    assert_eq!(after_upload.readbacks, 0);
+
+    let recorded = counters();
+    let sum = a.add(&b).unwrap();
+    let c = counters().since(&recorded);
+    assert_eq!((c.dispatches, c.buffer_creations, c.readbacks), (1, 1, 0));
+    assert_eq!(c.submissions, 0, "launches are only recorded");
+
+    let read = counters();
+    assert_eq!(sum.to_vec_f32().unwrap(), vec![3f32; 1000]);
+    let c = counters().since(&read);
+    assert_eq!(
+        (c.readbacks, c.bytes_downloaded, c.submissions),
+        (1, 4000, 1)
+    );
+
+    // Freed buffers are reused: the same op again creates nothing.
+    drop(sum);
+    let warm = counters();
+    let again = a.add(&b).unwrap();
+    let c = counters().since(&warm);
+    assert_eq!((c.dispatches, c.buffer_creations), (1, 0));
+    gpu.synchronize().unwrap();
+    assert_eq!(counters().since(&warm).submissions, 1);
+    assert_eq!(
+        counters().since(&warm).readbacks,
+        0,
+        "waiting is not a readback"
+    );
+    drop(again);
+}

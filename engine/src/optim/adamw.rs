@@ -2,10 +2,11 @@
 //! (amsgrad=False, maximize=False): weight decay decoupled from the gradient, bias-corrected
 //! moments.
 use super::group::{check_groups, check_lr, checked_grad, describe, flat};
+use super::guard::StepGuard;
 use super::state::{saved_copy, step_tensor, SavedState};
 use super::{cpu, gpu, Optimizer, ParamGroup};
 use crate::memory::meta::MetaStorage;
-use crate::{Error, Result, Storage, Tensor};
+use crate::{Device, Error, Result, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
@@ -37,6 +38,9 @@ pub(super) struct AdamWUpdate {
     pub eps: f64,
     /// 1 on this parameter's first update (bias correction uses it).
     pub step: u64,
+    /// The gradient is multiplied by this first (the clip factor of `--clip-grad`; on a GPU
+    /// the guard state's, read by the kernel instead).
+    pub grad_scale: f64,
 }
 
 /// The running moments of one parameter, on the parameter's device and in its dtype.
@@ -64,6 +68,9 @@ pub struct AdamW {
     config: AdamWConfig,
     /// One entry per parameter, in `flat` order.
     moments: Vec<Moments>,
+    /// For `step` without a guard on a GPU, whose kernel always reads one: a guard that
+    /// never checks a step (scale 1, no bad step), made on first use.
+    healthy: Option<StepGuard>,
 }
 
 impl AdamW {
@@ -91,6 +98,7 @@ impl AdamW {
             groups,
             config,
             moments,
+            healthy: None,
         })
     }
 
@@ -99,9 +107,24 @@ impl AdamW {
     }
 }
 
-impl Optimizer for AdamW {
-    fn step(&mut self, lr: f64) -> Result<()> {
+impl AdamW {
+    /// `step`, under the guard's verdict on this step (`guard.rs`): the gradients scaled by
+    /// its clip factor, and no change at all once it has seen a non-finite step. On a GPU the
+    /// kernels read the verdict; nothing is read back.
+    pub fn step_guarded(&mut self, lr: f64, guard: &StepGuard) -> Result<()> {
+        self.step_with(lr, guard)
+    }
+
+    fn step_with(&mut self, lr: f64, guard: &StepGuard) -> Result<()> {
         check_lr("adamw", lr)?;
+        let state = guard.state();
+        let grad_scale = match state.device() {
+            Device::Cpu => match guard.host_scale()? {
+                Some(scale) => scale as f64,
+                None => return Ok(()),
+            },
+            Device::Gpu(_) | Device::Meta(_) => 1.0,
+        };
         // Every gradient is checked before any parameter changes.
         let grads = flat(&self.groups)
             .map(|(i, _, p)| checked_grad("adamw", i, p))
@@ -117,10 +140,27 @@ impl Optimizer for AdamW {
                 beta2: self.config.beta2,
                 eps: self.config.eps,
                 step: moments.step,
+                grad_scale,
             };
-            apply(&p.tensor, &grad, moments, &update)?;
+            apply(&p.tensor, &grad, moments, state, &update)?;
         }
         Ok(())
+    }
+}
+
+impl Optimizer for AdamW {
+    fn step(&mut self, lr: f64) -> Result<()> {
+        let Some(first) = self.groups.iter().flat_map(|g| &g.params).next() else {
+            return check_lr("adamw", lr);
+        };
+        let device = first.tensor.device().clone();
+        let healthy = match self.healthy.take() {
+            Some(h) if h.state().device() == &device => h,
+            _ => StepGuard::new(&device)?,
+        };
+        let result = self.step_with(lr, &healthy);
+        self.healthy = Some(healthy);
+        result
     }
 
     fn groups(&self) -> &[ParamGroup] {
@@ -155,19 +195,30 @@ impl Optimizer for AdamW {
 }
 
 /// One AdamW update of one parameter, in place, on the parameter's device.
-fn apply(p: &Tensor, g: &Tensor, m: &Moments, u: &AdamWUpdate) -> Result<()> {
+fn apply(p: &Tensor, g: &Tensor, m: &Moments, guard: &Tensor, u: &AdamWUpdate) -> Result<()> {
     let grad = g.storage();
+    let guard = guard.storage();
     let mut param = p.storage_mut();
     let mut exp_avg = m.exp_avg.storage_mut();
     let mut exp_avg_sq = m.exp_avg_sq.storage_mut();
-    match (&mut *param, &*grad, &mut *exp_avg, &mut *exp_avg_sq) {
-        (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => {
+    match (
+        &mut *param,
+        &*grad,
+        &mut *exp_avg,
+        &mut *exp_avg_sq,
+        &*guard,
+    ) {
+        (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v), Storage::Cpu(_)) => {
             cpu::adamw(p, g, m, v, u)
         }
-        (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
-            gpu::adamw(p, g, m, v, u)
-        }
-        (Storage::Meta(p), Storage::Meta(_), Storage::Meta(m), Storage::Meta(v)) => {
+        (
+            Storage::Gpu(p),
+            Storage::Gpu(g),
+            Storage::Gpu(m),
+            Storage::Gpu(v),
+            Storage::Gpu(guard),
+        ) => gpu::adamw(p, g, m, v, guard, u),
+        (Storage::Meta(p), Storage::Meta(_), Storage::Meta(m), Storage::Meta(v), _) => {
             MetaStorage::update_in_place(&mut [p, m, v], "adamw");
             Ok(())
         }

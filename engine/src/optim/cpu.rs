@@ -51,8 +51,11 @@ fn adamw_typed<T: Elem>(
     let neg_step_size = T::c(-u.lr / bias_correction1);
     let bias_correction2_sqrt = T::c(bias_correction2.sqrt());
     let eps = T::c(u.eps);
+    let grad_scale = T::c(u.grad_scale);
     let update = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]| {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+            // --clip-grad's factor (1 without clipping), as torch multiplies the gradients.
+            let g = g * grad_scale;
             // Decoupled weight decay shrinks the weights before, and apart from, Adam.
             *p *= decay;
             // torch's lerp(m, g, 1 - beta1) for a weight below 1/2.

@@ -3,7 +3,7 @@
 //! old storages with them, so every view of a parameter sees the new values.
 use super::adamw::AdamWUpdate;
 use super::sgd::SgdUpdate;
-use crate::gpu::{linear_grid, shaders, GpuStorage, Launch, Params};
+use crate::gpu::{linear_grid, shaders, GpuBuffer, GpuStorage, Launch, Params};
 use crate::Result;
 
 /// The parameter block of optim.wgsl: n, then SGD's scalars, then AdamW's.
@@ -35,11 +35,14 @@ fn params(n: usize, sgd: Option<&SgdUpdate>, adamw: Option<&AdamWUpdate>) -> Par
     }
 }
 
+/// AdamW on `g` scaled by the guard state's clip factor, or nothing at all (the new buffers
+/// hold the old values) once the guard has seen a bad step (see `guard.rs`).
 pub(super) fn adamw(
     p: &mut GpuStorage,
     g: &GpuStorage,
     m: &mut GpuStorage,
     v: &mut GpuStorage,
+    guard: &GpuStorage,
     u: &AdamWUpdate,
 ) -> Result<()> {
     let device = p.device().clone();
@@ -54,7 +57,13 @@ pub(super) fn adamw(
         entry: "adamw",
         constants: &[],
         params: params(n, None, Some(u)),
-        reads: &[p.buffer(), g.buffer(), m.buffer(), v.buffer()],
+        reads: &[
+            p.buffer(),
+            g.buffer(),
+            m.buffer(),
+            v.buffer(),
+            guard.buffer(),
+        ],
         writes: &[p_new.buffer(), m_new.buffer(), v_new.buffer()],
         workgroups: linear_grid(&device, n, 256)?,
     })?;
@@ -100,4 +109,56 @@ pub(super) fn sgd(
     }
     *p = p_new;
     Ok(())
+}
+
+/// Gradients one `sum_squares` launch reads (shaders/guard.wgsl): with its scratch output,
+/// the eight storage bindings every adapter allows.
+const SQUARES_PER_LAUNCH: usize = 7;
+
+/// The guard's check on the device (`guard.rs`, shaders/guard.wgsl): the sums of squares of
+/// the gradients, seven per launch, into a scratch buffer, then one single-invocation kernel
+/// for the new state.
+pub(super) fn guard_check(
+    state: &GpuStorage,
+    loss: &GpuStorage,
+    grads: &[&GpuStorage],
+    step: usize,
+    max_norm: Option<f64>,
+) -> Result<GpuStorage> {
+    let device = state.device().clone();
+    let guard_params = |slot: usize, parts: usize, lens: &[usize]| {
+        Params::new()
+            .u32(slot)
+            .u32(step)
+            .u32(parts)
+            .u32(max_norm.is_some() as usize)
+            .f32(max_norm.unwrap_or(0.0))
+            .array(lens)
+    };
+    let partials = GpuStorage::alloc(&device, grads.len().max(1), "gradient norm")?;
+    for (launch, chunk) in grads.chunks(SQUARES_PER_LAUNCH).enumerate() {
+        let lens: Vec<usize> = chunk.iter().map(|g| g.len()).collect();
+        let mut reads: Vec<&GpuBuffer> = chunk.iter().map(|g| g.buffer()).collect();
+        reads.resize(SQUARES_PER_LAUNCH, chunk[0].buffer());
+        device.launch(Launch {
+            shader: &shaders::GUARD,
+            entry: "sum_squares",
+            constants: &[],
+            params: guard_params(launch * SQUARES_PER_LAUNCH, 0, &lens),
+            reads: &reads,
+            writes: &[partials.buffer()],
+            workgroups: [chunk.len() as u32, 1, 1],
+        })?;
+    }
+    let next = GpuStorage::alloc(&device, state.len(), "step guard")?;
+    device.launch(Launch {
+        shader: &shaders::GUARD,
+        entry: "check",
+        constants: &[],
+        params: guard_params(0, grads.len(), &[]),
+        reads: &[state.buffer(), loss.buffer(), partials.buffer()],
+        writes: &[next.buffer()],
+        workgroups: [1, 1, 1],
+    })?;
+    Ok(next)
 }

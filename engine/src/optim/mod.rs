@@ -12,6 +12,7 @@ mod clip;
 mod cpu;
 mod gpu;
 mod group;
+mod guard;
 mod schedule;
 mod sgd;
 mod state;
@@ -21,6 +22,7 @@ mod tests;
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
 pub use group::{skips_weight_decay, Param, ParamGroup};
+pub use guard::{BadStep, GuardReport, StepGuard, GUARD_STATE_LEN};
 pub use schedule::WarmupCosine;
 pub use sgd::{Sgd, SgdConfig};
 

@@ -3,6 +3,7 @@ mod adamw;
 mod clip;
 mod gpu;
 mod groups;
+mod guard;
 mod schedule;
 mod sgd;
 mod state;

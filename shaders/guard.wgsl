@@ -1,0 +1,117 @@
+// The step guard (engine/src/optim/guard.rs): the global gradient norm, its clip factor and
+// the first non-finite step, computed on the device so that a training step reads nothing
+// back. State slots: 0 first bad step (0: none), 1 what (1 loss, 2 gradient norm), 2 its
+// value, 3 the factor AdamW scales this step's gradients by, 4 this step's gradient norm.
+
+const WG: u32 = 256u;
+const STATE_LEN: u32 = 8u;
+
+struct Params {
+    // sum_squares: the slot of partials that x0 fills (x1 the next, ...)
+    slot: u32,
+    // check: the step (from 1), how many partials, whether to clip, to what
+    step: u32,
+    parts: u32,
+    clip: u32,
+    max_norm: f32,
+    // sum_squares: the lengths of x0 .. x6
+    n: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+
+// ---- sum_squares: workgroup w sums x_w * x_w into partials[slot + w], for up to seven
+// gradients per launch (seven reads and one write: the eight storage bindings every adapter
+// allows). partials is the guard's own scratch buffer, filled by consecutive launches before
+// `check` reads it. Launches bind the first gradient again in the slots they do not use.
+
+@group(0) @binding(1) var<storage, read> x0: array<f32>;
+@group(0) @binding(2) var<storage, read> x1: array<f32>;
+@group(0) @binding(3) var<storage, read> x2: array<f32>;
+@group(0) @binding(4) var<storage, read> x3: array<f32>;
+@group(0) @binding(5) var<storage, read> x4: array<f32>;
+@group(0) @binding(6) var<storage, read> x5: array<f32>;
+@group(0) @binding(7) var<storage, read> x6: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> acc: array<f32, WG>;
+
+fn element(which: u32, i: u32) -> f32 {
+    switch which {
+        case 0u: { return x0[i]; }
+        case 1u: { return x1[i]; }
+        case 2u: { return x2[i]; }
+        case 3u: { return x3[i]; }
+        case 4u: { return x4[i]; }
+        case 5u: { return x5[i]; }
+        default: { return x6[i]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn sum_squares(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let which = wid.x;
+    let n = params.n[which / 4u][which % 4u];
+    var s = 0.0;
+    for (var i = t; i < n; i += WG) {
+        let v = element(which, i);
+        s += v * v;
+    }
+    acc[t] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w /= 2u) {
+        if t < w {
+            acc[t] += acc[t + w];
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        partials[params.slot + which] = acc[0];
+    }
+}
+
+// ---- check: (state, loss, partials) -> state'
+
+@group(0) @binding(1) var<storage, read> state: array<f32>;
+@group(0) @binding(2) var<storage, read> loss: array<f32>;
+@group(0) @binding(3) var<storage, read> parts: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state_new: array<f32>;
+
+// By the bits, which no compiler may fold away (x - x == 0 can be, under fast math).
+fn is_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+@compute @workgroup_size(1)
+fn check() {
+    var total = 0.0;
+    for (var i = 0u; i < params.parts; i++) {
+        total += parts[i];
+    }
+    let norm = sqrt(total);
+    for (var k = 0u; k < STATE_LEN; k++) {
+        state_new[k] = state[k];
+    }
+    state_new[4] = norm;
+    var scale = 1.0;
+    if params.clip == 1u {
+        // torch's clip_grad_norm_: max_norm / (norm + 1e-6), applied when below 1.
+        let c = params.max_norm / (norm + 1e-6);
+        if c < 1.0 {
+            scale = c;
+        }
+    }
+    state_new[3] = scale;
+    if state[0] == 0.0 {
+        let l = loss[0];
+        if !is_finite(l) {
+            state_new[0] = f32(params.step);
+            state_new[1] = 1.0;
+            state_new[2] = l;
+        } else if !is_finite(norm) {
+            state_new[0] = f32(params.step);
+            state_new[1] = 2.0;
+            state_new[2] = norm;
+        }
+    }
+}
