@@ -2,7 +2,7 @@
 //! on the CPU, with the tiny models: learning, resuming, the run directory, the checkpoint
 //! files, and the errors users meet.
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use clce_cli::train::metrics::{self, EpochRecord, Record};
 
@@ -10,22 +10,9 @@ use clce_cli::train::metrics::{self, EpochRecord, Record};
 /// shots and 15 queries on the test split.
 const DATA: &str = "synthetic:classes=5,train=104,test=20";
 
-fn clce(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clce-cli"))
-        .args(args)
-        .env_remove("CLCE_DEVICE")
-        .output()
-        .expect("clce-cli runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+#[path = "../common/run.rs"]
+mod run;
+use run::{clce, text};
 
 /// `finetune` of resnet-tiny at 32 px on the CPU from random weights, lr 5e-3 after half an
 /// epoch of warm-up, then `extra`.

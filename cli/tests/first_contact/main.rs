@@ -11,22 +11,9 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 const DATA: &str = "synthetic:classes=4,train=16,test=4";
 
-fn clce(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clce-cli"))
-        .args(args)
-        .env_remove("CLCE_DEVICE")
-        .output()
-        .expect("clce-cli runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+#[path = "../common/run.rs"]
+mod run;
+use run::{clce, text};
 
 /// Asserts that `out` failed cleanly (exit 1, no panic) with every one of `needles` in its
 /// error message.

@@ -79,7 +79,7 @@ pub(crate) fn half_copy(cell: &Arc<StorageCell>) -> Result<Arc<HalfCopy>> {
     if let Some(copy) = known {
         return Ok(copy);
     }
-    let copy = Arc::new(narrow(&cell.read().unwrap_or_else(|e| e.into_inner()))?);
+    let copy = Arc::new(to_half(&cell.read().unwrap_or_else(|e| e.into_inner()))?);
     COPIES.with(|c| {
         if let Some(map) = c.borrow_mut().as_mut() {
             // Forget copies whose nodes are gone before the map grows.
@@ -92,7 +92,7 @@ pub(crate) fn half_copy(cell: &Arc<StorageCell>) -> Result<Arc<HalfCopy>> {
     Ok(copy)
 }
 
-fn narrow(storage: &Storage) -> Result<HalfCopy> {
+fn to_half(storage: &Storage) -> Result<HalfCopy> {
     Ok(match storage {
         Storage::Cpu(CpuStorage::F32(v)) => {
             let mut half = vec![f16::ZERO; v.len()];
