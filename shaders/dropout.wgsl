@@ -12,8 +12,11 @@ struct Params {
     // Consecutive elements sharing one decision: 1 for dropout, a sample's size for drop path.
     group: u32,
     scale: f32,
-    // The index of the first group (a micro-batch's first sample in its batch).
+    // Where the groups sit in the step's batch (SamplePlace in engine/src/ops/dropout):
+    // groups 0..split are the batch's first_group.., the rest its second_group..
     first_group: u32,
+    split: u32,
+    second_group: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -37,7 +40,9 @@ fn masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if i >= params.n {
         return;
     }
-    let keep = random_bits(params.key, params.first_group + i / params.group) >= params.threshold;
+    let g = i / params.group;
+    let in_batch = select(params.second_group + (g - params.split), params.first_group + g, g < params.split);
+    let keep = random_bits(params.key, in_batch) >= params.threshold;
     // A product, not a select: a dropped NaN stays NaN (0 · NaN), as on the CPU and in PyTorch.
     out[i] = x[i] * select(0.0, params.scale, keep);
 }

@@ -37,6 +37,7 @@ pub use dtype::{DType, Elem};
 pub use error::{Error, Result};
 pub use memory::meta::{AllocatorModel, MetaDevice};
 pub use memory::MemoryStats;
+pub use ops::dropout::SamplePlace;
 pub use shape::Shape;
 pub use storage::{CpuStorage, Storage};
 pub use tensor::{Tensor, TensorId};

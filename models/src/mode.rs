@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clce_engine::{checkpoint, is_grad_enabled, Result, Tensor};
+use clce_engine::{checkpoint, is_grad_enabled, Result, SamplePlace, Tensor};
 
 use crate::params::seed_for;
 
@@ -15,10 +15,11 @@ pub enum Mode {
     Eval,
     Train {
         seed: u64,
-        /// Where the input's first view sits in the step's batch (0 unless the batch runs in
-        /// micro-batches): each view draws its drop-path decisions by its place in the batch,
-        /// so a batch gives the same masks in one piece or in slices.
-        first_view: usize,
+        /// Where the input's views sit in the step's batch (from 0 unless the batch runs in
+        /// micro-batches or on several data-parallel ranks): each view draws its drop-path
+        /// decisions by its place in the batch, so a batch gives the same masks in one piece
+        /// or in slices.
+        views: SamplePlace,
     },
 }
 
@@ -27,8 +28,14 @@ impl Mode {
     pub fn train(seed: u64) -> Mode {
         Mode::Train {
             seed,
-            first_view: 0,
+            views: SamplePlace::from(0),
         }
+    }
+
+    /// Train mode for the views placed in the step's batch as `views` says (a data-parallel
+    /// rank's share).
+    pub fn train_at(seed: u64, views: SamplePlace) -> Mode {
+        Mode::Train { seed, views }
     }
 
     pub fn is_train(self) -> bool {
@@ -38,9 +45,9 @@ impl Mode {
     /// The mode for views `start..` of this mode's input (a micro-batch of it).
     pub fn from_view(self, start: usize) -> Mode {
         match self {
-            Mode::Train { seed, first_view } => Mode::Train {
+            Mode::Train { seed, views } => Mode::Train {
                 seed,
-                first_view: first_view + start,
+                views: views.from_sample(start),
             },
             Mode::Eval => Mode::Eval,
         }
@@ -50,8 +57,8 @@ impl Mode {
     /// comes from the step seed and `site`, a name unique to the branch.
     pub fn drop_path(self, x: Tensor, p: f64, site: &str) -> Result<Tensor> {
         match self {
-            Mode::Train { seed, first_view } if p > 0.0 => {
-                x.drop_path_from(p, seed_for(seed, site), first_view)
+            Mode::Train { seed, views } if p > 0.0 => {
+                x.drop_path_at(p, seed_for(seed, site), views)
             }
             _ => Ok(x),
         }

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::CmdResult;
 use crate::device_arg::DeviceArg;
 use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
+use clce_cli::train::distributed::{broadcast_text, Collective, Distributed};
 use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
 use clce_cli::train::fewshot::{self, FewShotProbe};
 use clce_cli::train::model::{self, Finetuned};
@@ -18,6 +19,7 @@ use clce_cli::train::progress::format_bytes;
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{self, Outcome, Session};
 use clce_cli::train::{checkpoint, RunDir, TrainConfig, TrainError, TrainFlags};
+use clce_engine::Device;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,13 +52,56 @@ pub struct Args {
     /// gradient check catches it.
     #[arg(long, hide = true)]
     inject_wrong_relu_backward: bool,
+    /// Data-parallel training: run as one of R ranks started by `mpirun -np R clce-cli
+    /// finetune --distributed ...` (or Slurm's srun). Each rank takes --batch-size / R images
+    /// of every batch on its own device (--device gpu: the rank's local adapter in turn); the
+    /// objective sees every rank's views as negatives, so the step is the single-process
+    /// step. BatchNorm normalises with each rank's own batch statistics (as PyTorch DDP).
+    /// Rank 0 writes the run directory. Needs a clce-cli built with `--features
+    /// distributed` (Open MPI or MPICH).
+    #[arg(long, conflicts_with = "memory_budget")]
+    distributed: bool,
 }
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 const INTERRUPTED: u8 = 130;
 
 pub fn run(args: Args) -> CmdResult {
-    let mode = match (args.quiet, args.json) {
+    if args.distributed {
+        return run_distributed(args);
+    }
+    run_rank(args, None)
+}
+
+/// One rank of `mpirun ... clce-cli finetune --distributed`. An error on any rank ends them
+/// all (MPI_Abort), naming the rank, so none waits for a rank that is gone.
+#[cfg(feature = "distributed")]
+fn run_distributed(args: Args) -> CmdResult {
+    use clce_cli::train::distributed::{mpi::MpiWorld, Collective};
+    let world = MpiWorld::join()?;
+    match run_rank(args, Some(&world)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error on rank {} of {}: {e}", world.rank(), world.ranks());
+            world.abort(1)
+        }
+    }
+}
+
+#[cfg(not(feature = "distributed"))]
+fn run_distributed(_: Args) -> CmdResult {
+    Err(TrainError::Invalid(
+        "--distributed needs a clce-cli built with MPI: install Open MPI (Debian/Ubuntu: \
+         apt-get install -y libopenmpi-dev openmpi-bin libclang-dev), then cargo build \
+         --release -p clce-cli --features distributed, and start it with mpirun -np R"
+            .into(),
+    )
+    .into())
+}
+
+fn run_rank(args: Args, world: Option<&dyn Collective>) -> CmdResult {
+    let writer = world.is_none_or(|w| w.rank() == 0);
+    let mode = match (args.quiet || !writer, args.json) {
         (true, _) => OutputMode::Quiet,
         (_, true) => OutputMode::Json,
         _ => OutputMode::Normal,
@@ -82,12 +127,12 @@ pub fn run(args: Args) -> CmdResult {
             // The run's own device unless --device says otherwise: resuming a CPU run must
             // not probe for a GPU.
             let device = if args.device.given() {
-                args.device.resolve()?
+                rank_device(&args.device, world)?
             } else {
-                DeviceArg {
+                let run_device = DeviceArg {
                     device: Some(cfg.device.clone()),
-                }
-                .resolve()?
+                };
+                rank_device(&run_device, world)?
             };
             let data = open_data(&cfg.data, &cfg.data_dir, cfg.image_size)?;
             let probe = open_probe(&cfg, &data)?;
@@ -103,7 +148,7 @@ pub fn run(args: Args) -> CmdResult {
             (run, cfg, data, model, Some(state), probe, device)
         }
         None => {
-            let device = args.device.resolve()?;
+            let device = rank_device(&args.device, world)?;
             let mut flags = args.flags.clone();
             let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
             let facts = model::facts(&described);
@@ -171,7 +216,22 @@ pub fn run(args: Args) -> CmdResult {
             for w in cfg.warnings() {
                 reporter.warn(&w);
             }
-            let run = RunDir::create(args.out.as_deref(), &cfg)?;
+            let run = match world {
+                None => RunDir::create(args.out.as_deref(), &cfg)?,
+                Some(world) => {
+                    // Rank 0 creates it (its default name is its clock's) and says where.
+                    let created = if writer {
+                        Some(RunDir::create(args.out.as_deref(), &cfg)?)
+                    } else {
+                        None
+                    };
+                    let root = created
+                        .as_ref()
+                        .map(|r| r.root().to_string_lossy().into_owned());
+                    let root = broadcast_text(world, &root.unwrap_or_default())?;
+                    created.unwrap_or_else(|| RunDir::written_elsewhere(root.into()))
+                }
+            };
             if run.reused() {
                 reporter.warn(&format!(
                     "{} held a run that stopped before its first checkpoint: starting over in it",
@@ -194,7 +254,12 @@ pub fn run(args: Args) -> CmdResult {
 
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrl_c(stop.clone(), mode)?;
+    let distributed = match world {
+        Some(w) => Some(Distributed::new(w, cfg.batch_size)?),
+        None => None,
+    };
     let session = Session {
+        distributed,
         net: &net,
         cfg: &cfg,
         data: &data,
@@ -207,6 +272,8 @@ pub fn run(args: Args) -> CmdResult {
         fewshot: probe.as_ref(),
     };
     match trainer::train(&session, &mut reporter, resume)? {
+        // The other ranks have nothing to report: rank 0 evaluated and wrote.
+        _ if !writer => Ok(ExitCode::SUCCESS),
         Outcome::Finished { tally, best } => {
             let rows = per_class_rows(&data.class_names, &tally);
             reporter.info(&per_class_table(&rows));
@@ -241,6 +308,27 @@ pub fn run(args: Args) -> CmdResult {
             Ok(ExitCode::from(INTERRUPTED))
         }
     }
+}
+
+/// `--device` for this rank: with several ranks, `gpu` is the rank's local adapter in turn
+/// (local rank modulo the adapters), so the ranks of one machine share its GPUs out.
+fn rank_device(arg: &DeviceArg, world: Option<&dyn Collective>) -> Result<Device, String> {
+    if world.is_none() || arg.name() != "gpu" {
+        return arg.resolve();
+    }
+    let adapters = clce_engine::gpu::adapters().len().max(1);
+    let local_rank = [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
+    .unwrap_or(0);
+    DeviceArg {
+        device: Some(format!("gpu:{}", local_rank % adapters)),
+    }
+    .resolve()
 }
 
 fn open_data(

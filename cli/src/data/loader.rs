@@ -88,6 +88,29 @@ impl Loader {
         cfg: &AugmentConfig,
         first_batch: usize,
     ) -> Result<Loader> {
+        Self::train_share(
+            split,
+            batch_size,
+            seed,
+            epoch,
+            cfg,
+            first_batch,
+            0..batch_size,
+        )
+    }
+
+    /// The batches of [`Loader::train_from`], each cut down to its images `share` (a
+    /// data-parallel rank's): the same images, with the same views, that the whole batch
+    /// holds there, so R ranks together see what one process sees.
+    pub fn train_share(
+        split: Arc<Split>,
+        batch_size: usize,
+        seed: u64,
+        epoch: u64,
+        cfg: &AugmentConfig,
+        first_batch: usize,
+        share: std::ops::Range<usize>,
+    ) -> Result<Loader> {
         cfg.validate()?;
         if batch_size == 0 || batch_size > split.len() {
             return Err(DataError::Invalid(format!(
@@ -96,12 +119,17 @@ impl Loader {
                 split.len()
             )));
         }
+        if share.is_empty() || share.end > batch_size {
+            return Err(DataError::Invalid(format!(
+                "images {share:?} are not a share of a batch of {batch_size}"
+            )));
+        }
         let mut order: Vec<usize> = (0..split.len()).collect();
         order.shuffle(&mut stream(seed, Purpose::Shuffle, &[epoch]));
         let batches = order
             .chunks_exact(batch_size)
             .skip(first_batch)
-            .map(<[usize]>::to_vec)
+            .map(|batch| batch[share.clone()].to_vec())
             .collect();
         let views = Views::Train {
             cfg: *cfg,

@@ -41,63 +41,112 @@ pub fn forward_backward(
     x: &Tensor,
     labels: &[usize],
 ) -> Result<(Tensor, Tensor)> {
-    let (net, objective, mode) = (step.net, step.objective, step.mode);
+    let (cached, moved) = unrecorded_outputs(step, k, x)?;
+    let grads = objective_gradients(step, &cached, labels)?;
+    recorded_backward(step, k, x, &grads)?;
+    moved.restore()?;
+    Ok((grads.loss, cached.logits))
+}
+
+/// 1. Every chunk's outputs, unrecorded (detached), and the running state as the step leaves
+///    it, to be put back after pass 3 with [`Moved::restore`].
+pub(super) fn unrecorded_outputs(step: &StepCore, k: usize, x: &Tensor) -> Result<(Output, Moved)> {
     if k == 0 {
         return Err(TrainError::Invalid(
             "--micro-batch must be at least 1".into(),
         ));
     }
+    let (net, mode) = (step.net, step.mode);
     let views = x.dims()[0];
-    let chunk_of = |start, len| x.narrow(0, start, len);
-
-    // 1. Every chunk's outputs, unrecorded.
     let mut running = RunningUpdate::start(net.running_state())?;
     let outputs = {
         let _no_tape = no_grad();
         let mut outputs = Vec::new();
         for (start, len) in chunks(views, k) {
             running.before_chunk()?;
-            outputs.push(net.forward(&chunk_of(start, len)?, mode.from_view(start))?);
+            outputs.push(net.forward(&x.narrow(0, start, len)?, mode.from_view(start))?);
             running.after_chunk(len as f64 / views as f64)?;
         }
         outputs
     };
     let moved = running.finish()?;
-
-    // 2. The whole-batch objective, differentiated with respect to the cached outputs.
     let whole = |part: fn(&Output) -> &Tensor| -> Result<Tensor> {
         let parts: Vec<Tensor> = outputs.iter().map(|o| part(o).clone()).collect();
         Ok(Tensor::concat(&parts, 0)?)
     };
     let cached = Output {
         pooled: whole(|o| &o.pooled)?,
-        logits: whole(|o| &o.logits)?.set_requires_grad(true),
-        projection: whole(|o| &o.projection)?.set_requires_grad(true),
+        logits: whole(|o| &o.logits)?,
+        projection: whole(|o| &o.projection)?,
     };
-    drop(outputs);
-    // Not read here: the step guard checks it on the device (`trainer.rs`).
-    let loss_t = objective(&cached, labels)?;
-    loss_t.backward()?;
-    let loss = loss_t.detach();
-    drop(loss_t);
-    let (d_projection, d_logits) = (cached.projection.grad(), cached.logits.grad());
+    Ok((cached, moved))
+}
 
-    // 3. Every chunk again, recorded, seeded with its rows of those gradients.
-    for (start, len) in chunks(views, k) {
-        let out = step.recorded_forward(&chunk_of(start, len)?, mode.from_view(start))?;
-        let mut seeds = Vec::new();
-        for (root, grad) in [(&out.projection, &d_projection), (&out.logits, &d_logits)] {
-            if let Some(grad) = grad {
-                seeds.push((root, grad.narrow(0, start, len)?));
-            }
-        }
-        let seeds: Vec<(&Tensor, &Tensor)> = seeds.iter().map(|(r, g)| (*r, g)).collect();
-        if !seeds.is_empty() {
-            backward_with_grads(&seeds)?;
+/// The objective's value and its gradient with respect to the views' projections and
+/// logits (None where the objective does not read them).
+pub(super) struct OutputGradients {
+    pub loss: Tensor,
+    pub projection: Option<Tensor>,
+    pub logits: Option<Tensor>,
+}
+
+/// 2. The whole-batch objective on detached outputs, differentiated with respect to them.
+pub(super) fn objective_gradients(
+    step: &StepCore,
+    outputs: &Output,
+    labels: &[usize],
+) -> Result<OutputGradients> {
+    let leaves = Output {
+        pooled: outputs.pooled.clone(),
+        logits: outputs.logits.detach().set_requires_grad(true),
+        projection: outputs.projection.detach().set_requires_grad(true),
+    };
+    // Not read here: the step guard checks it on the device (`trainer.rs`).
+    let loss = (step.objective)(&leaves, labels)?;
+    loss.backward()?;
+    Ok(OutputGradients {
+        loss: loss.detach(),
+        projection: leaves.projection.grad(),
+        logits: leaves.logits.grad(),
+    })
+}
+
+/// 3. Every chunk of `x` again, recorded, its backward seeded with the chunk's rows of
+///    `grads` (whose rows are `x`'s views).
+pub(super) fn recorded_backward(
+    step: &StepCore,
+    k: usize,
+    x: &Tensor,
+    grads: &OutputGradients,
+) -> Result<()> {
+    for (start, len) in chunks(x.dims()[0], k) {
+        let out = step.recorded_forward(&x.narrow(0, start, len)?, step.mode.from_view(start))?;
+        seed_backward(&out, grads, start, len)?;
+    }
+    Ok(())
+}
+
+/// Backward from `out`, the outputs of views `start..start + len` of `grads`' rows.
+pub(super) fn seed_backward(
+    out: &Output,
+    grads: &OutputGradients,
+    start: usize,
+    len: usize,
+) -> Result<()> {
+    let mut seeds = Vec::new();
+    for (root, grad) in [
+        (&out.projection, &grads.projection),
+        (&out.logits, &grads.logits),
+    ] {
+        if let Some(grad) = grad {
+            seeds.push((root, grad.narrow(0, start, len)?));
         }
     }
-    moved.restore()?;
-    Ok((loss, cached.logits.detach()))
+    let seeds: Vec<(&Tensor, &Tensor)> = seeds.iter().map(|(r, g)| (*r, g)).collect();
+    if !seeds.is_empty() {
+        backward_with_grads(&seeds)?;
+    }
+    Ok(())
 }
 
 /// The running statistics' one update per step: each chunk of pass 1 starts from the values
@@ -171,14 +220,14 @@ impl RunningUpdate {
 }
 
 /// The running state as the step leaves it.
-struct Moved {
+pub(super) struct Moved {
     state: RunningState,
     values: Vec<Tensor>,
     counters: Vec<Tensor>,
 }
 
 impl Moved {
-    fn restore(&self) -> Result<()> {
+    pub(super) fn restore(&self) -> Result<()> {
         assign_all(&self.state.statistics, &self.values)?;
         assign_all(&self.state.counters, &self.counters)
     }

@@ -4,6 +4,7 @@
 //! - `run_dir.rs`: the run directory and atomic file replacement;
 //! - `trainer.rs`: the training loop (one step, one epoch, stopping and resuming);
 //!   `micro_batch.rs`: a step's views in chunks, with the whole batch's exact gradient;
+//!   `distributed/`: a step's views on several ranks (`--distributed`, over MPI), the same;
 //! - `gradcheck.rs`: the finite-difference check of the whole objective before training;
 //! - `eval.rs`: top-1, top-5 and per-class accuracy; `fewshot.rs`: the per-epoch few-shot
 //!   evaluation (`--fewshot-eval`);
@@ -13,6 +14,7 @@
 //!   `--memory-budget`).
 pub mod checkpoint;
 pub mod config;
+pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod fewshot;

@@ -143,6 +143,7 @@ impl Rig {
             precision: cfg.precision,
             clip_grad: cfg.clip_grad,
             lr: cfg.lr,
+            distributed: None,
         };
         core.run(
             &mut self.opt,

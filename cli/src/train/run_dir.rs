@@ -96,6 +96,15 @@ impl RunDir {
         Ok((run, cfg))
     }
 
+    /// The directory another process (rank 0 of a `--distributed` run) writes: a handle on
+    /// its paths that touches nothing.
+    pub fn written_elsewhere(root: PathBuf) -> RunDir {
+        RunDir {
+            root,
+            reused: false,
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::checkpoint::{self, TrainState};
 use super::config::{Precision, TrainConfig};
+use super::distributed::Distributed;
 use super::error::{Result, TrainError};
 use super::eval::{evaluate, per_class_json, per_class_rows, EvalViews, Tally};
 use super::fewshot::{FewShotProbe, FewShotScores};
@@ -51,6 +52,16 @@ pub struct Session<'a> {
     pub stop_after_steps: Option<usize>,
     /// `--fewshot-eval`: few-shot episodes after every epoch's test evaluation.
     pub fewshot: Option<&'a FewShotProbe>,
+    /// `--distributed`: this process is one rank of several. Rank 0 alone evaluates and
+    /// writes the run directory; every rank trains on its share of each batch.
+    pub distributed: Option<Distributed<'a>>,
+}
+
+impl Session<'_> {
+    /// Whether this process writes the run directory (and evaluates): rank 0, or the only one.
+    fn writes(&self) -> bool {
+        self.distributed.is_none_or(|d| d.is_writer())
+    }
 }
 
 /// How a run ended (errors aside).
@@ -85,14 +96,28 @@ pub fn train(
     let (mut state, mut metrics) = match resume {
         Some((state, tensors)) => {
             opt.load_state_dict(&tensors)?;
-            let log = MetricsLog::resume(&s.run.metrics_path(), state.epoch + 1, state.step)?;
+            let log = match s.writes() {
+                true => Some(MetricsLog::resume(
+                    &s.run.metrics_path(),
+                    state.epoch + 1,
+                    state.step,
+                )?),
+                false => None,
+            };
             (state, log)
         }
         None => (
             TrainState::default(),
-            MetricsLog::create(&s.run.metrics_path())?,
+            match s.writes() {
+                true => Some(MetricsLog::create(&s.run.metrics_path())?),
+                false => None,
+            },
         ),
     };
+    if let Some(d) = &s.distributed {
+        // Whatever each rank loaded, all start from rank 0's weights.
+        d.broadcast_parameters(&opt.params())?;
+    }
     let schedule = WarmupCosine {
         base_lr: cfg.lr,
         warmup_steps: cfg.warmup_steps(),
@@ -105,13 +130,14 @@ pub fn train(
     let mut last_tally = None;
     while state.epoch < cfg.epochs {
         let epoch = state.epoch;
-        let loader = Loader::train_from(
+        let loader = Loader::train_share(
             s.data.train.clone(),
             cfg.batch_size,
             cfg.seed,
             epoch as u64,
             &s.augment,
             state.batch,
+            s.distributed.map_or(0..cfg.batch_size, |d| d.images()),
         )?;
         reporter.start_bar(
             format!("epoch {}/{}", epoch + 1, cfg.epochs),
@@ -125,8 +151,11 @@ pub fn train(
         for batch in loader {
             let batch = batch?;
             if state.step == 0 && !resumed && cfg.gradcheck.enabled {
-                check_gradients(s, reporter, &opt, &batch)?;
-                if stop_requested(s, 0) {
+                // On one rank: it checks the arithmetic, which every rank shares.
+                if s.writes() {
+                    check_gradients(s, reporter, &opt, &batch)?;
+                }
+                if stop_requested(s, 0)? {
                     return stop(s, reporter, &opt, &state);
                 }
                 reporter.start_bar(
@@ -139,13 +168,13 @@ pub fn train(
             let lr = schedule.lr_at(state.step);
             let done = step(s, &mut opt, &trained, &mut guard, &batch, &state, lr)
                 .map_err(|e| with_batch_size(e, s, state.step + 1))?;
-            unread.push(done, batch.labels);
+            unread.push(done);
             s.device
                 .end_step()
                 .map_err(|e| with_batch_size(e.into(), s, state.step + 1))?;
             state.step += 1;
             state.batch += 1;
-            let stopping = stop_requested(s, state.step);
+            let stopping = stop_requested(s, state.step)?;
             if state.step % cfg.log_every == 0 || stopping {
                 let window = unread.len();
                 let report = settle(s, &mut unread, &guard, &mut state, epoch)?;
@@ -162,7 +191,9 @@ pub fn train(
                         grad_norm: report.guard.grad_norm,
                         images_per_s,
                     });
-                    metrics.write(&record)?;
+                    if let Some(m) = &mut metrics {
+                        m.write(&record)?;
+                    }
                     reporter.record(&record);
                 }
                 bar_msg = format!(
@@ -186,14 +217,16 @@ pub fn train(
 
         let tally = test_accuracy(s, reporter)?;
         let fewshot = match s.fewshot {
-            Some(probe) => Some(fewshot_accuracy(s, probe, reporter)?),
-            None => None,
+            Some(probe) if s.writes() => Some(fewshot_accuracy(s, probe, reporter)?),
+            _ => None,
         };
         let top1 = tally.top1();
         let is_best = state.best.is_none_or(|(b, _)| top1 > b);
         if is_best {
             state.best = Some((top1, epoch + 1));
-            checkpoint::save_best(s.run, s.net)?;
+            if s.writes() {
+                checkpoint::save_best(s.run, s.net)?;
+            }
         }
         let record = Record::Epoch(EpochRecord {
             epoch: epoch + 1,
@@ -212,7 +245,9 @@ pub fn train(
             fewshot_val_5shot: fewshot.map(|f| f.five_shot.mean),
             fewshot_val_5shot_ci95: fewshot.map(|f| f.five_shot.ci95),
         });
-        metrics.write(&record)?;
+        if let Some(m) = &mut metrics {
+            m.write(&record)?;
+        }
         reporter.record(&record);
         state = TrainState {
             epoch: epoch + 1,
@@ -220,7 +255,9 @@ pub fn train(
             best: state.best,
             ..TrainState::default()
         };
-        checkpoint::save(s.run, s.net, &opt, &state)?;
+        if s.writes() {
+            checkpoint::save(s.run, s.net, &opt, &state)?;
+        }
         last_tally = Some(tally);
         if s.stop.load(Ordering::Relaxed) {
             return Ok(Outcome::Stopped { step: state.step });
@@ -231,7 +268,9 @@ pub fn train(
         // Resumed after the last epoch had ended: evaluate the saved model once more.
         None => test_accuracy(s, reporter)?,
     };
-    write_per_class(s, &tally)?;
+    if s.writes() {
+        write_per_class(s, &tally)?;
+    }
     Ok(Outcome::Finished {
         tally,
         best: state.best,
@@ -263,14 +302,19 @@ fn step(
     lr: f64,
 ) -> Result<StepDone> {
     let x = batch.to_tensor(&s.device)?;
+    let mut mode = step_mode(s.cfg, state.step);
+    if let (Mode::Train { seed, .. }, Some(d)) = (mode, &s.distributed) {
+        mode = Mode::train_at(seed, d.place());
+    }
     let core = StepCore {
         net: s.net,
         objective: s.objective,
-        mode: step_mode(s.cfg, state.step),
+        mode,
         micro_batch: s.cfg.micro_batch,
         precision: s.cfg.precision,
         clip_grad: s.cfg.clip_grad,
         lr,
+        distributed: s.distributed,
     };
     core.run(opt, trained, guard, state.step + 1, &x, &batch.labels)
 }
@@ -278,12 +322,12 @@ fn step(
 /// The steps of the current epoch whose results are still on the device.
 #[derive(Default)]
 struct Unread {
-    steps: Vec<(StepDone, Vec<usize>)>,
+    steps: Vec<StepDone>,
 }
 
 impl Unread {
-    fn push(&mut self, done: StepDone, labels: Vec<usize>) {
-        self.steps.push((done, labels));
+    fn push(&mut self, done: StepDone) {
+        self.steps.push(done);
     }
     fn len(&self) -> usize {
         self.steps.len()
@@ -309,7 +353,7 @@ fn settle(
     let steps = std::mem::take(&mut unread.steps);
     let flat = |t: &Tensor| t.to_dtype(DType::F32)?.reshape([t.numel()]);
     let mut parts = vec![guard.state().clone()];
-    for (done, _) in &steps {
+    for done in &steps {
         parts.push(flat(&done.loss)?);
         parts.push(flat(&done.logits)?);
     }
@@ -328,13 +372,13 @@ fn settle(
     }
     let mut at = clce_engine::optim::GUARD_STATE_LEN;
     let mut last_loss = f64::NAN;
-    for (done, labels) in &steps {
+    for StepDone { logits, labels, .. } in &steps {
         last_loss = values[at] as f64;
-        let n = done.logits.numel();
-        let logits = &values[at + 1..at + 1 + n];
+        let n = logits.numel();
+        let values = &values[at + 1..at + 1 + n];
         at += 1 + n;
         state.epoch_loss_sum += last_loss;
-        state.epoch_correct += top1_correct(logits, done.logits.dims()[1], labels);
+        state.epoch_correct += top1_correct(values, logits.dims()[1], labels);
         state.epoch_views += labels.len();
     }
     Ok(Settled {
@@ -366,6 +410,9 @@ pub struct StepCore<'a> {
     pub precision: Precision,
     pub clip_grad: Option<f64>,
     pub lr: f64,
+    /// `--distributed`: the step's views are this rank's share (`distributed/`), `mode`
+    /// places them in the whole batch.
+    pub distributed: Option<Distributed<'a>>,
 }
 
 /// What a step leaves behind, on the device, unread (the gradient norm and whether the step
@@ -373,7 +420,10 @@ pub struct StepCore<'a> {
 pub struct StepDone {
     /// The objective's value, a one-element tensor.
     pub loss: Tensor,
+    /// The logits of the whole batch's views (every rank's, when distributed) ...
     pub logits: Tensor,
+    /// ... and their labels.
+    pub labels: Vec<usize>,
 }
 
 impl StepCore<'_> {
@@ -391,13 +441,28 @@ impl StepCore<'_> {
         labels: &[usize],
     ) -> Result<StepDone> {
         opt.zero_grad();
-        let (loss, logits) = match self.micro_batch {
-            Some(k) => micro_batch::forward_backward(self, k, x, labels)?,
-            None => self.forward_backward(x, labels)?,
+        let (loss, logits, labels) = match (&self.distributed, self.micro_batch) {
+            (Some(d), _) => {
+                let done = d.forward_backward(self, x, labels)?;
+                d.all_reduce_gradients(trained)?;
+                done
+            }
+            (None, Some(k)) => {
+                let (loss, logits) = micro_batch::forward_backward(self, k, x, labels)?;
+                (loss, logits, labels.to_vec())
+            }
+            (None, None) => {
+                let (loss, logits) = self.forward_backward(x, labels)?;
+                (loss, logits, labels.to_vec())
+            }
         };
         guard.check(step, &loss, trained, self.clip_grad)?;
         opt.step_guarded(self.lr, guard)?;
-        Ok(StepDone { loss, logits })
+        Ok(StepDone {
+            loss,
+            logits,
+            labels,
+        })
     }
 
     /// The forward pass whose tape the backward pass will use: with `--precision f16` the
@@ -437,13 +502,25 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn stop_requested(s: &Session, step: usize) -> bool {
-    s.stop.load(Ordering::Relaxed) || s.stop_after_steps == Some(step)
+/// Whether to stop after step `step`: on several ranks, when any rank was asked to (Ctrl-C
+/// reaches the ranks at different steps; they must stop after the same one).
+fn stop_requested(s: &Session, step: usize) -> Result<bool> {
+    let here = s.stop.load(Ordering::Relaxed) || s.stop_after_steps == Some(step);
+    match &s.distributed {
+        None => Ok(here),
+        Some(d) => {
+            let mut any = [here as u8 as f32];
+            d.collective.all_reduce_sum(&mut any)?;
+            Ok(any[0] > 0.0)
+        }
+    }
 }
 
 fn stop(s: &Session, reporter: &mut Reporter, opt: &AdamW, state: &TrainState) -> Result<Outcome> {
     reporter.finish_bar();
-    checkpoint::save(s.run, s.net, opt, state)?;
+    if s.writes() {
+        checkpoint::save(s.run, s.net, opt, state)?;
+    }
     Ok(Outcome::Stopped { step: state.step })
 }
 
@@ -522,7 +599,11 @@ fn check_gradients(s: &Session, reporter: &mut Reporter, opt: &AdamW, batch: &Ba
     report.into_result().map(drop)
 }
 
+/// The test split's accuracy; an empty tally on ranks other than 0, which do not evaluate.
 fn test_accuracy(s: &Session, reporter: &mut Reporter) -> Result<Tally> {
+    if !s.writes() {
+        return Ok(Tally::new(s.data.num_classes()));
+    }
     let batches = s.data.test.len().div_ceil(s.cfg.eval_batch_size);
     reporter.start_bar("test".into(), batches);
     let tally = evaluate(

@@ -537,3 +537,15 @@ fn the_gradient_check_passes_real_images_and_catches_a_wrong_rule() {
     let out = run("wrong", &["--inject-wrong-relu-backward"]);
     assert_error(&out, &["gradient check failed"]);
 }
+
+/// A build without MPI refuses `--distributed` before anything is read or written, and says
+/// how to get a build that has it.
+#[cfg(not(feature = "distributed"))]
+#[test]
+fn distributed_without_mpi_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = short_run(&run, &["--distributed"]);
+    assert_error(&out, &["--features distributed", "mpirun"]);
+    assert!(!run.exists(), "nothing is written");
+}

@@ -72,6 +72,7 @@ fn step(
         precision: cfg.precision,
         clip_grad: None,
         lr: 0.0,
+        distributed: None,
     };
     let x = Tensor::randn([2 * IMAGES, 3, 32, 32], 1.0, 11, DType::F32, device).unwrap();
     let (loss, logits) = f(&core, &x);

@@ -92,6 +92,7 @@ fn run(
         stop: &stop,
         stop_after_steps,
         fewshot: None,
+        distributed: None,
     };
     let resume = match run.state_path().exists() {
         true => Some(checkpoint::load(run).unwrap()),
@@ -346,6 +347,7 @@ fn a_stop_request_finishes_the_step_and_saves() {
         stop: &stop,
         stop_after_steps: None,
         fewshot: None,
+        distributed: None,
     };
     let outcome = train(&session, &mut Reporter::new(OutputMode::Quiet), None).unwrap();
     assert!(

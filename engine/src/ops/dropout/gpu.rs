@@ -20,7 +20,10 @@ pub(crate) fn masked(x: &GpuStorage, mask: &Mask) -> Result<GpuStorage> {
             .u32(mask.threshold as usize)
             .u32(mask.group)
             .f32(mask.scale)
-            .u32(mask.first_group),
+            .u32(mask.place.first)
+            // u32::MAX for "one range": no tensor has that many samples.
+            .u32(mask.place.split.min(u32::MAX as usize))
+            .u32(mask.place.second),
         reads: &[x.buffer()],
         writes: &[out.buffer()],
         workgroups: linear_grid(device, x.len(), 256)?,

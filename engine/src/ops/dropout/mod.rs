@@ -47,13 +47,59 @@ pub(crate) struct Mask {
     pub scale: f64,
     /// Consecutive elements sharing one decision: 1 for dropout, a sample's size for drop path.
     pub group: usize,
-    /// The index of the first group: a slice of a larger batch (a micro-batch) draws the
-    /// decisions the whole batch would have drawn for its samples.
-    pub first_group: usize,
+    /// Which groups of the larger batch this tensor's groups are: a slice of it (a
+    /// micro-batch, a data-parallel rank's share) draws the decisions the whole batch would
+    /// have drawn for its samples.
+    pub place: SamplePlace,
+}
+
+/// Where a tensor's samples sit in a larger batch: samples `0..split` are the batch's
+/// `first..first + split`, the rest are the batch's `second..`. One range (`split` =
+/// `usize::MAX`) for a micro-batch; two for a data-parallel rank, whose share of B images
+/// is their first views (rows `first..` of the batch) followed by their second views (rows
+/// `second = B + first..`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SamplePlace {
+    pub first: usize,
+    pub split: usize,
+    pub second: usize,
+}
+
+impl SamplePlace {
+    /// The whole batch, or a contiguous slice of it starting at sample `first`.
+    pub const fn from(first: usize) -> SamplePlace {
+        SamplePlace {
+            first,
+            split: usize::MAX,
+            second: 0,
+        }
+    }
+
+    /// Sample `index` of the tensor as a sample of the batch.
+    pub fn in_batch(&self, index: usize) -> usize {
+        if index < self.split {
+            self.first + index
+        } else {
+            self.second + (index - self.split)
+        }
+    }
+
+    /// The place of the tensor's samples `start..`.
+    pub fn from_sample(self, start: usize) -> SamplePlace {
+        if start < self.split {
+            SamplePlace {
+                first: self.first + start,
+                split: self.split - start,
+                second: self.second,
+            }
+        } else {
+            SamplePlace::from(self.in_batch(start))
+        }
+    }
 }
 
 impl Mask {
-    fn new(op: &'static str, p: f64, seed: u64, group: usize, first_group: usize) -> Result<Mask> {
+    fn new(op: &'static str, p: f64, seed: u64, group: usize, place: SamplePlace) -> Result<Mask> {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::invalid(op, format!("p = {p} is outside [0, 1)")));
         }
@@ -62,13 +108,13 @@ impl Mask {
             threshold: (p * 4294967296.0) as u32,
             scale: 1.0 / (1.0 - p),
             group,
-            first_group,
+            place,
         })
     }
 
-    /// Whether group `index` of this tensor (counted from `first_group`) is kept.
+    /// Whether group `index` of this tensor is kept.
     pub(crate) fn keeps(&self, index: usize) -> bool {
-        random_bits(self.key, (self.first_group + index) as u32) >= self.threshold
+        random_bits(self.key, self.place.in_batch(index) as u32) >= self.threshold
     }
 }
 
@@ -76,7 +122,7 @@ impl Tensor {
     /// Zeroes each element with probability `p` and scales the rest by 1 / (1 - p); the
     /// same `seed` gives the same mask. p = 0 returns the input itself.
     pub fn dropout(&self, p: f64, seed: u64) -> Result<Tensor> {
-        let mask = Mask::new("dropout", p, seed, 1, 0)?;
+        let mask = Mask::new("dropout", p, seed, 1, SamplePlace::from(0))?;
         apply(self, p, mask)
     }
 
@@ -90,13 +136,19 @@ impl Tensor {
     /// that sample `first_sample + i` of `drop_path` on the whole batch gets, so a batch run
     /// in slices (`--micro-batch`) draws the same masks as in one piece.
     pub fn drop_path_from(&self, p: f64, seed: u64, first_sample: usize) -> Result<Tensor> {
+        self.drop_path_at(p, seed, SamplePlace::from(first_sample))
+    }
+
+    /// Drop path on samples of a larger batch placed as `place` says (a data-parallel rank's
+    /// views): each sample gets the decision of its place in the batch.
+    pub fn drop_path_at(&self, p: f64, seed: u64, place: SamplePlace) -> Result<Tensor> {
         ensure_shape!(
             self.rank() >= 1,
             "drop_path",
             "needs a batch dimension, got a scalar"
         );
         let group = self.dims()[1..].iter().product();
-        let mask = Mask::new("drop_path", p, seed, group, first_sample)?;
+        let mask = Mask::new("drop_path", p, seed, group, place)?;
         apply(self, p, mask)
     }
 }
@@ -161,6 +213,17 @@ pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
         Case::new("drop_path", &[&[7, 2, 3]], |x| x[0].drop_path(0.5, 3)),
         Case::new("drop_path", &[&[5, 4]], |x| {
             x[0].drop_path_from(0.5, 3, 1000)
+        }),
+        Case::new("drop_path", &[&[6, 2]], |x| {
+            x[0].drop_path_at(
+                0.5,
+                3,
+                SamplePlace {
+                    first: 2,
+                    split: 3,
+                    second: 11,
+                },
+            )
         }),
     ]
 }

@@ -1,4 +1,4 @@
-use super::{pcg_hash, random_bits, seed_key};
+use super::{pcg_hash, random_bits, seed_key, SamplePlace};
 use crate::{DType, Device, Tensor};
 
 fn ones(shape: &[usize]) -> Tensor {
@@ -107,9 +107,45 @@ fn assert_slices_draw_the_whole_batch_mask(device: &Device) {
     assert_eq!(start, n);
 }
 
+/// A data-parallel rank's share of a batch of 2B views (its images' first views, then their
+/// second views) draws the whole batch's masks for those rows, for every rank of R, and so do
+/// micro-batches of that share.
+fn assert_rank_shares_draw_the_whole_batch_mask(device: &Device) {
+    let (images, ranks) = (12, 3);
+    let b = images / ranks;
+    let x = Tensor::randn([2 * images, 2, 3], 1.0, 9, DType::F32, device).unwrap();
+    let whole = x.drop_path(0.5, 5).unwrap().to_vec_f32().unwrap();
+    let rows = |r: &[usize]| -> Vec<f32> {
+        r.iter()
+            .flat_map(|&i| whole[i * 6..(i + 1) * 6].to_vec())
+            .collect()
+    };
+    for rank in 0..ranks {
+        let mine: Vec<usize> = (rank * b..(rank + 1) * b)
+            .chain(images + rank * b..images + (rank + 1) * b)
+            .collect();
+        let place = SamplePlace {
+            first: rank * b,
+            split: b,
+            second: images + rank * b,
+        };
+        let share = x.index_select(0, &mine).unwrap();
+        let y = share.drop_path_at(0.5, 5, place).unwrap();
+        assert_eq!(y.to_vec_f32().unwrap(), rows(&mine), "rank {rank}");
+        // Micro-batches of 3 views of the share, one of them across the split.
+        for start in (0..2 * b).step_by(3) {
+            let len = 3.min(2 * b - start);
+            let part = share.narrow(0, start, len).unwrap();
+            let y = part.drop_path_at(0.5, 5, place.from_sample(start)).unwrap();
+            assert_eq!(y.to_vec_f32().unwrap(), rows(&mine[start..start + len]));
+        }
+    }
+}
+
 #[test]
 fn slices_of_a_batch_draw_the_whole_batch_mask() {
     assert_slices_draw_the_whole_batch_mask(&Device::Cpu);
+    assert_rank_shares_draw_the_whole_batch_mask(&Device::Cpu);
 }
 
 #[test]
@@ -146,6 +182,14 @@ mod gpu {
             Case::new("drop_path", &[&[13, 3]], |x| {
                 x[0].drop_path_from(0.5, 99, 17)
             }),
+            Case::new("drop_path", &[&[11, 5]], |x| {
+                let place = super::SamplePlace {
+                    first: 3,
+                    split: 7,
+                    second: 29,
+                };
+                x[0].drop_path_at(0.5, 99, place)
+            }),
         ]
     }
 
@@ -155,6 +199,7 @@ mod gpu {
         assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-6);
         assert_gpu_agrees(&gpu, &awkward_cases(), 1e-6);
         super::assert_slices_draw_the_whole_batch_mask(&gpu);
+        super::assert_rank_shares_draw_the_whole_batch_mask(&gpu);
     }
 
     #[test]
