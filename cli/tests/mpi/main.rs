@@ -150,7 +150,7 @@ fn two_ranks_train_the_weights_of_one_process() {
         &one.join("last.safetensors"),
         1e-5,
     );
-    // Rank 0 alone wrote: as many metrics lines as one process (3 steps, 1 epoch).
+    // Rank 0 alone wrote: as many metrics lines as one process.
     let count = |run: &Path| {
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .unwrap()
@@ -158,7 +158,6 @@ fn two_ranks_train_the_weights_of_one_process() {
             .count()
     };
     assert_eq!(count(&two), count(&one));
-    assert_eq!(count(&two), 4);
 }
 
 #[test]
@@ -227,8 +226,9 @@ fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
 fn a_killed_rank_ends_the_run_and_keeps_what_was_written() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut all = args(&run, &[]);
-    all.extend(["--epochs", "50", "--distributed"]);
+    let mut all = args(&run, &["--distributed"]);
+    let epochs = all.iter().position(|a| *a == "--epochs").unwrap() + 1;
+    all[epochs] = "50";
     let mut child = mpirun(2)
         .args(&all)
         .stdout(Stdio::piped())
