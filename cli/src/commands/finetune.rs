@@ -10,7 +10,9 @@ use serde_json::json;
 use super::CmdResult;
 use crate::device_arg::DeviceArg;
 use clce_cli::data::{AugmentConfig, DataSpec, Dataset};
-use clce_cli::train::distributed::{broadcast_text, Collective, Distributed};
+use clce_cli::train::distributed::{
+    broadcast_text, local_adapter, local_rank, Collective, Distributed,
+};
 use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
 use clce_cli::train::fewshot::{self, FewShotProbe};
 use clce_cli::train::model::{self, Finetuned};
@@ -310,23 +312,17 @@ fn run_rank(args: Args, world: Option<&dyn Collective>) -> CmdResult {
     }
 }
 
-/// `--device` for this rank: with several ranks, `gpu` is the rank's local adapter in turn
-/// (local rank modulo the adapters), so the ranks of one machine share its GPUs out.
+/// `--device` for this rank: with several ranks, `gpu` is the rank's local adapter in turn,
+/// so the ranks of one machine share its GPUs out.
 fn rank_device(arg: &DeviceArg, world: Option<&dyn Collective>) -> Result<Device, String> {
     if world.is_none() || arg.name() != "gpu" {
         return arg.resolve();
     }
-    let adapters = clce_engine::gpu::adapters().len().max(1);
-    let local_rank = [
-        "OMPI_COMM_WORLD_LOCAL_RANK",
-        "MPI_LOCALRANKID",
-        "SLURM_LOCALID",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
-    .unwrap_or(0);
+    let Some(index) = local_adapter(&clce_engine::gpu::adapters(), local_rank()) else {
+        return arg.resolve(); // no adapter: its error says so
+    };
     DeviceArg {
-        device: Some(format!("gpu:{}", local_rank % adapters)),
+        device: Some(format!("gpu:{index}")),
     }
     .resolve()
 }

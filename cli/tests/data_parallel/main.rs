@@ -41,8 +41,8 @@ fn labels() -> Vec<usize> {
     (0..2 * IMAGES).map(|i| (i % IMAGES) % 4).collect()
 }
 
-fn views() -> Tensor {
-    Tensor::randn([2 * IMAGES, 3, 32, 32], 1.0, 11, DType::F32, &Device::Cpu).unwrap()
+fn views(device: &Device) -> Tensor {
+    Tensor::randn([2 * IMAGES, 3, 32, 32], 1.0, 11, DType::F32, device).unwrap()
 }
 
 const SEED: u64 = 42;
@@ -56,9 +56,9 @@ struct Step {
     grads: Vec<(String, Option<Vec<f32>>)>,
 }
 
-fn model(cfg: &TrainConfig) -> Finetuned {
+fn model(cfg: &TrainConfig, device: &Device) -> Finetuned {
     Finetuned {
-        model: random_model(cfg, &Device::Cpu).unwrap(),
+        model: random_model(cfg, device).unwrap(),
         frozen_backbone: false,
     }
 }
@@ -90,11 +90,13 @@ fn core<'a>(
 }
 
 /// One process, the whole batch in one forward.
-fn single_process(cfg: &TrainConfig) -> Step {
-    let net = model(cfg);
+fn single_process(cfg: &TrainConfig, device: &Device) -> Step {
+    let net = model(cfg, device);
     let objective = objective_for(cfg).unwrap();
     let step = core(cfg, &net, &objective, Mode::train(SEED), None);
-    let out = step.recorded_forward(&views(), Mode::train(SEED)).unwrap();
+    let out = step
+        .recorded_forward(&views(device), Mode::train(SEED))
+        .unwrap();
     let loss = (step.objective)(&out, &labels()).unwrap();
     loss.backward().unwrap();
     Step {
@@ -114,20 +116,20 @@ fn share(ranks: usize, rank: usize) -> Vec<usize> {
 }
 
 /// R ranks as R threads; every rank's step (they must agree).
-fn ranks(cfg: &TrainConfig, r: usize) -> Vec<Step> {
+fn ranks(cfg: &TrainConfig, r: usize, device: &Device) -> Vec<Step> {
     let group = ThreadGroup::new(r);
     std::thread::scope(|scope| {
         let handles: Vec<_> = group
             .iter()
             .map(|rank| {
                 scope.spawn(move || {
-                    let net = model(cfg);
+                    let net = model(cfg, device);
                     let objective = objective_for(cfg).unwrap();
                     let d = Distributed::new(rank, IMAGES).unwrap();
                     let mode = Mode::train_at(SEED, d.place());
                     let step = core(cfg, &net, &objective, mode, Some(d));
                     let mine = share(r, rank.rank());
-                    let x = views().index_select(0, &mine).unwrap();
+                    let x = views(device).index_select(0, &mine).unwrap();
                     let labels: Vec<usize> = mine.iter().map(|&i| labels()[i]).collect();
                     let (loss, logits, labels) = d.forward_backward(&step, &x, &labels).unwrap();
                     let params: Vec<Tensor> =
@@ -149,9 +151,9 @@ fn ranks(cfg: &TrainConfig, r: usize) -> Vec<Step> {
 /// ResNet's reference: each rank's share forwarded on one tape (its own BatchNorm
 /// statistics), the outputs put back in the single process's order, one backward.
 fn per_rank_reference(cfg: &TrainConfig, r: usize) -> Step {
-    let net = model(cfg);
+    let net = model(cfg, &Device::Cpu);
     let objective = objective_for(cfg).unwrap();
-    let x = views();
+    let x = views(&Device::Cpu);
     let mut rows = Vec::new();
     let mut outs = Vec::new();
     for rank in 0..r {
@@ -245,11 +247,11 @@ fn assert_ranks_agree(steps: &[Step]) {
 
 #[test]
 fn beit_ranks_give_the_single_process_gradient() {
-    let want = single_process(&config("beit-tiny", "clce", None));
+    let want = single_process(&config("beit-tiny", "clce", None), &Device::Cpu);
     for micro_batch in [None, Some(1), Some(4)] {
         let cfg = config("beit-tiny", "clce", micro_batch);
         for r in [1, 2, 3, 6] {
-            let steps = ranks(&cfg, r);
+            let steps = ranks(&cfg, r, &Device::Cpu);
             assert_ranks_agree(&steps);
             assert_close(
                 &format!("R = {r}, K = {micro_batch:?}"),
@@ -265,16 +267,21 @@ fn beit_ranks_give_the_single_process_gradient() {
 fn every_loss_sees_the_negatives_of_every_rank() {
     for kind in LossKind::ALL {
         let cfg = config("beit-tiny", kind.name(), None);
-        assert_close(kind.name(), &ranks(&cfg, 2)[0], &single_process(&cfg), 1e-5);
+        assert_close(
+            kind.name(),
+            &ranks(&cfg, 2, &Device::Cpu)[0],
+            &single_process(&cfg, &Device::Cpu),
+            1e-5,
+        );
     }
 }
 
 #[test]
 fn resnet_ranks_normalise_with_their_own_statistics() {
     let cfg = config("resnet-tiny", "clce", None);
-    let whole = single_process(&cfg);
+    let whole = single_process(&cfg, &Device::Cpu);
     for r in [2, 3] {
-        let steps = ranks(&cfg, r);
+        let steps = ranks(&cfg, r, &Device::Cpu);
         assert_ranks_agree(&steps);
         assert_close(
             &format!("R = {r}"),
@@ -286,7 +293,7 @@ fn resnet_ranks_normalise_with_their_own_statistics() {
         assert!(relative(&steps[0].logits, &whole.logits) > 1e-3, "R = {r}");
     }
     // With one rank the statistics are the whole batch's.
-    assert_close("R = 1", &ranks(&cfg, 1)[0], &whole, 1e-6);
+    assert_close("R = 1", &ranks(&cfg, 1, &Device::Cpu)[0], &whole, 1e-6);
 }
 
 #[test]
@@ -299,4 +306,20 @@ fn a_batch_that_does_not_split_evenly_is_refused() {
     );
     assert!(Distributed::new(&group[0], 8).is_ok());
     assert_eq!(group[3].ranks(), 4);
+}
+
+/// On a GPU (lavapipe in CI) the exchange reads the outputs and gradients back and uploads
+/// the sums: the same step as one process on that GPU.
+#[test]
+fn gpu_ranks_give_the_single_process_gradient() {
+    let Some(gpu) = clce_engine::gpu::testing::test_device() else {
+        return;
+    };
+    for micro_batch in [None, Some(5)] {
+        let cfg = config("beit-tiny", "clce", micro_batch);
+        let steps = ranks(&cfg, 2, &gpu);
+        assert_ranks_agree(&steps);
+        let want = single_process(&config("beit-tiny", "clce", None), &gpu);
+        assert_close(&format!("gpu, K = {micro_batch:?}"), &steps[0], &want, 1e-5);
+    }
 }

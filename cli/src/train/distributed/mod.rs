@@ -33,6 +33,7 @@ pub use threads::ThreadGroup;
 #[cfg(feature = "distributed")]
 pub mod mpi;
 
+use clce_engine::gpu::AdapterSummary;
 use clce_engine::{DType, SamplePlace, Tensor};
 
 use super::error::{Result, TrainError};
@@ -51,6 +52,32 @@ pub trait Collective {
     fn all_reduce_sum(&self, data: &mut [f32]) -> Result<()>;
     /// Rank 0's `data`, in place on every rank.
     fn broadcast(&self, data: &mut [f32]) -> Result<()>;
+}
+
+/// The adapter (`gpu:N`) of the rank with local rank `local_rank` on its machine: the
+/// machine's adapters of the best kind and API (the list is best first, so its GPUs under
+/// Vulkan, not the same GPUs again under GL, nor a software adapter), taken in turn.
+pub fn local_adapter(adapters: &[AdapterSummary], local_rank: usize) -> Option<usize> {
+    let best = adapters.first()?;
+    let peers: Vec<usize> = adapters
+        .iter()
+        .filter(|a| a.device_type == best.device_type && a.backend == best.backend)
+        .map(|a| a.index)
+        .collect();
+    Some(peers[local_rank % peers.len()])
+}
+
+/// This process's rank among the ranks of its machine, as the launcher says (Open MPI,
+/// MPICH, Slurm), or 0.
+pub fn local_rank() -> usize {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
+    .unwrap_or(0)
 }
 
 /// Rank 0's `text` on every rank (the run directory that rank 0 named after its clock).
@@ -289,4 +316,62 @@ enum Pass3 {
     /// `--micro-batch K`: chunk by chunk, forward again with a tape; then the running
     /// statistics go back to the step's update.
     Chunks(usize, micro_batch::Moved),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(index: usize, device_type: &str, backend: &str) -> AdapterSummary {
+        AdapterSummary {
+            index,
+            name: format!("adapter {index}"),
+            backend: backend.into(),
+            device_type: device_type.into(),
+            driver: String::new(),
+            is_software: device_type == "Cpu",
+            max_buffer_size: 0,
+            max_storage_binding_size: 0,
+            max_workgroup_storage: 0,
+            shader_f16: true,
+            subgroups: false,
+            timestamp_query: false,
+        }
+    }
+
+    #[test]
+    fn ranks_of_a_machine_take_its_best_gpus_in_turn() {
+        let two_gpus = [
+            adapter(0, "DiscreteGpu", "vulkan"),
+            adapter(1, "DiscreteGpu", "vulkan"),
+            adapter(2, "DiscreteGpu", "gl"),
+            adapter(3, "Cpu", "vulkan"),
+        ];
+        let picked: Vec<_> = (0..5).map(|r| local_adapter(&two_gpus, r)).collect();
+        assert_eq!(picked, [Some(0), Some(1), Some(0), Some(1), Some(0)]);
+        let software_only = [adapter(0, "Cpu", "vulkan"), adapter(1, "Cpu", "gl")];
+        assert_eq!(local_adapter(&software_only, 1), Some(0));
+        assert_eq!(local_adapter(&[], 0), None);
+    }
+
+    #[test]
+    fn gathered_rows_follow_the_single_process_order() {
+        let group = ThreadGroup::new(3);
+        let d = Distributed::new(&group[1], 6).unwrap();
+        // Rank r holds images 2r, 2r + 1: gathered rows 4r.. are their first views, then
+        // their second views.
+        assert_eq!(
+            d.gathered_row_of_view(),
+            [0, 1, 4, 5, 8, 9, 2, 3, 6, 7, 10, 11]
+        );
+        assert_eq!(d.my_views(), [2, 3, 8, 9]);
+        assert_eq!(
+            d.place(),
+            SamplePlace {
+                first: 2,
+                split: 2,
+                second: 8
+            }
+        );
+    }
 }
