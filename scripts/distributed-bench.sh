@@ -15,7 +15,7 @@ size=${3:-32}
 ranks=${4:-2}
 steps=6
 cores=$(nproc)
-cargo build --release -p clce-cli --features distributed >&2
+[ -n "${CLCE_NO_BUILD:-}" ] || cargo build --release -p clce-cli --features distributed >&2
 bin=target/release/clce-cli
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -33,7 +33,9 @@ use super::progress::Reporter;
 use super::run_dir::{write_atomic, RunDir};
 use crate::data::{AugmentConfig, Batch, Dataset, Loader};
 
-/// The training objective: a scalar from the model's outputs and the views' labels.
+/// The training objective: a scalar from the model's outputs and the views' labels. It may
+/// read the projections and logits only: a `--distributed` step exchanges just those, and
+/// hands it an empty `pooled`.
 pub type Objective<'a> = &'a dyn Fn(&Output, &[usize]) -> Result<Tensor>;
 
 /// Everything a run trains with.
