@@ -24,7 +24,7 @@ use clce_engine::{backward_with_grads, no_grad, Tensor};
 
 use super::error::{Result, TrainError};
 use super::network::{Output, RunningState};
-use super::trainer::StepCore;
+use super::trainer::{scaled, StepCore};
 
 /// Views `start..start + len` of the batch, for each chunk of at most `k` views.
 fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -33,13 +33,15 @@ fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |start| (start, k.min(views - start)))
 }
 
-/// The loss of the whole batch `x`, unread (its gradient accumulated into the parameters'
-/// gradients), and the logits of every view, running at most `k` views at a time.
+/// The loss of the whole batch `x`, unread (its gradient, times `loss_scale` if given,
+/// accumulated into the parameters' gradients), and the logits of every view, running at
+/// most `k` views at a time.
 pub fn forward_backward(
     step: &StepCore,
     k: usize,
     x: &Tensor,
     labels: &[usize],
+    loss_scale: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     let (net, objective, mode) = (step.net, step.objective, step.mode);
     if k == 0 {
@@ -77,7 +79,8 @@ pub fn forward_backward(
     drop(outputs);
     // Not read here: the step guard checks it on the device (`trainer.rs`).
     let loss_t = objective(&cached, labels)?;
-    loss_t.backward()?;
+    // The scale enters once, here: pass 3 seeds every chunk with scaled output gradients.
+    scaled(&loss_t, loss_scale)?.backward()?;
     let loss = loss_t.detach();
     drop(loss_t);
     let (d_projection, d_logits) = (cached.projection.grad(), cached.logits.grad());

@@ -107,7 +107,7 @@ fn unchunked(cfg: &TrainConfig, device: &Device) -> Step {
 
 fn chunked(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
     step(cfg, device, |core, x| {
-        let (loss, logits) = forward_backward(core, k, x, &labels()).unwrap();
+        let (loss, logits) = forward_backward(core, k, x, &labels(), None).unwrap();
         (loss.to_scalar().unwrap(), logits)
     })
 }
@@ -303,5 +303,33 @@ fn f16_micro_batches_give_the_f16_whole_batch_gradient() {
             &unchunked(&cfg, &device),
             1e-5,
         );
+    }
+}
+
+/// `--precision f16`'s loss scale enters a micro-batched step once, through the cached
+/// outputs' gradients: every parameter's gradient is the unscaled one times the scale,
+/// exactly (a power of two), on the CPU and the GPU.
+#[test]
+fn a_loss_scale_multiplies_the_micro_batched_gradients_exactly() {
+    let cfg = in_f16(&config("beit-tiny", "clce"));
+    for device in devices() {
+        let scale = Tensor::from_vec(vec![1024f32], [1], &device).unwrap();
+        let scaled = step(&cfg, &device, |core, x| {
+            let (loss, logits) = forward_backward(core, 5, x, &labels(), Some(&scale)).unwrap();
+            (loss.to_scalar().unwrap(), logits)
+        });
+        let plain = chunked(&cfg, &device, 5);
+        assert_eq!(
+            scaled.loss, plain.loss,
+            "{device}: the loss itself is not scaled"
+        );
+        let mut compared = 0;
+        for ((name, s), (_, p)) in scaled.grads.iter().zip(&plain.grads) {
+            let (Some(s), Some(p)) = (s, p) else { continue };
+            let times: Vec<f32> = p.iter().map(|v| v * 1024.0).collect();
+            assert_eq!(s, &times, "{device}: {name}");
+            compared += 1;
+        }
+        assert!(compared > 10, "{device}: {compared} gradients");
     }
 }
