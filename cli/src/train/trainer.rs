@@ -104,17 +104,12 @@ pub fn train(
         min_lr: cfg.min_lr,
     };
     let trained: Vec<Tensor> = opt.params();
-    let mut guard = match cfg.loss_scaling {
-        Some(scaling) if cfg.precision == Precision::F16 => {
-            let resumed_at = state.loss_scale.map(|scale| LossScaleState {
-                scale,
-                good_steps: state.loss_scale_good_steps,
-                skipped_steps: state.skipped_steps,
-            });
-            StepGuard::with_loss_scaling(&s.device, scaling.engine(), resumed_at)?
-        }
-        _ => StepGuard::new(&s.device)?,
-    };
+    let resumed_at = state.loss_scale.map(|scale| LossScaleState {
+        scale,
+        good_steps: state.loss_scale_good_steps,
+        skipped_steps: state.skipped_steps,
+    });
+    let mut guard = step_guard(cfg, &s.device, resumed_at)?;
     let scaling = guard.scales_loss();
 
     let mut last_tally = None;
@@ -255,6 +250,21 @@ pub fn train(
     Ok(Outcome::Finished {
         tally,
         best: state.best,
+    })
+}
+
+/// The step guard of a run of `cfg`: with the loss scaling of `--precision f16`, from where
+/// a resumed run stood.
+pub fn step_guard(
+    cfg: &TrainConfig,
+    device: &Device,
+    resumed_at: Option<LossScaleState>,
+) -> Result<StepGuard> {
+    Ok(match cfg.loss_scaling {
+        Some(scaling) if cfg.precision == Precision::F16 => {
+            StepGuard::with_loss_scaling(device, scaling.engine(), resumed_at)?
+        }
+        _ => StepGuard::new(device)?,
     })
 }
 
