@@ -286,7 +286,19 @@ fn f16_saved_activations_give_the_f32_gradients_to_1e_2() {
                     .collect()
             };
             let global = relative(&all(&half), &all(&full));
-            eprintln!("{model} on {device}: f16 vs f32 gradients, global relative {global:.2e}");
+            let (worst, name) = half
+                .grads
+                .iter()
+                .zip(&full.grads)
+                .filter_map(|((n, h), (_, f))| Some((relative(h.as_ref()?, f.as_ref()?), n)))
+                .fold(
+                    (0.0, ""),
+                    |(r, n), (r2, n2)| if r2 > r { (r2, n2) } else { (r, n) },
+                );
+            eprintln!(
+                "{model} on {device}: f16 vs f32 gradients, global relative {global:.2e}, \
+                 worst tensor {name} {worst:.2e}"
+            );
             assert!(global > 0.0, "{model}: nothing was stored in f16");
             assert_close(&format!("{model} on {device}, f16"), &half, &full, 1e-2);
         }
