@@ -14,23 +14,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 
-var<workgroup> scratch: array<f32, WG>;
-
-// Sum (op 0) or maximum (op 1) over the workgroup; every invocation gets the result.
-fn workgroup_reduce(lid: u32, v: f32, op: u32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var width = WG / 2u; width > 0u; width /= 2u) {
-        if lid < width {
-            let other = scratch[lid + width];
-            scratch[lid] = select(scratch[lid] + other, max(scratch[lid], other), op == 1u);
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[0];
-    workgroupBarrier();
-    return total;
-}
+// workgroup_sum and workgroup_max: workgroup_reduce.wgsl, put in front by the loader.
 
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
@@ -53,19 +37,19 @@ fn forward(
     for (var j = lid; j < params.classes; j += WG) {
         m = max(m, logits[base + j]);
     }
-    m = workgroup_reduce(lid, m, 1u);
+    m = workgroup_max(lid, m);
     var s = 0.0;
     for (var j = lid; j < params.classes; j += WG) {
         s += exp(logits[base + j] - m);
     }
-    let log_sum = log(workgroup_reduce(lid, s, 0u));
+    let log_sum = log(workgroup_sum(lid, s));
     var sum_log_p = 0.0;
     for (var j = lid; j < params.classes; j += WG) {
         let log_p = (logits[base + j] - m) - log_sum;
         sum_log_p += log_p;
         probs[base + j] = exp(log_p);
     }
-    sum_log_p = workgroup_reduce(lid, sum_log_p, 0u);
+    sum_log_p = workgroup_sum(lid, sum_log_p);
     if lid == 0u {
         let label_log_p = (logits[base + labels[row]] - m) - log_sum;
         row_loss[row] = -(params.on_label * label_log_p + params.uniform * sum_log_p);

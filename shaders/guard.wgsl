@@ -1,10 +1,15 @@
 // The step guard (engine/src/optim/guard.rs): the global gradient norm, its clip factor and
 // the first non-finite step, computed on the device so that a training step reads nothing
 // back. State slots: 0 first bad step (0: none), 1 what (1 loss, 2 gradient norm), 2 its
-// value, 3 the factor AdamW scales this step's gradients by, 4 this step's gradient norm.
+// value, 3 the factor AdamW scales this step's gradients by (clip factor / loss scale), 4
+// this step's gradient norm (unscaled); loss scaling (torch's _amp_update_scale_): 5 the loss
+// scale of the next step, 6 good steps since it changed, 7 steps skipped so far, 8 whether
+// this step is skipped. Without loss scaling the scale stays 1 (growth_interval 0).
 
 const WG: u32 = 256u;
-const STATE_LEN: u32 = 8u;
+const STATE_LEN: u32 = 12u;
+// guard.rs's LOSS_SCALE_FLOOR.
+const SCALE_FLOOR: f32 = 1.0;
 
 struct Params {
     // sum_squares: the slot of partials that x0 fills (x1 the next, ...)
@@ -14,16 +19,20 @@ struct Params {
     parts: u32,
     clip: u32,
     max_norm: f32,
-    // sum_squares: the lengths of x0 .. x6
+    // check: good steps in a row that double the loss scale (0: no loss scaling)
+    growth_interval: u32,
+    // sum_squares: the lengths of x0 .. x5
     n: array<vec4<u32>, 2>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 
-// ---- sum_squares: workgroup w sums x_w * x_w into partials[slot + w], for up to seven
-// gradients per launch (seven reads and one write: the eight storage bindings every adapter
-// allows). partials is the guard's own scratch buffer, filled by consecutive launches before
-// `check` reads it. Launches bind the first gradient again in the slots they do not use.
+// ---- sum_squares: workgroup w sums the squares of x_w / loss scale into partials[slot + w],
+// for up to six gradients per launch (six gradients, the state and one write: the eight
+// storage bindings every adapter allows). Unscaling before squaring keeps a large scale from
+// overflowing the sum of finite gradients (torch looks for non-finite elements, not norms).
+// partials is the guard's own scratch buffer, filled by consecutive launches before `check`
+// reads it. Launches bind the first gradient again in the slots they do not use.
 
 @group(0) @binding(1) var<storage, read> x0: array<f32>;
 @group(0) @binding(2) var<storage, read> x1: array<f32>;
@@ -31,7 +40,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> x3: array<f32>;
 @group(0) @binding(5) var<storage, read> x4: array<f32>;
 @group(0) @binding(6) var<storage, read> x5: array<f32>;
-@group(0) @binding(7) var<storage, read> x6: array<f32>;
+@group(0) @binding(7) var<storage, read> scale_state: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> acc: array<f32, WG>;
@@ -43,8 +52,7 @@ fn element(which: u32, i: u32) -> f32 {
         case 2u: { return x2[i]; }
         case 3u: { return x3[i]; }
         case 4u: { return x4[i]; }
-        case 5u: { return x5[i]; }
-        default: { return x6[i]; }
+        default: { return x5[i]; }
     }
 }
 
@@ -52,9 +60,10 @@ fn element(which: u32, i: u32) -> f32 {
 fn sum_squares(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let which = wid.x;
     let n = params.n[which / 4u][which % 4u];
+    let inv_scale = 1.0 / scale_state[5];
     var s = 0.0;
     for (var i = t; i < n; i += WG) {
-        let v = element(which, i);
+        let v = element(which, i) * inv_scale;
         s += v * v;
     }
     acc[t] = s;
@@ -93,15 +102,17 @@ fn check() {
         state_new[k] = state[k];
     }
     state_new[4] = norm;
-    var scale = 1.0;
+    var clip = 1.0;
     if params.clip == 1u {
         // torch's clip_grad_norm_: max_norm / (norm + 1e-6), applied when below 1.
         let c = params.max_norm / (norm + 1e-6);
         if c < 1.0 {
-            scale = c;
+            clip = c;
         }
     }
-    state_new[3] = scale;
+    // Unscaling and clipping in one factor: AdamW reads the scaled gradients.
+    state_new[3] = clip * (1.0 / state[5]);
+    state_new[8] = 0.0;
     if state[0] == 0.0 {
         let l = loss[0];
         if !is_finite(l) {
@@ -109,9 +120,26 @@ fn check() {
             state_new[1] = 1.0;
             state_new[2] = l;
         } else if !is_finite(norm) {
-            state_new[0] = f32(params.step);
-            state_new[1] = 2.0;
-            state_new[2] = norm;
+            if state[5] <= SCALE_FLOOR {
+                state_new[0] = f32(params.step);
+                state_new[1] = 2.0;
+                state_new[2] = norm;
+            } else {
+                state_new[8] = 1.0;
+                state_new[7] = state[7] + 1.0;
+                state_new[5] = state[5] * 0.5;
+                state_new[6] = 0.0;
+            }
+        } else if params.growth_interval > 0u {
+            let good = state[6] + 1.0;
+            state_new[6] = good;
+            if good >= f32(params.growth_interval) {
+                let grown = state[5] * 2.0;
+                if is_finite(grown) {
+                    state_new[5] = grown;
+                }
+                state_new[6] = 0.0;
+            }
         }
     }
 }

@@ -14,36 +14,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 
-var<workgroup> scratch: array<f32, WG>;
-
-// Sum over the workgroup of each invocation's `v`; every invocation gets the total.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var width = WG / 2u; width > 0u; width /= 2u) {
-        if lid < width {
-            scratch[lid] += scratch[lid + width];
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[0];
-    workgroupBarrier();
-    return total;
-}
-
-fn workgroup_max(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var width = WG / 2u; width > 0u; width /= 2u) {
-        if lid < width {
-            scratch[lid] = max(scratch[lid], scratch[lid + width]);
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[0];
-    workgroupBarrier();
-    return total;
-}
+// workgroup_sum and workgroup_max: workgroup_reduce.wgsl, put in front by the loader.
 
 fn lane_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;

@@ -46,6 +46,14 @@ pub struct TrainState {
     pub epoch_seconds: f64,
     /// Fingerprint of the `last.safetensors` (and its projection head) saved with this state.
     pub model_fingerprint: u64,
+    /// `--precision f16`'s loss scale for the next step, the good steps since it last changed
+    /// and the steps skipped so far (None and 0 without loss scaling, and in older runs).
+    #[serde(default)]
+    pub loss_scale: Option<f64>,
+    #[serde(default)]
+    pub loss_scale_good_steps: usize,
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 /// Saves model and optimiser so that `--resume` continues from `state`.
@@ -234,6 +242,9 @@ mod tests {
             epoch_views: 28,
             epoch_seconds: 1.25,
             model_fingerprint: u64::MAX - 3,
+            loss_scale: Some(32768.0),
+            loss_scale_good_steps: 17,
+            skipped_steps: 3,
         };
         let moments = Tensor::from_vec(vec![1.5f32, -2.25, 3e-9], vec![3], &Device::Cpu).unwrap();
         let steps = Tensor::from_vec(vec![47.0f64], vec![], &Device::Cpu).unwrap();

@@ -151,6 +151,30 @@ pub struct TrainFlags {
     /// optimiser state stay f32. First-step gradients agree with f32 to about 1e-3 [f32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
+    /// With --precision f16: the first dynamic loss scale (the loss is multiplied by it
+    /// before backward and the gradients divided by it after; halved on every step whose
+    /// gradient overflows, which is then skipped) [65536, as torch's GradScaler].
+    #[arg(long, value_name = "SCALE")]
+    pub loss_scale_init: Option<f64>,
+    /// With --precision f16: good steps in a row after which the loss scale doubles [2000].
+    #[arg(long, value_name = "STEPS")]
+    pub loss_scale_growth_interval: Option<usize>,
+}
+
+/// `--loss-scale-init` and `--loss-scale-growth-interval`, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossScalingConfig {
+    pub init: f64,
+    pub growth_interval: usize,
+}
+
+impl LossScalingConfig {
+    pub fn engine(&self) -> clce_engine::optim::LossScaling {
+        clce_engine::optim::LossScaling {
+            init: self.init,
+            growth_interval: self.growth_interval,
+        }
+    }
 }
 
 /// How the activations a training step keeps for its backward pass are stored.
@@ -205,6 +229,9 @@ pub struct TrainConfig {
     /// `--precision` (absent from older runs' config.json: f32).
     #[serde(default)]
     pub precision: Precision,
+    /// Dynamic loss scaling of `--precision f16` (None with f32, and in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaling: Option<LossScalingConfig>,
     /// Optimiser steps per epoch: training images / batch size (the last partial batch is
     /// dropped).
     pub steps_per_epoch: usize,
@@ -301,6 +328,11 @@ impl TrainFlags {
         check(self.checkpoint_activations, "--checkpoint-activations");
         check(self.micro_batch.is_some(), "--micro-batch");
         check(self.precision.is_some(), "--precision");
+        check(self.loss_scale_init.is_some(), "--loss-scale-init");
+        check(
+            self.loss_scale_growth_interval.is_some(),
+            "--loss-scale-growth-interval",
+        );
         given
     }
 
@@ -360,6 +392,7 @@ impl TrainFlags {
             checkpoint_activations: self.checkpoint_activations,
             micro_batch: self.micro_batch,
             precision: self.precision.unwrap_or_default(),
+            loss_scaling: self.loss_scaling()?,
             steps_per_epoch: train_images / batch_size.max(1),
             device: device.to_string(),
             clce_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -380,6 +413,34 @@ impl TrainFlags {
         }
         cfg.validate(train_images)?;
         Ok(cfg)
+    }
+}
+
+impl TrainFlags {
+    /// Loss scaling goes with f16 (f32 gradients cannot overflow where f16 ones would).
+    fn loss_scaling(&self) -> Result<Option<LossScalingConfig>> {
+        let defaults = clce_engine::optim::LossScaling::default();
+        if self.precision.unwrap_or_default() != Precision::F16 {
+            if self.loss_scale_init.is_some() || self.loss_scale_growth_interval.is_some() {
+                return Err(TrainError::Invalid(
+                    "--loss-scale-init and --loss-scale-growth-interval apply to --precision                      f16 only (f32 runs are not loss-scaled); add --precision f16 or drop them"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let scaling = LossScalingConfig {
+            init: self.loss_scale_init.unwrap_or(defaults.init),
+            growth_interval: self
+                .loss_scale_growth_interval
+                .unwrap_or(defaults.growth_interval),
+        };
+        scaling.engine().validate().map_err(|e| {
+            TrainError::Invalid(format!(
+                "--loss-scale-init / --loss-scale-growth-interval: {e}"
+            ))
+        })?;
+        Ok(Some(scaling))
     }
 }
 

@@ -8,6 +8,8 @@
 //! `epoch` counts from 1, `step` is the number of optimiser steps done, accuracies are
 //! fractions. With `--fewshot-eval`, epoch lines also carry `fewshot_val_1shot`,
 //! `fewshot_val_1shot_ci95`, `fewshot_val_5shot` and `fewshot_val_5shot_ci95` (fractions too).
+//! With `--precision f16`, step lines also carry `loss_scale` (for the next step) and
+//! `skipped_steps` (so far, steps whose scaled gradient overflowed and that changed nothing).
 //! Epoch lines carry `peak_mem_bytes`, the largest tensor memory of the epoch's training
 //! steps. Timing fields (`images_per_s`, `seconds`) and `peak_mem_bytes` (which counts what
 //! else the process holds) are the only ones that differ between two runs of the same
@@ -40,9 +42,17 @@ pub struct StepRecord {
     pub loss: f64,
     /// The lr of this step (before each group's layer-decay scale).
     pub lr: f64,
-    /// Global L2 norm of the gradient, before clipping.
+    /// Global L2 norm of the gradient, before clipping. Not finite on a step skipped by loss
+    /// scaling: JSON has no infinity, so it is written `null` and read back as infinity.
+    #[serde(deserialize_with = "null_is_infinite")]
     pub grad_norm: f64,
     pub images_per_s: f64,
+    /// `--precision f16`: the loss scale the next step will use, and the steps skipped so
+    /// far because their scaled gradients overflowed (absent without loss scaling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<usize>,
 }
 
 /// A finished epoch, evaluated on the test split.
@@ -94,6 +104,10 @@ impl EpochRecord {
             five_shot: ci(self.fewshot_val_5shot, self.fewshot_val_5shot_ci95)?,
         })
     }
+}
+
+fn null_is_infinite<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 impl Record {
@@ -197,6 +211,8 @@ mod tests {
             lr: 1e-3,
             grad_norm: 0.5,
             images_per_s: 100.0,
+            loss_scale: None,
+            skipped_steps: None,
         })
     }
 

@@ -24,7 +24,7 @@ use clce_engine::{backward_with_grads, no_grad, Tensor};
 
 use super::error::{Result, TrainError};
 use super::network::{Output, RunningState};
-use super::trainer::StepCore;
+use super::trainer::{scaled, StepCore};
 
 /// Views `start..start + len` of the batch, for each chunk of at most `k` views.
 fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -33,16 +33,18 @@ fn chunks(views: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |start| (start, k.min(views - start)))
 }
 
-/// The loss of the whole batch `x`, unread (its gradient accumulated into the parameters'
-/// gradients), and the logits of every view, running at most `k` views at a time.
+/// The loss of the whole batch `x`, unread (its gradient, times `loss_scale` if given,
+/// accumulated into the parameters' gradients), and the logits of every view, running at
+/// most `k` views at a time.
 pub fn forward_backward(
     step: &StepCore,
     k: usize,
     x: &Tensor,
     labels: &[usize],
+    loss_scale: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     let (cached, moved) = unrecorded_outputs(step, k, x)?;
-    let grads = objective_gradients(step, &cached, labels)?;
+    let grads = objective_gradients(step, &cached, labels, loss_scale)?;
     recorded_backward(step, k, x, &grads)?;
     moved.restore()?;
     Ok((grads.loss, cached.logits))
@@ -90,11 +92,14 @@ pub(super) struct OutputGradients {
     pub logits: Option<Tensor>,
 }
 
-/// 2. The whole-batch objective on detached outputs, differentiated with respect to them.
+/// 2. The whole-batch objective on detached outputs, differentiated with respect to them
+///    (times `loss_scale` if given: the scale enters once, here, and pass 3 seeds every chunk
+///    with scaled output gradients).
 pub(super) fn objective_gradients(
     step: &StepCore,
     outputs: &Output,
     labels: &[usize],
+    loss_scale: Option<&Tensor>,
 ) -> Result<OutputGradients> {
     let leaves = Output {
         pooled: outputs.pooled.clone(),
@@ -103,7 +108,7 @@ pub(super) fn objective_gradients(
     };
     // Not read here: the step guard checks it on the device (`trainer.rs`).
     let loss = (step.objective)(&leaves, labels)?;
-    loss.backward()?;
+    scaled(&loss, loss_scale)?.backward()?;
     Ok(OutputGradients {
         loss: loss.detach(),
         projection: leaves.projection.grad(),

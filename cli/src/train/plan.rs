@@ -15,7 +15,7 @@ use super::config::{Precision, TrainConfig};
 use super::error::{Result, TrainError};
 use super::model::{objective_for, random_model, Finetuned};
 use super::network::{GroupOptions, Network};
-use super::trainer::{step_mode, StepCore, StepDone};
+use super::trainer::{step_guard, step_mode, StepCore, StepDone};
 
 /// The peak memory of one step and what it is made of.
 #[derive(Clone, Debug, PartialEq)]
@@ -119,7 +119,8 @@ impl Rig {
         });
         let opt = AdamW::new(groups, AdamWConfig::default())?;
         let trained = opt.params();
-        let guard = StepGuard::new(device)?;
+        // bench times f16 steps with their loss scaling; plan's meta device keeps no scale.
+        let guard = step_guard(cfg, device, None)?;
         Ok(Rig {
             net,
             opt,

@@ -5,7 +5,9 @@
 //! scheduled lr (warm-up, then cosine). A step reads nothing back from a GPU: the step guard
 //! (`clce_engine::optim::StepGuard`) computes the norm and the clip factor on the device and
 //! makes AdamW skip every update from the first step whose loss or gradient norm is not
-//! finite. Every `log_every` steps (and before anything is saved) the losses, logits and the
+//! finite. With `--precision f16` the guard also keeps the dynamic loss scale on the device
+//! (the loss is multiplied by it before backward; an overflowing step is skipped and halves
+//! it), and the checkpoint keeps where it stands. Every `log_every` steps (and before anything is saved) the losses, logits and the
 //! guard of the steps since are read back in one piece: a bad step then stops the run,
 //! naming it, with the weights from before it. Every `log_every` steps a metrics line; after every epoch an evaluation on the test split (with `--fewshot-eval`
 //! also few-shot episodes on a few-shot split), `best.safetensors` when the test top-1
@@ -15,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clce_engine::autograd::half_saved::save_in_f16;
-use clce_engine::optim::{AdamW, AdamWConfig, GuardReport, Optimizer, StepGuard, WarmupCosine};
+use clce_engine::optim::{
+    AdamW, AdamWConfig, GuardReport, LossScaleState, Optimizer, StepGuard, WarmupCosine,
+};
 use clce_engine::{DType, Device, Tensor};
 use serde_json::json;
 
@@ -127,7 +131,13 @@ pub fn train(
         min_lr: cfg.min_lr,
     };
     let trained: Vec<Tensor> = opt.params();
-    let mut guard = StepGuard::new(&s.device)?;
+    let resumed_at = state.loss_scale.map(|scale| LossScaleState {
+        scale,
+        good_steps: state.loss_scale_good_steps,
+        skipped_steps: state.skipped_steps,
+    });
+    let mut guard = step_guard(cfg, &s.device, resumed_at)?;
+    let scaling = guard.scales_loss();
 
     let mut last_tally = None;
     while state.epoch < cfg.epochs {
@@ -192,6 +202,8 @@ pub fn train(
                         lr,
                         grad_norm: report.guard.grad_norm,
                         images_per_s,
+                        loss_scale: scaling.then_some(report.guard.loss_scale.scale),
+                        skipped_steps: scaling.then_some(report.guard.loss_scale.skipped_steps),
                     });
                     if let Some(m) = &mut metrics {
                         m.write(&record)?;
@@ -255,6 +267,9 @@ pub fn train(
             epoch: epoch + 1,
             step: state.step,
             best: state.best,
+            loss_scale: state.loss_scale,
+            loss_scale_good_steps: state.loss_scale_good_steps,
+            skipped_steps: state.skipped_steps,
             ..TrainState::default()
         };
         if s.writes() {
@@ -276,6 +291,21 @@ pub fn train(
     Ok(Outcome::Finished {
         tally,
         best: state.best,
+    })
+}
+
+/// The step guard of a run of `cfg`: with the loss scaling of `--precision f16`, from where
+/// a resumed run stood.
+pub fn step_guard(
+    cfg: &TrainConfig,
+    device: &Device,
+    resumed_at: Option<LossScaleState>,
+) -> Result<StepGuard> {
+    Ok(match cfg.loss_scaling {
+        Some(scaling) if cfg.precision == Precision::F16 => {
+            StepGuard::with_loss_scaling(device, scaling.engine(), resumed_at)?
+        }
+        _ => StepGuard::new(device)?,
     })
 }
 
@@ -363,6 +393,12 @@ fn settle(
         .to_vec_f32()
         .map_err(|e| with_batch_size(e.into(), s, state.step))?;
     let report = GuardReport::from_values(&values);
+    if guard.scales_loss() {
+        // Where scaling stands goes into every checkpoint, which is saved after a settle.
+        state.loss_scale = Some(report.loss_scale.scale);
+        state.loss_scale_good_steps = report.loss_scale.good_steps;
+        state.skipped_steps = report.loss_scale.skipped_steps;
+    }
     if let Some(bad) = report.first_bad {
         return Err(TrainError::NonFinite {
             what: bad.what,
@@ -443,18 +479,20 @@ impl StepCore<'_> {
         labels: &[usize],
     ) -> Result<StepDone> {
         opt.zero_grad();
+        let loss_scale = guard.loss_scale()?;
+        let loss_scale = loss_scale.as_ref();
         let (loss, logits, labels) = match (&self.distributed, self.micro_batch) {
             (Some(d), _) => {
-                let done = d.forward_backward(self, x, labels)?;
+                let done = d.forward_backward(self, x, labels, loss_scale)?;
                 d.all_reduce_gradients(trained)?;
                 done
             }
             (None, Some(k)) => {
-                let (loss, logits) = micro_batch::forward_backward(self, k, x, labels)?;
+                let (loss, logits) = micro_batch::forward_backward(self, k, x, labels, loss_scale)?;
                 (loss, logits, labels.to_vec())
             }
             (None, None) => {
-                let (loss, logits) = self.forward_backward(x, labels)?;
+                let (loss, logits) = self.forward_backward(x, labels, loss_scale)?;
                 (loss, logits, labels.to_vec())
             }
         };
@@ -474,14 +512,28 @@ impl StepCore<'_> {
         self.net.forward(x, mode)
     }
 
-    /// The loss of the views `x` (its gradient accumulated into the parameters' gradients)
-    /// and their logits, in one piece.
-    fn forward_backward(&self, x: &Tensor, labels: &[usize]) -> Result<(Tensor, Tensor)> {
+    /// The loss of the views `x` (its gradient, times `loss_scale` if given, accumulated
+    /// into the parameters' gradients) and their logits, in one piece.
+    fn forward_backward(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+        loss_scale: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
         let out = self.recorded_forward(x, self.mode)?;
         let loss = (self.objective)(&out, labels)?;
-        loss.backward()?;
+        scaled(&loss, loss_scale)?.backward()?;
         Ok((loss.detach(), out.logits))
     }
+}
+
+/// `loss` times the loss scale (a one-element tensor on the loss's device, read by no one on
+/// the host), or `loss` itself without loss scaling.
+pub fn scaled(loss: &Tensor, loss_scale: Option<&Tensor>) -> Result<Tensor> {
+    Ok(match loss_scale {
+        Some(scale) => loss.mul(&scale.reshape(loss.dims().to_vec())?)?,
+        None => loss.clone(),
+    })
 }
 
 /// How many of the views whose `classes`-wide logits are `logits` have their label on top.

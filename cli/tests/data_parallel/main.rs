@@ -131,7 +131,8 @@ fn ranks(cfg: &TrainConfig, r: usize, device: &Device) -> Vec<Step> {
                     let mine = share(r, rank.rank());
                     let x = views(device).index_select(0, &mine).unwrap();
                     let labels: Vec<usize> = mine.iter().map(|&i| labels()[i]).collect();
-                    let (loss, logits, labels) = d.forward_backward(&step, &x, &labels).unwrap();
+                    let (loss, logits, labels) =
+                        d.forward_backward(&step, &x, &labels, None).unwrap();
                     let params: Vec<Tensor> =
                         net.parameters().into_iter().map(|(_, t)| t).collect();
                     d.all_reduce_gradients(&params).unwrap();

@@ -265,6 +265,8 @@ fn metrics_file(fewshot: bool) -> String {
                 lr: 1e-3 * (step as f64 / 100.0 * std::f64::consts::PI).cos().max(0.01),
                 grad_norm: 1.0,
                 images_per_s: 100.0,
+                loss_scale: None,
+                skipped_steps: None,
             }));
         }
         let top1 = 0.5 + 0.08 * epoch as f64;

@@ -108,7 +108,7 @@ fn unchunked(cfg: &TrainConfig, device: &Device) -> Step {
 
 fn chunked(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
     step(cfg, device, |core, x| {
-        let (loss, logits) = forward_backward(core, k, x, &labels()).unwrap();
+        let (loss, logits) = forward_backward(core, k, x, &labels(), None).unwrap();
         (loss.to_scalar().unwrap(), logits)
     })
 }
@@ -287,7 +287,19 @@ fn f16_saved_activations_give_the_f32_gradients_to_1e_2() {
                     .collect()
             };
             let global = relative(&all(&half), &all(&full));
-            eprintln!("{model} on {device}: f16 vs f32 gradients, global relative {global:.2e}");
+            let (worst, name) = half
+                .grads
+                .iter()
+                .zip(&full.grads)
+                .filter_map(|((n, h), (_, f))| Some((relative(h.as_ref()?, f.as_ref()?), n)))
+                .fold(
+                    (0.0, ""),
+                    |(r, n), (r2, n2)| if r2 > r { (r2, n2) } else { (r, n) },
+                );
+            eprintln!(
+                "{model} on {device}: f16 vs f32 gradients, global relative {global:.2e}, \
+                 worst tensor {name} {worst:.2e}"
+            );
             assert!(global > 0.0, "{model}: nothing was stored in f16");
             assert_close(&format!("{model} on {device}, f16"), &half, &full, 1e-2);
         }
@@ -304,5 +316,33 @@ fn f16_micro_batches_give_the_f16_whole_batch_gradient() {
             &unchunked(&cfg, &device),
             1e-5,
         );
+    }
+}
+
+/// `--precision f16`'s loss scale enters a micro-batched step once, through the cached
+/// outputs' gradients: every parameter's gradient is the unscaled one times the scale,
+/// exactly (a power of two), on the CPU and the GPU.
+#[test]
+fn a_loss_scale_multiplies_the_micro_batched_gradients_exactly() {
+    let cfg = in_f16(&config("beit-tiny", "clce"));
+    for device in devices() {
+        let scale = Tensor::from_vec(vec![1024f32], [1], &device).unwrap();
+        let scaled = step(&cfg, &device, |core, x| {
+            let (loss, logits) = forward_backward(core, 5, x, &labels(), Some(&scale)).unwrap();
+            (loss.to_scalar().unwrap(), logits)
+        });
+        let plain = chunked(&cfg, &device, 5);
+        assert_eq!(
+            scaled.loss, plain.loss,
+            "{device}: the loss itself is not scaled"
+        );
+        let mut compared = 0;
+        for ((name, s), (_, p)) in scaled.grads.iter().zip(&plain.grads) {
+            let (Some(s), Some(p)) = (s, p) else { continue };
+            let times: Vec<f32> = p.iter().map(|v| v * 1024.0).collect();
+            assert_eq!(s, &times, "{device}: {name}");
+            compared += 1;
+        }
+        assert!(compared > 10, "{device}: {compared} gradients");
     }
 }

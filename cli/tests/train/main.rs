@@ -328,6 +328,196 @@ fn an_exploding_gradient_stops_the_run_before_it_reaches_the_weights() {
     );
 }
 
+/// `--precision f16` with a loss scale that overflows: every step's objective gains a term
+/// that is exactly 0 but has a gradient of 1e10 per logit, so that gradients scaled by more
+/// than about 2^90 leave the f32 range (unscaled, their squares still fit).
+fn overflowing(out: &Output, labels: &[usize]) -> Result<Tensor> {
+    let loss = cross_entropy(out, labels)?;
+    let total = out.logits.sum_all()?;
+    Ok(loss.add(&total.sub(&total.detach())?.mul_scalar(1e10)?)?)
+}
+
+fn f16_scaled(data: &Dataset, init: f64, growth_interval: usize) -> TrainConfig {
+    config(data, |f| {
+        f.precision = Some(clce_cli::train::Precision::F16);
+        f.loss_scale_init = Some(init);
+        f.loss_scale_growth_interval = Some(growth_interval);
+    })
+}
+
+/// The loss scale's every move (skips, halvings, doublings across the interruptions) and the
+/// skipped steps are in the checkpoint: a resumed run repeats the uninterrupted one.
+#[test]
+fn an_f16_run_skips_overflowing_steps_and_resumes_with_its_loss_scale() {
+    let data = dataset();
+    let cfg = f16_scaled(&data, 2f64.powi(100), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let straight = RunDir::create(Some(&dir.path().join("straight")), &cfg).unwrap();
+    let net = StandIn::new(INPUTS, 4, 0);
+    run(&net, &cfg, &data, &straight, &overflowing, None).unwrap();
+    let broken = RunDir::create(Some(&dir.path().join("broken")), &cfg).unwrap();
+    let first = StandIn::new(INPUTS, 4, 0);
+    run(&first, &cfg, &data, &broken, &overflowing, Some(7)).unwrap();
+    let second = StandIn::load(&broken.last_path());
+    run(&second, &cfg, &data, &broken, &overflowing, None).unwrap();
+
+    let records = metrics::read(&straight.metrics_path()).unwrap();
+    let steps: Vec<metrics::StepRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Step(s) => Some(s.clone()),
+            Record::Epoch(_) => None,
+        })
+        .collect();
+    let scales: Vec<f64> = steps.iter().map(|s| s.loss_scale.unwrap()).collect();
+    let skipped: Vec<usize> = steps.iter().map(|s| s.skipped_steps.unwrap()).collect();
+    assert_eq!(
+        scales[0],
+        2f64.powi(99),
+        "the first step overflows: {scales:?}"
+    );
+    assert!(
+        skipped.windows(2).any(|w| w[1] == w[0] && w[0] > 0),
+        "steps after the skips must go through: {skipped:?}"
+    );
+    assert!(
+        scales.windows(2).any(|w| w[1] == 2.0 * w[0]),
+        "two good steps double the scale: {scales:?}"
+    );
+    assert!(net.values().iter().flatten().all(|v| v.is_finite()));
+    assert_eq!(
+        without_timings(metrics::read(&broken.metrics_path()).unwrap()),
+        without_timings(records)
+    );
+    assert_eq!(second.values(), net.values(), "bit-identical final weights");
+}
+
+/// A gradient still not finite at the floor scale (1) stops the run as without f16, naming
+/// the step, with the weights from before the first overflowing step.
+#[test]
+fn an_f16_overflow_that_persists_at_the_floor_scale_stops_the_run() {
+    let data = dataset();
+    let cfg = f16_scaled(&data, 4.0, 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let rd = RunDir::create(Some(&dir.path().join("run")), &cfg).unwrap();
+    let net = StandIn::new(INPUTS, 4, 0);
+    // From step 3 on, a zero term whose gradient (1e30 per logit) overflows any scale.
+    let calls = std::cell::Cell::new(0);
+    let exploding = |out: &Output, labels: &[usize]| {
+        calls.set(calls.get() + 1);
+        let loss = cross_entropy(out, labels)?;
+        if calls.get() < 3 {
+            return Ok(loss);
+        }
+        let total = out.logits.sum_all()?;
+        Ok(loss.add(&total.sub(&total.detach())?.mul_scalar(1e30)?)?)
+    };
+    let before = {
+        let probe_dir = tempfile::tempdir().unwrap();
+        let probe = RunDir::create(Some(&probe_dir.path().join("p")), &cfg).unwrap();
+        let twin = StandIn::new(INPUTS, 4, 0);
+        run(&twin, &cfg, &data, &probe, &cross_entropy, Some(2)).unwrap();
+        twin.values()
+    };
+    let err = run(&net, &cfg, &data, &rd, &exploding, None).unwrap_err();
+    // Step 3 halves 4 to 2, step 4 halves 2 to 1, step 5 overflows at the floor.
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFinite {
+                what: "gradient norm",
+                step: 5,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("step 5"), "{err}");
+    assert_eq!(
+        net.values(),
+        before,
+        "skipped steps must not touch the weights"
+    );
+    let logged = metrics::read(&rd.metrics_path()).unwrap();
+    let last = logged.iter().rev().find_map(|r| match r {
+        Record::Step(s) => Some(s.clone()),
+        Record::Epoch(_) => None,
+    });
+    let last = last.expect("steps 1 to 4 are logged");
+    assert_eq!(
+        (last.step, last.skipped_steps, last.loss_scale),
+        (4, Some(2), Some(1.0))
+    );
+}
+
+/// Powers of two divide out exactly: a scaled run that never overflows trains bit for bit as
+/// one at scale 1 (the scale doubling on the way), and as an f16 run can without scaling.
+#[test]
+fn loss_scaling_without_overflow_changes_no_bit() {
+    let data = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let mut finals = Vec::new();
+    for (name, init, interval) in [("one", 1.0, 1 << 23), ("big", 65536.0, 4)] {
+        let cfg = f16_scaled(&data, init, interval);
+        let rd = RunDir::create(Some(&dir.path().join(name)), &cfg).unwrap();
+        let net = StandIn::new(INPUTS, 4, 0);
+        run(&net, &cfg, &data, &rd, &cross_entropy, None).unwrap();
+        let steps: Vec<metrics::StepRecord> = metrics::read(&rd.metrics_path())
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Step(s) => Some(s),
+                Record::Epoch(_) => None,
+            })
+            .collect();
+        assert_eq!(steps.last().unwrap().skipped_steps, Some(0), "{name}");
+        let losses: Vec<(f64, f64)> = steps.iter().map(|s| (s.loss, s.grad_norm)).collect();
+        finals.push((net.values(), losses, steps.last().unwrap().loss_scale));
+    }
+    assert_eq!(finals[0].2, Some(1.0));
+    assert_eq!(
+        finals[1].2,
+        Some(65536.0 * 2f64.powi(3)),
+        "15 steps, doubling every 4"
+    );
+    assert_eq!(finals[0].1, finals[1].1, "losses and gradient norms");
+    assert_eq!(finals[0].0, finals[1].0, "final weights");
+}
+
+/// f32 runs are not loss-scaled: no scale flags, no scale fields.
+#[test]
+fn loss_scale_flags_need_f16() {
+    let data = dataset();
+    let facts = ModelFacts {
+        is_beit: false,
+        fixed_image_size: Some(SIDE),
+    };
+    let flags = TrainFlags {
+        loss_scale_init: Some(1024.0),
+        ..TrainFlags::default()
+    };
+    let err = flags.resolve(&facts, 4, 80, "cpu").unwrap_err().to_string();
+    assert!(err.contains("--precision f16"), "{err}");
+    let flags = TrainFlags {
+        precision: Some(clce_cli::train::Precision::F16),
+        loss_scale_init: Some(0.5),
+        ..TrainFlags::default()
+    };
+    let err = flags.resolve(&facts, 4, 80, "cpu").unwrap_err().to_string();
+    assert!(err.contains("--loss-scale-init"), "{err}");
+    let cfg = config(&data, |_| {});
+    assert_eq!(cfg.loss_scaling, None);
+    let dir = tempfile::tempdir().unwrap();
+    let rd = RunDir::create(Some(&dir.path().join("run")), &cfg).unwrap();
+    let net = StandIn::new(INPUTS, 4, 0);
+    run(&net, &cfg, &data, &rd, &cross_entropy, Some(2)).unwrap();
+    let text = std::fs::read_to_string(rd.metrics_path()).unwrap();
+    assert!(
+        text.contains("grad_norm") && !text.contains("loss_scale"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_stop_request_finishes_the_step_and_saves() {
     let data = dataset();

@@ -202,6 +202,33 @@ mod tests {
         assert_f16_gradients_are_close(&Device::Cpu);
     }
 
+    /// `--precision f16` needs no shader-f16: the copies are made and widened by core WGSL's
+    /// pack2x16float / unpack2x16float, and no other kernel reads them. So it runs on every
+    /// adapter (lavapipe's GL adapter has no shader-f16) with the CPU's f16 rounding.
+    #[test]
+    fn f16_saved_activations_need_no_shader_f16() {
+        if crate::gpu::testing::test_device().is_none() {
+            return;
+        }
+        let cpu = gradients(&Device::Cpu, true);
+        let mut without = 0;
+        for adapter in crate::gpu::adapters() {
+            let gpu = match Device::gpu(adapter.index) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("gpu:{} not checked: {e}", adapter.index);
+                    continue;
+                }
+            };
+            without += usize::from(!adapter.shader_f16);
+            for (g, c) in gradients(&gpu, true).iter().zip(&cpu) {
+                let r = relative(g, c);
+                assert!(r < 1e-3, "{gpu}: {r}");
+            }
+        }
+        eprintln!("{without} adapter(s) without shader-f16 checked");
+    }
+
     #[test]
     fn gpu_f16_saved_activations_match_the_cpu() {
         let Some(gpu) = crate::gpu::testing::test_device() else {

@@ -5,20 +5,19 @@ pub struct Shader {
     pub source: &'static str,
 }
 
+/// `shader!(NAME, "file.wgsl", prelude...)`: the file with shared snippets in front, each a
+/// file of shaders/ named without its extension, so that one source serves every kernel
+/// family that needs it:
+/// - `nan`: `is_nan`, for the kernels of max-style ops, which must let NaN through as the CPU
+///   and PyTorch do;
+/// - `workgroup_reduce`: `workgroup_sum` and `workgroup_max` over a workgroup of `WG`
+///   invocations, for the kernels that give one workgroup to a row.
 macro_rules! shader {
-    ($const:ident, $file:literal) => {
-        pub const $const: Shader = Shader {
-            name: $file,
-            source: include_str!(concat!("../../../shaders/", $file)),
-        };
-    };
-    // With `is_nan` (nan.wgsl) in front: the kernels of max-style ops, which must let NaN
-    // through as the CPU and PyTorch do.
-    ($const:ident, $file:literal, nan) => {
+    ($const:ident, $file:literal $(, $prelude:ident)*) => {
         pub const $const: Shader = Shader {
             name: $file,
             source: concat!(
-                include_str!("../../../shaders/nan.wgsl"),
+                $(include_str!(concat!("../../../shaders/", stringify!($prelude), ".wgsl")),)*
                 include_str!(concat!("../../../shaders/", $file))
             ),
         };
@@ -34,12 +33,12 @@ shader!(POOL, "pool.wgsl", nan);
 shader!(CONV2D, "conv2d.wgsl");
 shader!(OPTIM, "optim.wgsl");
 shader!(GUARD, "guard.wgsl");
-shader!(SOFTMAX, "softmax.wgsl");
-shader!(LAYER_NORM, "layer_norm.wgsl");
-shader!(CROSS_ENTROPY, "cross_entropy.wgsl");
-shader!(L2_NORMALIZE, "l2_normalize.wgsl", nan);
+shader!(SOFTMAX, "softmax.wgsl", workgroup_reduce);
+shader!(LAYER_NORM, "layer_norm.wgsl", workgroup_reduce);
+shader!(CROSS_ENTROPY, "cross_entropy.wgsl", workgroup_reduce);
+shader!(L2_NORMALIZE, "l2_normalize.wgsl", nan, workgroup_reduce);
 shader!(DROPOUT, "dropout.wgsl");
-shader!(BATCH_NORM, "batch_norm.wgsl");
+shader!(BATCH_NORM, "batch_norm.wgsl", workgroup_reduce);
 shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);
 shader!(CAST, "cast.wgsl");

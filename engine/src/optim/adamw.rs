@@ -36,10 +36,11 @@ pub(super) struct AdamWUpdate {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// 1 on this parameter's first update (bias correction uses it).
+    /// 1 on this parameter's first update (bias correction uses it). On a GPU it counts the
+    /// steps loss scaling skipped too, which the kernel subtracts (the guard's count).
     pub step: u64,
-    /// The gradient is multiplied by this first (the clip factor of `--clip-grad`; on a GPU
-    /// the guard state's, read by the kernel instead).
+    /// The gradient is multiplied by this first (the clip factor of `--clip-grad` over the
+    /// loss scale; on a GPU the guard state's, read by the kernel instead).
     pub grad_scale: f64,
 }
 
@@ -47,7 +48,8 @@ pub(super) struct AdamWUpdate {
 struct Moments {
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    /// Updates applied so far; like torch, counted per parameter.
+    /// Updates applied so far, and steps skipped by loss scaling (the guard counts those);
+    /// like torch, counted per parameter.
     step: u64,
 }
 
@@ -109,8 +111,9 @@ impl AdamW {
 
 impl AdamW {
     /// `step`, under the guard's verdict on this step (`guard.rs`): the gradients scaled by
-    /// its clip factor, and no change at all once it has seen a non-finite step. On a GPU the
-    /// kernels read the verdict; nothing is read back.
+    /// its factor (clip / loss scale), no change on a step skipped by loss scaling (which
+    /// bias correction does not count), and no change at all once it has seen a non-finite
+    /// step. On a GPU the kernels read the verdict; nothing is read back.
     pub fn step_guarded(&mut self, lr: f64, guard: &StepGuard) -> Result<()> {
         self.step_with(lr, guard)
     }
@@ -118,12 +121,16 @@ impl AdamW {
     fn step_with(&mut self, lr: f64, guard: &StepGuard) -> Result<()> {
         check_lr("adamw", lr)?;
         let state = guard.state();
-        let grad_scale = match state.device() {
-            Device::Cpu => match guard.host_scale()? {
-                Some(scale) => scale as f64,
-                None => return Ok(()),
-            },
-            Device::Gpu(_) | Device::Meta(_) => 1.0,
+        // On a GPU the kernel reads the factor, the skip and the skipped count itself.
+        let (skip, grad_scale, skipped) = match state.device() {
+            Device::Cpu => {
+                let verdict = guard.host_verdict()?;
+                if verdict.stopped {
+                    return Ok(());
+                }
+                (verdict.skip, verdict.grad_scale, verdict.skipped)
+            }
+            Device::Gpu(_) | Device::Meta(_) => (false, 1.0, 0),
         };
         // Every gradient is checked before any parameter changes.
         let grads = flat(&self.groups)
@@ -132,14 +139,19 @@ impl AdamW {
         for ((i, group, p), grad) in flat(&self.groups).zip(grads) {
             let Some(grad) = grad else { continue };
             let moments = &mut self.moments[i];
+            // A skipped step counts here as on a GPU, whose host cannot know it was skipped;
+            // bias correction subtracts the guard's count of skipped steps.
             moments.step += 1;
+            if skip {
+                continue;
+            }
             let update = AdamWUpdate {
                 lr: lr * group.lr_scale,
                 weight_decay: group.weight_decay,
                 beta1: self.config.beta1,
                 beta2: self.config.beta2,
                 eps: self.config.eps,
-                step: moments.step,
+                step: moments.step.saturating_sub(skipped).max(1),
                 grad_scale,
             };
             apply(&p.tensor, &grad, moments, state, &update)?;

@@ -30,13 +30,18 @@ fn params(n: usize, sgd: Option<&SgdUpdate>, adamw: Option<&AdamWUpdate>) -> Par
                 .f32(-u.lr / bias_correction1)
                 .f32(bias_correction2.sqrt())
                 .f32(u.eps)
+                .f32(u.lr)
+                .f32(u.beta1)
+                .f32(step)
         }
-        None => (0..7).fold(p, |p, _| p.f32(0.0)),
+        None => (0..10).fold(p, |p, _| p.f32(0.0)),
     }
 }
 
-/// AdamW on `g` scaled by the guard state's clip factor, or nothing at all (the new buffers
-/// hold the old values) once the guard has seen a bad step (see `guard.rs`).
+/// AdamW on `g` scaled by the guard state's factor (clip / loss scale), or nothing at all (the
+/// new buffers hold the old values) on a skipped step and once the guard has seen a bad step
+/// (see `guard.rs`). `u.step` counts the skipped steps too: the kernel subtracts the guard's
+/// count of them.
 pub(super) fn adamw(
     p: &mut GpuStorage,
     g: &GpuStorage,
@@ -111,19 +116,20 @@ pub(super) fn sgd(
     Ok(())
 }
 
-/// Gradients one `sum_squares` launch reads (shaders/guard.wgsl): with its scratch output,
-/// the eight storage bindings every adapter allows.
-const SQUARES_PER_LAUNCH: usize = 7;
+/// Gradients one `sum_squares` launch reads (shaders/guard.wgsl): with the state (for the
+/// loss scale) and its scratch output, the eight storage bindings every adapter allows.
+const SQUARES_PER_LAUNCH: usize = 6;
 
 /// The guard's check on the device (`guard.rs`, shaders/guard.wgsl): the sums of squares of
-/// the gradients, seven per launch, into a scratch buffer, then one single-invocation kernel
-/// for the new state.
+/// the unscaled gradients, six per launch, into a scratch buffer, then one single-invocation
+/// kernel for the new state. `growth_interval` 0: no loss scaling.
 pub(super) fn guard_check(
     state: &GpuStorage,
     loss: &GpuStorage,
     grads: &[&GpuStorage],
     step: usize,
     max_norm: Option<f64>,
+    growth_interval: usize,
 ) -> Result<GpuStorage> {
     let device = state.device().clone();
     let guard_params = |slot: usize, parts: usize, lens: &[usize]| {
@@ -133,6 +139,7 @@ pub(super) fn guard_check(
             .u32(parts)
             .u32(max_norm.is_some() as usize)
             .f32(max_norm.unwrap_or(0.0))
+            .u32(growth_interval)
             .array(lens)
     };
     let partials = GpuStorage::alloc(&device, grads.len().max(1), "gradient norm")?;
@@ -140,6 +147,7 @@ pub(super) fn guard_check(
         let lens: Vec<usize> = chunk.iter().map(|g| g.len()).collect();
         let mut reads: Vec<&GpuBuffer> = chunk.iter().map(|g| g.buffer()).collect();
         reads.resize(SQUARES_PER_LAUNCH, chunk[0].buffer());
+        reads.push(state.buffer());
         device.launch(Launch {
             shader: &shaders::GUARD,
             entry: "sum_squares",

@@ -22,7 +22,9 @@ mod tests;
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
 pub use group::{skips_weight_decay, Param, ParamGroup};
-pub use guard::{BadStep, GuardReport, StepGuard, GUARD_STATE_LEN};
+pub use guard::{
+    BadStep, GuardReport, LossScaleState, LossScaling, StepGuard, GUARD_STATE_LEN, LOSS_SCALE_FLOOR,
+};
 pub use schedule::WarmupCosine;
 pub use sgd::{Sgd, SgdConfig};
 

@@ -263,12 +263,14 @@ impl<'a> Distributed<'a> {
     /// This rank's part of the whole batch's step: the loss (the same on every rank), the
     /// logits of all views and their labels (single-process order); this rank's part of
     /// dL/dθ accumulated into the parameters' gradients ([`Self::all_reduce_gradients`]
-    /// completes it). `x` and `labels` are this rank's views; `step.mode` places them.
+    /// completes it), times `loss_scale` if given. `x` and `labels` are this rank's views;
+    /// `step.mode` places them.
     pub fn forward_backward(
         &self,
         step: &StepCore,
         x: &Tensor,
         labels: &[usize],
+        loss_scale: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor, Vec<usize>)> {
         // 1. This rank's outputs: recorded in one piece, or with --micro-batch unrecorded
         //    chunks now and recorded ones in pass 3.
@@ -289,7 +291,7 @@ impl<'a> Distributed<'a> {
         };
         // 2. Every rank's, and the whole batch's objective on them.
         let (all, all_labels) = self.gather_outputs(&local, labels)?;
-        let grads = micro_batch::objective_gradients(step, &all, &all_labels)?;
+        let grads = micro_batch::objective_gradients(step, &all, &all_labels, loss_scale)?;
         // 3. Backward from this rank's views, seeded with their rows.
         let mine = self.my_views();
         let rows = |g: &Option<Tensor>| g.as_ref().map(|g| g.index_select(0, &mine)).transpose();

@@ -180,3 +180,220 @@ fn the_guard_refuses_bad_arguments() {
     let report = guard.read().unwrap();
     assert_eq!((report.first_bad, report.grad_norm), (None, 0.0));
 }
+
+// ---- Dynamic loss scaling (`LossScaling`): torch's GradScaler on the device.
+
+use crate::optim::{LossScaleState, LossScaling, LOSS_SCALE_FLOOR};
+
+/// Gradients `scale` times those of step `step` of `give_grads`, with one infinite element
+/// when `overflow` (what a scaled gradient that left the f32 range looks like).
+fn give_scaled_grads(ps: &[Tensor], step: u64, scale: f64, overflow: bool) {
+    for (i, p) in ps.iter().enumerate() {
+        let mut g: Vec<f64> = Tensor::randn(
+            p.shape().clone(),
+            1.0,
+            7 * step + i as u64,
+            DType::F64,
+            &Device::Cpu,
+        )
+        .unwrap()
+        .to_vec_f64()
+        .unwrap()
+        .iter()
+        .map(|v| v * scale)
+        .collect();
+        if overflow && i == 1 {
+            g[3] = f64::INFINITY;
+        }
+        set_grad(p, &g);
+    }
+}
+
+fn scaling_guard(device: &Device, init: f64, growth_interval: usize) -> StepGuard {
+    let scaling = LossScaling {
+        init,
+        growth_interval,
+    };
+    StepGuard::with_loss_scaling(device, scaling, None).unwrap()
+}
+
+#[test]
+fn the_loss_scale_halves_on_overflow_doubles_after_n_good_steps_and_stops_at_its_floor() {
+    for device in std::iter::once(Device::Cpu).chain(test_device()) {
+        let ps = params(&device);
+        let mut guard = scaling_guard(&device, 8.0, 3);
+        assert_eq!(
+            guard.loss_scale().unwrap().unwrap().to_vec_f64().unwrap(),
+            [8.0]
+        );
+        // (overflow?, the scale after the step, good steps after it, skipped so far), as
+        // torch's _amp_update_scale_ with backoff 0.5, growth 2, interval 3.
+        let script = [
+            (false, 8.0, 1, 0),
+            (false, 8.0, 2, 0),
+            (true, 4.0, 0, 1),
+            (false, 4.0, 1, 1),
+            (false, 4.0, 2, 1),
+            (false, 8.0, 0, 1),
+            (false, 8.0, 1, 1),
+            (true, 4.0, 0, 2),
+            (true, 2.0, 0, 3),
+            (true, 1.0, 0, 4),
+        ];
+        for (i, &(overflow, scale, good_steps, skipped_steps)) in script.iter().enumerate() {
+            let step = i + 1;
+            give_scaled_grads(&ps, step as u64, scale, overflow);
+            guard.check(step, &scalar(0.5, &device), &ps, None).unwrap();
+            let report = guard.read().unwrap();
+            assert_eq!(report.first_bad, None, "{device}: step {step}");
+            assert_eq!(
+                report.loss_scale,
+                LossScaleState {
+                    scale,
+                    good_steps,
+                    skipped_steps
+                },
+                "{device}: step {step}"
+            );
+        }
+        // At the floor an overflow is no longer one: the run's first bad step.
+        assert_eq!(LOSS_SCALE_FLOOR, 1.0);
+        give_scaled_grads(&ps, 11, 1.0, true);
+        guard.check(11, &scalar(0.5, &device), &ps, None).unwrap();
+        let report = guard.read().unwrap();
+        let bad = report.first_bad.expect("a bad step at the floor");
+        assert_eq!((bad.step, bad.what), (11, "gradient norm"), "{device}");
+        assert_eq!(
+            report.loss_scale.scale, 1.0,
+            "{device}: no scale below the floor"
+        );
+    }
+}
+
+#[test]
+fn a_scaled_step_reports_the_unscaled_norm_and_a_scale_never_grows_to_infinity() {
+    for device in std::iter::once(Device::Cpu).chain(test_device()) {
+        let ps = params(&device);
+        let mut plain = StepGuard::new(&device).unwrap();
+        give_scaled_grads(&ps, 1, 1.0, false);
+        plain.check(1, &scalar(0.5, &device), &ps, None).unwrap();
+        let mut scaled = scaling_guard(&device, 1024.0, 1);
+        give_scaled_grads(&ps, 1, 1024.0, false);
+        scaled.check(1, &scalar(0.5, &device), &ps, None).unwrap();
+        let (a, b) = (plain.read().unwrap(), scaled.read().unwrap());
+        assert!(
+            (a.grad_norm - b.grad_norm).abs() <= 1e-6 * a.grad_norm,
+            "{a:?} {b:?}"
+        );
+        assert_eq!(b.loss_scale.scale, 2048.0, "{device}: interval 1 doubles");
+
+        let top = 2f64.powi(127);
+        let mut guard = scaling_guard(&device, top, 1);
+        give_scaled_grads(&ps, 1, 1.0, false);
+        guard.check(1, &scalar(0.5, &device), &ps, None).unwrap();
+        assert_eq!(guard.read().unwrap().loss_scale.scale, top, "{device}");
+    }
+}
+
+#[test]
+fn a_skipped_step_changes_no_weight_nor_adamw_state_and_does_not_age_bias_correction() {
+    for device in std::iter::once(Device::Cpu).chain(test_device()) {
+        let ps = params(&device);
+        let mut opt = AdamW::new(group(&ps), AdamWConfig::default()).unwrap();
+        let mut guard = scaling_guard(&device, 65536.0, 2000);
+        let moments = |opt: &AdamW| -> Vec<Vec<f64>> {
+            let state = opt.state_dict().unwrap();
+            state
+                .iter()
+                .filter(|(n, _)| !n.ends_with(".step"))
+                .map(|(_, t)| t.to_vec_f64().unwrap())
+                .collect()
+        };
+        give_scaled_grads(&ps, 1, 65536.0, false);
+        guard
+            .check(1, &scalar(0.5, &device), &ps, Some(5.0))
+            .unwrap();
+        opt.step_guarded(0.01, &guard).unwrap();
+        let weights: Vec<Vec<f64>> = ps.iter().map(|p| p.to_vec_f64().unwrap()).collect();
+        let state = moments(&opt);
+
+        give_scaled_grads(&ps, 2, 65536.0, true);
+        guard
+            .check(2, &scalar(0.5, &device), &ps, Some(5.0))
+            .unwrap();
+        opt.step_guarded(0.01, &guard).unwrap();
+        let report = guard.read().unwrap();
+        assert_eq!(
+            report.first_bad, None,
+            "{device}: an overflow is not a bad step"
+        );
+        assert_eq!(report.loss_scale.scale, 32768.0, "{device}: halved");
+        assert_eq!(report.loss_scale.skipped_steps, 1, "{device}");
+        let after: Vec<Vec<f64>> = ps.iter().map(|p| p.to_vec_f64().unwrap()).collect();
+        assert_eq!(after, weights, "{device}: the skipped step moved weights");
+        assert_eq!(
+            moments(&opt),
+            state,
+            "{device}: the skipped step moved AdamW's state"
+        );
+
+        give_scaled_grads(&ps, 3, 32768.0, false);
+        guard
+            .check(3, &scalar(0.5, &device), &ps, Some(5.0))
+            .unwrap();
+        opt.step_guarded(0.01, &guard).unwrap();
+
+        // The same without scaling and without the skipped step: AdamW's second step (bias
+        // correction of step 2) on step 3's gradients.
+        let reference = params(&device);
+        let mut ref_opt = AdamW::new(group(&reference), AdamWConfig::default()).unwrap();
+        for step in [1, 3] {
+            give_scaled_grads(&reference, step, 1.0, false);
+            crate::optim::clip_grad_norm(&reference, 5.0).unwrap();
+            ref_opt.step(0.01).unwrap();
+        }
+        for (p, r) in ps.iter().zip(&reference) {
+            for (a, b) in p.to_vec_f64().unwrap().iter().zip(r.to_vec_f64().unwrap()) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{device}: {a} vs {b} unscaled without the skipped step"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn loss_scaling_refuses_settings_it_cannot_hold() {
+    let bad = [
+        (0.5, 10),
+        (f64::INFINITY, 10),
+        (f64::NAN, 10),
+        (1e39, 10),
+        (65536.0, 0),
+    ];
+    for (init, growth_interval) in bad {
+        let scaling = LossScaling {
+            init,
+            growth_interval,
+        };
+        assert!(
+            StepGuard::with_loss_scaling(&Device::Cpu, scaling, None).is_err(),
+            "{scaling:?}"
+        );
+    }
+    let resumed = LossScaleState {
+        scale: 0.25,
+        good_steps: 0,
+        skipped_steps: 0,
+    };
+    assert!(
+        StepGuard::with_loss_scaling(&Device::Cpu, LossScaling::default(), Some(resumed)).is_err()
+    );
+    // Without scaling there is no scale tensor to multiply the loss by.
+    assert!(StepGuard::new(&Device::Cpu)
+        .unwrap()
+        .loss_scale()
+        .unwrap()
+        .is_none());
+}
