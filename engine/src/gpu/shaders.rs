@@ -55,3 +55,66 @@ pub const MATMUL_F16: Shader = Shader {
         include_str!("../../../shaders/matmul_f16.wgsl"),
     ),
 };
+
+/// Most parameters one AdamW dispatch updates (the per-slot arrays of adamw.wgsl's `Params`).
+pub const ADAMW_MAX_SLOTS: usize = 8;
+
+/// adamw.wgsl written out for `slots` parameters (1 ..= [`ADAMW_MAX_SLOTS`]): each slot
+/// needs seven storage bindings of its own, so how many fit depends on the adapter.
+pub fn adamw(slots: usize) -> &'static Shader {
+    use std::sync::OnceLock;
+    const NAMES: [&str; ADAMW_MAX_SLOTS] = [
+        "adamw.wgsl[1]",
+        "adamw.wgsl[2]",
+        "adamw.wgsl[3]",
+        "adamw.wgsl[4]",
+        "adamw.wgsl[5]",
+        "adamw.wgsl[6]",
+        "adamw.wgsl[7]",
+        "adamw.wgsl[8]",
+    ];
+    static SHADERS: [OnceLock<Shader>; ADAMW_MAX_SLOTS] =
+        [const { OnceLock::new() }; ADAMW_MAX_SLOTS];
+    assert!(
+        (1..=ADAMW_MAX_SLOTS).contains(&slots),
+        "callers clamp slots"
+    );
+    SHADERS[slots - 1].get_or_init(|| Shader {
+        name: NAMES[slots - 1],
+        // Built once per slot count for the process's lifetime, like the other sources.
+        source: Box::leak(adamw_source(slots).into_boxed_str()),
+    })
+}
+
+fn adamw_source(slots: usize) -> String {
+    let template = include_str!("../../../shaders/adamw.wgsl");
+    let (head, rest) = template
+        .split_once("//>> slot\n")
+        .expect("adamw.wgsl slot block");
+    let (block, tail) = rest
+        .split_once("//<< slot\n")
+        .expect("adamw.wgsl slot block");
+    // Bindings: 0 params, 1 the guard, then (p, g, m, v) per slot, then (p', m', v') per slot.
+    let mut out = head.to_string();
+    let mut cases = String::new();
+    for k in 0..slots {
+        let read = 2 + 4 * k;
+        let write = 2 + 4 * slots + 3 * k;
+        let mut b = block.replace("{k}", &k.to_string());
+        for (name, binding) in [
+            ("{p}", read),
+            ("{g}", read + 1),
+            ("{m}", read + 2),
+            ("{v}", read + 3),
+            ("{pn}", write),
+            ("{mn}", write + 1),
+            ("{vn}", write + 2),
+        ] {
+            b = b.replace(name, &binding.to_string());
+        }
+        out.push_str(&b);
+        cases.push_str(&format!("        case {k}u: {{ update{k}(i - start); }}\n"));
+    }
+    out.push_str(&tail.replace("        //>> cases\n", &cases));
+    out
+}

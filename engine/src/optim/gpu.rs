@@ -3,71 +3,92 @@
 //! old storages with them, so every view of a parameter sees the new values.
 use super::adamw::AdamWUpdate;
 use super::sgd::SgdUpdate;
-use crate::gpu::{linear_grid, shaders, GpuBuffer, GpuStorage, Launch, Params};
+use crate::gpu::{linear_grid, shaders, GpuBuffer, GpuDevice, GpuStorage, Launch, Params};
 use crate::Result;
 
-/// The parameter block of optim.wgsl: n, then SGD's scalars, then AdamW's.
-fn params(n: usize, sgd: Option<&SgdUpdate>, adamw: Option<&AdamWUpdate>) -> Params {
-    let mut p = Params::new().u32(n);
-    p = match sgd {
-        Some(u) => p
-            .f32(-u.lr)
-            .f32(u.weight_decay)
-            .f32(u.momentum)
-            .u32(u.nesterov as usize),
-        None => p.f32(0.0).f32(0.0).f32(0.0).u32(0),
-    };
-    match adamw {
-        Some(u) => {
+/// The parameter block of optim.wgsl.
+fn sgd_params(n: usize, u: &SgdUpdate) -> Params {
+    Params::new()
+        .u32(n)
+        .f32(-u.lr)
+        .f32(u.weight_decay)
+        .f32(u.momentum)
+        .u32(u.nesterov as usize)
+}
+
+/// One parameter's share of an AdamW dispatch.
+pub(super) struct AdamWSlot<'a> {
+    pub p: &'a mut GpuStorage,
+    pub g: &'a GpuStorage,
+    pub m: &'a mut GpuStorage,
+    pub v: &'a mut GpuStorage,
+    pub u: AdamWUpdate,
+}
+
+/// Parameters per AdamW dispatch on this adapter: seven storage bindings each, plus the guard.
+pub(super) fn adamw_slots_per_launch(device: &GpuDevice) -> usize {
+    let bindings = device.limits().max_storage_buffers_per_shader_stage as usize;
+    (bindings.saturating_sub(1) / 7).clamp(1, shaders::ADAMW_MAX_SLOTS)
+}
+
+/// AdamW on each slot's `g` scaled by the guard state's clip factor, or nothing at all (the
+/// new buffers hold the old values) once the guard has seen a bad step (see `guard.rs`); as
+/// many parameters per dispatch as the adapter's storage bindings allow (shaders/adamw.wgsl).
+pub(super) fn adamw(slots: &mut [AdamWSlot<'_>], guard: &GpuStorage) -> Result<()> {
+    let device = guard.device().clone();
+    for chunk in slots.chunks_mut(adamw_slots_per_launch(&device)) {
+        let mut ends = Vec::with_capacity(chunk.len());
+        let (mut decay, mut neg_step_size, mut bias_correction2_sqrt) = (vec![], vec![], vec![]);
+        let mut total = 0;
+        for s in chunk.iter() {
+            total += s.p.len();
+            ends.push(total);
             // Scalars in f64, as torch computes them in Python floats.
-            let step = u.step as f64;
-            let bias_correction1 = 1.0 - u.beta1.powf(step);
-            let bias_correction2 = 1.0 - u.beta2.powf(step);
-            p.f32(1.0 - u.lr * u.weight_decay)
+            let step = s.u.step as f64;
+            decay.push(1.0 - s.u.lr * s.u.weight_decay);
+            neg_step_size.push(-s.u.lr / (1.0 - s.u.beta1.powf(step)));
+            bias_correction2_sqrt.push((1.0 - s.u.beta2.powf(step)).sqrt());
+        }
+        if total == 0 {
+            continue;
+        }
+        let u = chunk[0].u;
+        let mut news = Vec::with_capacity(3 * chunk.len());
+        for s in chunk.iter() {
+            for _ in 0..3 {
+                news.push(GpuStorage::alloc(&device, s.p.len(), "adamw")?);
+            }
+        }
+        let mut reads = vec![guard.buffer()];
+        for s in chunk.iter() {
+            reads.extend([s.p.buffer(), s.g.buffer(), s.m.buffer(), s.v.buffer()]);
+        }
+        let writes: Vec<&GpuBuffer> = news.iter().map(|n| n.buffer()).collect();
+        device.launch(Launch {
+            shader: shaders::adamw(chunk.len()),
+            entry: "adamw_slots",
+            constants: &[],
+            params: Params::new()
+                .u32(total)
                 .f32(1.0 - u.beta1)
                 .f32(u.beta2)
                 .f32(1.0 - u.beta2)
-                .f32(-u.lr / bias_correction1)
-                .f32(bias_correction2.sqrt())
                 .f32(u.eps)
+                .array(&ends)
+                .array_f32(&decay)
+                .array_f32(&neg_step_size)
+                .array_f32(&bias_correction2_sqrt),
+            reads: &reads,
+            writes: &writes,
+            workgroups: linear_grid(&device, total, 256)?,
+        })?;
+        let mut news = news.into_iter();
+        for s in chunk.iter_mut() {
+            *s.p = news.next().expect("three per slot");
+            *s.m = news.next().expect("three per slot");
+            *s.v = news.next().expect("three per slot");
         }
-        None => (0..7).fold(p, |p, _| p.f32(0.0)),
     }
-}
-
-/// AdamW on `g` scaled by the guard state's clip factor, or nothing at all (the new buffers
-/// hold the old values) once the guard has seen a bad step (see `guard.rs`).
-pub(super) fn adamw(
-    p: &mut GpuStorage,
-    g: &GpuStorage,
-    m: &mut GpuStorage,
-    v: &mut GpuStorage,
-    guard: &GpuStorage,
-    u: &AdamWUpdate,
-) -> Result<()> {
-    let device = p.device().clone();
-    let n = p.len();
-    let (p_new, m_new, v_new) = (
-        GpuStorage::alloc(&device, n, "adamw")?,
-        GpuStorage::alloc(&device, n, "adamw")?,
-        GpuStorage::alloc(&device, n, "adamw")?,
-    );
-    device.launch(Launch {
-        shader: &shaders::OPTIM,
-        entry: "adamw",
-        constants: &[],
-        params: params(n, None, Some(u)),
-        reads: &[
-            p.buffer(),
-            g.buffer(),
-            m.buffer(),
-            v.buffer(),
-            guard.buffer(),
-        ],
-        writes: &[p_new.buffer(), m_new.buffer(), v_new.buffer()],
-        workgroups: linear_grid(&device, n, 256)?,
-    })?;
-    (*p, *m, *v) = (p_new, m_new, v_new);
     Ok(())
 }
 
@@ -87,7 +108,7 @@ pub(super) fn sgd(
                 shader: &shaders::OPTIM,
                 entry: "sgd",
                 constants: &[],
-                params: params(n, Some(u), None),
+                params: sgd_params(n, u),
                 reads: &[p.buffer(), g.buffer()],
                 writes: &[p_new.buffer()],
                 workgroups,
@@ -99,7 +120,7 @@ pub(super) fn sgd(
                 shader: &shaders::OPTIM,
                 entry: "sgd_momentum",
                 constants: &[],
-                params: params(n, Some(u), None),
+                params: sgd_params(n, u),
                 reads: &[p.buffer(), g.buffer(), buffer.buffer()],
                 writes: &[p_new.buffer(), buffer_new.buffer()],
                 workgroups,
