@@ -29,7 +29,6 @@ shader!(UNARY, "unary.wgsl", nan);
 shader!(BINARY, "binary.wgsl");
 shader!(REDUCE, "reduce.wgsl", nan);
 shader!(LAYOUT, "layout.wgsl");
-shader!(MATMUL, "matmul.wgsl");
 shader!(POOL, "pool.wgsl", nan);
 shader!(CONV2D, "conv2d.wgsl");
 shader!(OPTIM, "optim.wgsl");
@@ -44,17 +43,41 @@ shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);
 shader!(CAST, "cast.wgsl");
 
-/// matmul.wgsl with the f16-storage entry points of matmul_f16.wgsl: one module, so the
-/// f16 kernels share the f32 ones' tiling code, compiled only where shader-f16 exists
-/// (`enable f16` fails elsewhere).
-pub const MATMUL_F16: Shader = Shader {
-    name: "matmul_f16.wgsl",
-    source: concat!(
-        "enable f16;\n",
-        include_str!("../../../shaders/matmul.wgsl"),
-        include_str!("../../../shaders/matmul_f16.wgsl"),
-    ),
-};
+/// The matmul kernels (matmul.wgsl) for one storage type of A and B and one register block:
+/// the file after a header naming `Elem` (f32, or f16 behind `enable f16`, compiled only where
+/// shader-f16 exists) and TM x TN (4 x 4, or 8 x 8 with `wide`). One source, so the f16 and
+/// wide kernels share every staging loop; the f16 module's entry points carry `f16` in their
+/// names, as the launch check for f16 storage wants.
+pub fn matmul(f16: bool, wide: bool) -> &'static Shader {
+    use std::sync::OnceLock;
+    const NAMES: [&str; 4] = [
+        "matmul.wgsl",
+        "matmul.wgsl[8x8]",
+        "matmul.wgsl[f16]",
+        "matmul.wgsl[f16, 8x8]",
+    ];
+    static SHADERS: [OnceLock<Shader>; 4] = [const { OnceLock::new() }; 4];
+    let i = 2 * f16 as usize + wide as usize;
+    SHADERS[i].get_or_init(|| {
+        let block = if wide { 8 } else { 4 };
+        let elem = if f16 {
+            "enable f16;\nalias Elem = f16;\n"
+        } else {
+            "alias Elem = f32;\n"
+        };
+        let mut source = format!(
+            "{elem}const TM: u32 = {block}u;\nconst TN: u32 = {block}u;\n{}",
+            include_str!("../../../shaders/matmul.wgsl")
+        );
+        if f16 {
+            source = source.replace("fn matmul", "fn matmul_f16");
+        }
+        Shader {
+            name: NAMES[i],
+            source: Box::leak(source.into_boxed_str()),
+        }
+    })
+}
 
 /// Most parameters one AdamW dispatch updates (the per-slot arrays of adamw.wgsl's `Params`).
 pub const ADAMW_MAX_SLOTS: usize = 8;
