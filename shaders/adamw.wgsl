@@ -1,8 +1,8 @@
 // AdamW for several parameters in one dispatch (torch's single-tensor arithmetic, as
 // engine/src/optim/cpu.rs). WGSL has no array of buffers every adapter supports, so the loader
 // (`shaders::adamw` in engine/src/gpu/shaders.rs) writes the block between `//>> slot` and
-// `//<< slot` out once per parameter slot, replacing {k} by the slot and {p} .. {vn} by its
-// binding numbers, and puts one `case` per slot where `//>> cases` stands. The dispatch covers
+// `//<< slot` and the `//>> case` line out once per parameter slot, replacing {k} by the slot
+// and {p} .. {vn} by its binding numbers. The dispatch covers
 // the slots' elements one after another: slot k owns [ends[k-1], ends[k]).
 // Buffers are never written in place: each slot writes the new parameter and moments into
 // fresh buffers, which then replace the old ones.
@@ -82,7 +82,7 @@ fn adamw_slots(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         k += 1u;
     }
     switch k {
-        //>> cases
+        //>> case case {k}u: { update{k}(i - start); }
         default: {}
     }
 }

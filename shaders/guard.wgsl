@@ -14,37 +14,30 @@ struct Params {
     parts: u32,
     clip: u32,
     max_norm: f32,
-    // sum_squares: the lengths of x0 .. x6
-    n: array<vec4<u32>, 2>,
+    // sum_squares: the lengths of x0, x1, ...
+    n: array<vec4<u32>, 8>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 
-// ---- sum_squares: workgroup w sums x_w * x_w into partials[slot + w], for up to seven
-// gradients per launch (seven reads and one write: the eight storage bindings every adapter
-// allows). partials is the guard's own scratch buffer, filled by consecutive launches before
-// `check` reads it. Launches bind the first gradient again in the slots they do not use.
+// ---- sum_squares: workgroup w sums x_w * x_w into partials[slot + w], for as many gradients
+// per launch as the adapter's storage bindings allow (up to 31, one binding left for
+// partials): the loader (`shaders::guard` in engine/src/gpu/shaders.rs) writes the block
+// between `//>> slot` and `//<< slot` out once per gradient and the `//>> case` line once per
+// gradient, {k} replaced by its number and {x} / {partials} by binding numbers. partials is
+// the guard's own scratch buffer, filled by consecutive launches before `check` reads it.
 
-@group(0) @binding(1) var<storage, read> x0: array<f32>;
-@group(0) @binding(2) var<storage, read> x1: array<f32>;
-@group(0) @binding(3) var<storage, read> x2: array<f32>;
-@group(0) @binding(4) var<storage, read> x3: array<f32>;
-@group(0) @binding(5) var<storage, read> x4: array<f32>;
-@group(0) @binding(6) var<storage, read> x5: array<f32>;
-@group(0) @binding(7) var<storage, read> x6: array<f32>;
-@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+//>> slot
+@group(0) @binding({x}) var<storage, read> x{k}: array<f32>;
+//<< slot
+@group(0) @binding({partials}) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> acc: array<f32, WG>;
 
 fn element(which: u32, i: u32) -> f32 {
     switch which {
-        case 0u: { return x0[i]; }
-        case 1u: { return x1[i]; }
-        case 2u: { return x2[i]; }
-        case 3u: { return x3[i]; }
-        case 4u: { return x4[i]; }
-        case 5u: { return x5[i]; }
-        default: { return x6[i]; }
+        //>> case case {k}u: { return x{k}[i]; }
+        default: { return 0.0; }
     }
 }
 

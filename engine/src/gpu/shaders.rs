@@ -1,4 +1,6 @@
 //! The WGSL sources, one file per kernel family, compiled into the binary.
+use std::sync::OnceLock;
+
 pub struct Shader {
     /// The file name, used in error messages and as the cache key.
     pub name: &'static str,
@@ -32,7 +34,6 @@ shader!(LAYOUT, "layout.wgsl");
 shader!(POOL, "pool.wgsl", nan);
 shader!(CONV2D, "conv2d.wgsl");
 shader!(OPTIM, "optim.wgsl");
-shader!(GUARD, "guard.wgsl");
 shader!(SOFTMAX, "softmax.wgsl");
 shader!(LAYER_NORM, "layer_norm.wgsl");
 shader!(CROSS_ENTROPY, "cross_entropy.wgsl");
@@ -49,7 +50,6 @@ shader!(CAST, "cast.wgsl");
 /// wide kernels share every staging loop; the f16 module's entry points carry `f16` in their
 /// names, as the launch check for f16 storage wants.
 pub fn matmul(f16: bool, wide: bool) -> &'static Shader {
-    use std::sync::OnceLock;
     const NAMES: [&str; 4] = [
         "matmul.wgsl",
         "matmul.wgsl[8x8]",
@@ -85,59 +85,105 @@ pub const ADAMW_MAX_SLOTS: usize = 8;
 /// adamw.wgsl written out for `slots` parameters (1 ..= [`ADAMW_MAX_SLOTS`]): each slot
 /// needs seven storage bindings of its own, so how many fit depends on the adapter.
 pub fn adamw(slots: usize) -> &'static Shader {
-    use std::sync::OnceLock;
-    const NAMES: [&str; ADAMW_MAX_SLOTS] = [
-        "adamw.wgsl[1]",
-        "adamw.wgsl[2]",
-        "adamw.wgsl[3]",
-        "adamw.wgsl[4]",
-        "adamw.wgsl[5]",
-        "adamw.wgsl[6]",
-        "adamw.wgsl[7]",
-        "adamw.wgsl[8]",
-    ];
     static SHADERS: [OnceLock<Shader>; ADAMW_MAX_SLOTS] =
         [const { OnceLock::new() }; ADAMW_MAX_SLOTS];
     assert!(
         (1..=ADAMW_MAX_SLOTS).contains(&slots),
         "callers clamp slots"
     );
-    SHADERS[slots - 1].get_or_init(|| Shader {
-        name: NAMES[slots - 1],
-        // Built once per slot count for the process's lifetime, like the other sources.
-        source: Box::leak(adamw_source(slots).into_boxed_str()),
+    SHADERS[slots - 1].get_or_init(|| {
+        // Bindings: 0 params, 1 the guard, then (p, g, m, v) per slot, then (p', m', v').
+        let source = write_out(
+            include_str!("../../../shaders/adamw.wgsl"),
+            slots,
+            |k| {
+                let (read, write) = (2 + 4 * k, 2 + 4 * slots + 3 * k);
+                vec![
+                    ("{p}", read),
+                    ("{g}", read + 1),
+                    ("{m}", read + 2),
+                    ("{v}", read + 3),
+                    ("{pn}", write),
+                    ("{mn}", write + 1),
+                    ("{vn}", write + 2),
+                ]
+            },
+            &[],
+        );
+        leaked("adamw.wgsl", slots, source)
     })
 }
 
-fn adamw_source(slots: usize) -> String {
-    let template = include_str!("../../../shaders/adamw.wgsl");
-    let (head, rest) = template
-        .split_once("//>> slot\n")
-        .expect("adamw.wgsl slot block");
-    let (block, tail) = rest
-        .split_once("//<< slot\n")
-        .expect("adamw.wgsl slot block");
-    // Bindings: 0 params, 1 the guard, then (p, g, m, v) per slot, then (p', m', v') per slot.
-    let mut out = head.to_string();
-    let mut cases = String::new();
-    for k in 0..slots {
-        let read = 2 + 4 * k;
-        let write = 2 + 4 * slots + 3 * k;
-        let mut b = block.replace("{k}", &k.to_string());
-        for (name, binding) in [
-            ("{p}", read),
-            ("{g}", read + 1),
-            ("{m}", read + 2),
-            ("{v}", read + 3),
-            ("{pn}", write),
-            ("{mn}", write + 1),
-            ("{vn}", write + 2),
-        ] {
-            b = b.replace(name, &binding.to_string());
-        }
-        out.push_str(&b);
-        cases.push_str(&format!("        case {k}u: {{ update{k}(i - start); }}\n"));
+/// Most gradients one `sum_squares` launch of guard.wgsl reads (its `n` array).
+pub const GUARD_MAX_SLOTS: usize = 31;
+
+/// guard.wgsl written out for `slots` gradients per `sum_squares` launch (1 ..=
+/// [`GUARD_MAX_SLOTS`]).
+pub fn guard(slots: usize) -> &'static Shader {
+    static SHADERS: [OnceLock<Shader>; GUARD_MAX_SLOTS] =
+        [const { OnceLock::new() }; GUARD_MAX_SLOTS];
+    assert!(
+        (1..=GUARD_MAX_SLOTS).contains(&slots),
+        "callers clamp slots"
+    );
+    SHADERS[slots - 1].get_or_init(|| {
+        // Bindings: 0 params, the gradients from 1, then partials.
+        let source = write_out(
+            include_str!("../../../shaders/guard.wgsl"),
+            slots,
+            |k| vec![("{x}", 1 + k)],
+            &[("{partials}", 1 + slots)],
+        );
+        leaked("guard.wgsl", slots, source)
+    })
+}
+
+/// A generated source, kept for the process's lifetime like the compiled-in ones.
+fn leaked(file: &str, slots: usize, source: String) -> Shader {
+    Shader {
+        name: Box::leak(format!("{file}[{slots}]").into_boxed_str()),
+        source: Box::leak(source.into_boxed_str()),
     }
-    out.push_str(&tail.replace("        //>> cases\n", &cases));
+}
+
+/// `template` with its `//>> slot` .. `//<< slot` block written out once per slot and its
+/// `//>> case ...` line once per slot (the text after the marker), {k} replaced by the slot
+/// and each (placeholder, binding) of `bindings(k)` put in; then `globals` everywhere.
+fn write_out(
+    template: &str,
+    slots: usize,
+    bindings: impl Fn(usize) -> Vec<(&'static str, usize)>,
+    globals: &[(&str, usize)],
+) -> String {
+    let (head, rest) = template.split_once("//>> slot\n").expect("a slot block");
+    let (block, tail) = rest.split_once("//<< slot\n").expect("a slot block");
+    let per_slot = |text: &str, k: usize| {
+        let mut t = text.replace("{k}", &k.to_string());
+        for (name, binding) in bindings(k) {
+            t = t.replace(name, &binding.to_string());
+        }
+        t
+    };
+    let mut out = head.to_string();
+    for k in 0..slots {
+        out.push_str(&per_slot(block, k));
+    }
+    for line in tail.lines() {
+        match line.trim_start().strip_prefix("//>> case ") {
+            Some(case) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                for k in 0..slots {
+                    out.push_str(&format!("{indent}{}\n", per_slot(case, k)));
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (name, binding) in globals {
+        out = out.replace(name, &binding.to_string());
+    }
     out
 }

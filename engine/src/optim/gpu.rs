@@ -132,13 +132,18 @@ pub(super) fn sgd(
     Ok(())
 }
 
-/// Gradients one `sum_squares` launch reads (shaders/guard.wgsl): with its scratch output,
-/// the eight storage bindings every adapter allows.
-const SQUARES_PER_LAUNCH: usize = 7;
+/// Gradients per `sum_squares` launch on this adapter: one storage binding each, plus the
+/// scratch output.
+pub(super) fn squares_per_launch(device: &GpuDevice) -> usize {
+    let bindings = device.limits().max_storage_buffers_per_shader_stage as usize;
+    bindings
+        .saturating_sub(1)
+        .clamp(1, shaders::GUARD_MAX_SLOTS)
+}
 
 /// The guard's check on the device (`guard.rs`, shaders/guard.wgsl): the sums of squares of
-/// the gradients, seven per launch, into a scratch buffer, then one single-invocation kernel
-/// for the new state.
+/// the gradients, as many per launch as the adapter binds, into a scratch buffer, then one
+/// single-invocation kernel for the new state.
 pub(super) fn guard_check(
     state: &GpuStorage,
     loss: &GpuStorage,
@@ -147,6 +152,8 @@ pub(super) fn guard_check(
     max_norm: Option<f64>,
 ) -> Result<GpuStorage> {
     let device = state.device().clone();
+    let per_launch = squares_per_launch(&device);
+    let shader = shaders::guard(per_launch);
     let guard_params = |slot: usize, parts: usize, lens: &[usize]| {
         Params::new()
             .u32(slot)
@@ -154,18 +161,19 @@ pub(super) fn guard_check(
             .u32(parts)
             .u32(max_norm.is_some() as usize)
             .f32(max_norm.unwrap_or(0.0))
-            .array(lens)
+            .array_of(lens, shaders::GUARD_MAX_SLOTS + 1)
     };
     let partials = GpuStorage::alloc(&device, grads.len().max(1), "gradient norm")?;
-    for (launch, chunk) in grads.chunks(SQUARES_PER_LAUNCH).enumerate() {
+    for (launch, chunk) in grads.chunks(per_launch).enumerate() {
         let lens: Vec<usize> = chunk.iter().map(|g| g.len()).collect();
+        // The last launch binds its first gradient again in the slots it does not use.
         let mut reads: Vec<&GpuBuffer> = chunk.iter().map(|g| g.buffer()).collect();
-        reads.resize(SQUARES_PER_LAUNCH, chunk[0].buffer());
+        reads.resize(per_launch, chunk[0].buffer());
         device.launch(Launch {
-            shader: &shaders::GUARD,
+            shader,
             entry: "sum_squares",
             constants: &[],
-            params: guard_params(launch * SQUARES_PER_LAUNCH, 0, &lens),
+            params: guard_params(launch * per_launch, 0, &lens),
             reads: &reads,
             writes: &[partials.buffer()],
             workgroups: [chunk.len() as u32, 1, 1],
@@ -173,7 +181,7 @@ pub(super) fn guard_check(
     }
     let next = GpuStorage::alloc(&device, state.len(), "step guard")?;
     device.launch(Launch {
-        shader: &shaders::GUARD,
+        shader,
         entry: "check",
         constants: &[],
         params: guard_params(0, grads.len(), &[]),
