@@ -10,6 +10,10 @@ struct Params {
     s: u32,
     // 1: mean and rstd are batch statistics (they depend on x).
     training: u32,
+    // `running` only: the running statistics' momentum, eps, and n·s / (n·s − 1).
+    momentum: f32,
+    eps: f32,
+    unbiased: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -56,6 +60,29 @@ fn stats(
         mean_out[ch] = mean;
         var_out[ch] = variance;
     }
+}
+
+// What training does with a channel's batch statistics besides normalising, in one pass
+// instead of seven elementwise ones: rstd = 1 / sqrt(var + eps), and the running statistics
+// moved towards the batch's (the variance unbiased, as PyTorch does).
+@group(0) @binding(1) var<storage, read> batch_mean: array<f32>;
+@group(0) @binding(2) var<storage, read> batch_var: array<f32>;
+@group(0) @binding(3) var<storage, read> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> running_var: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rstd_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_mean_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> running_var_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = gid.x + gid.y * nwg.x * WG;
+    if ch >= params.c {
+        return;
+    }
+    let m = params.momentum;
+    rstd_out[ch] = 1.0 / sqrt(batch_var[ch] + params.eps);
+    running_mean_out[ch] = (1.0 - m) * running_mean[ch] + m * batch_mean[ch];
+    running_var_out[ch] = (1.0 - m) * running_var[ch] + m * (batch_var[ch] * params.unbiased);
 }
 
 @group(0) @binding(2) var<storage, read> mean: array<f32>;

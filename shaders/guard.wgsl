@@ -21,38 +21,34 @@ struct Params {
     max_norm: f32,
     // check: good steps in a row that double the loss scale (0: no loss scaling)
     growth_interval: u32,
-    // sum_squares: the lengths of x0 .. x5
-    n: array<vec4<u32>, 2>,
+    // sum_squares: the lengths of x0, x1, ...
+    n: array<vec4<u32>, 8>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 
 // ---- sum_squares: workgroup w sums the squares of x_w / loss scale into partials[slot + w],
-// for up to six gradients per launch (six gradients, the state and one write: the eight
-// storage bindings every adapter allows). Unscaling before squaring keeps a large scale from
+// for as many gradients per launch as the adapter's storage bindings allow (up to 31, two
+// bindings left for the state and partials): the loader (`shaders::guard` in
+// engine/src/gpu/shaders.rs) writes the block between `//>> slot` and `//<< slot` out once per
+// gradient and the `//>> case` line once per gradient, {k} replaced by its number and {x} /
+// {scale} / {partials} by binding numbers. Unscaling before squaring keeps a large scale from
 // overflowing the sum of finite gradients (torch looks for non-finite elements, not norms).
 // partials is the guard's own scratch buffer, filled by consecutive launches before `check`
-// reads it. Launches bind the first gradient again in the slots they do not use.
+// reads it.
 
-@group(0) @binding(1) var<storage, read> x0: array<f32>;
-@group(0) @binding(2) var<storage, read> x1: array<f32>;
-@group(0) @binding(3) var<storage, read> x2: array<f32>;
-@group(0) @binding(4) var<storage, read> x3: array<f32>;
-@group(0) @binding(5) var<storage, read> x4: array<f32>;
-@group(0) @binding(6) var<storage, read> x5: array<f32>;
-@group(0) @binding(7) var<storage, read> scale_state: array<f32>;
-@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+//>> slot
+@group(0) @binding({x}) var<storage, read> x{k}: array<f32>;
+//<< slot
+@group(0) @binding({scale}) var<storage, read> scale_state: array<f32>;
+@group(0) @binding({partials}) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> acc: array<f32, WG>;
 
 fn element(which: u32, i: u32) -> f32 {
     switch which {
-        case 0u: { return x0[i]; }
-        case 1u: { return x1[i]; }
-        case 2u: { return x2[i]; }
-        case 3u: { return x3[i]; }
-        case 4u: { return x4[i]; }
-        default: { return x5[i]; }
+        //>> case case {k}u: { return x{k}[i]; }
+        default: { return 0.0; }
     }
 }
 

@@ -56,6 +56,31 @@ impl Params {
         self.0.extend(field);
         self
     }
+    /// An `array<vec4<u32>, len / 4>` field (len a multiple of 4), unused entries zero.
+    pub fn array_of(mut self, values: &[usize], len: usize) -> Self {
+        debug_assert!(
+            values.len() <= len && len.is_multiple_of(4),
+            "callers check lengths"
+        );
+        self.pad();
+        let start = self.0.len();
+        self.0.resize(start + len, 0);
+        for (f, &v) in self.0[start..].iter_mut().zip(values) {
+            *f = v as u32;
+        }
+        self
+    }
+    /// An `array<vec4<f32>, 2>` field, as [`Params::array`].
+    pub fn array_f32(mut self, values: &[f64]) -> Self {
+        debug_assert!(values.len() <= MAX_RANK, "callers check lengths");
+        self.pad();
+        let mut field = [0u32; MAX_RANK];
+        for (f, &v) in field.iter_mut().zip(values) {
+            *f = (v as f32).to_bits();
+        }
+        self.0.extend(field);
+        self
+    }
     fn pad(&mut self) {
         while !self.0.len().is_multiple_of(4) {
             self.0.push(0);

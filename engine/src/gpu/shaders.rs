@@ -1,4 +1,6 @@
 //! The WGSL sources, one file per kernel family, compiled into the binary.
+use std::sync::OnceLock;
+
 pub struct Shader {
     /// The file name, used in error messages and as the cache key.
     pub name: &'static str,
@@ -28,11 +30,9 @@ shader!(UNARY, "unary.wgsl", nan);
 shader!(BINARY, "binary.wgsl");
 shader!(REDUCE, "reduce.wgsl", nan);
 shader!(LAYOUT, "layout.wgsl");
-shader!(MATMUL, "matmul.wgsl");
 shader!(POOL, "pool.wgsl", nan);
 shader!(CONV2D, "conv2d.wgsl");
 shader!(OPTIM, "optim.wgsl");
-shader!(GUARD, "guard.wgsl");
 shader!(SOFTMAX, "softmax.wgsl", workgroup_reduce);
 shader!(LAYER_NORM, "layer_norm.wgsl", workgroup_reduce);
 shader!(CROSS_ENTROPY, "cross_entropy.wgsl", workgroup_reduce);
@@ -43,14 +43,146 @@ shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);
 shader!(CAST, "cast.wgsl");
 
-/// matmul.wgsl with the f16-storage entry points of matmul_f16.wgsl: one module, so the
-/// f16 kernels share the f32 ones' tiling code, compiled only where shader-f16 exists
-/// (`enable f16` fails elsewhere).
-pub const MATMUL_F16: Shader = Shader {
-    name: "matmul_f16.wgsl",
-    source: concat!(
-        "enable f16;\n",
-        include_str!("../../../shaders/matmul.wgsl"),
-        include_str!("../../../shaders/matmul_f16.wgsl"),
-    ),
-};
+/// The matmul kernels (matmul.wgsl) for one storage type of A and B and one register block:
+/// the file after a header naming `Elem` (f32, or f16 behind `enable f16`, compiled only where
+/// shader-f16 exists) and TM x TN (4 x 4, or 8 x 8 with `wide`). One source, so the f16 and
+/// wide kernels share every staging loop; the f16 module's entry points carry `f16` in their
+/// names, as the launch check for f16 storage wants.
+pub fn matmul(f16: bool, wide: bool) -> &'static Shader {
+    const NAMES: [&str; 4] = [
+        "matmul.wgsl",
+        "matmul.wgsl[8x8]",
+        "matmul.wgsl[f16]",
+        "matmul.wgsl[f16, 8x8]",
+    ];
+    static SHADERS: [OnceLock<Shader>; 4] = [const { OnceLock::new() }; 4];
+    let i = 2 * f16 as usize + wide as usize;
+    SHADERS[i].get_or_init(|| {
+        let block = if wide { 8 } else { 4 };
+        let elem = if f16 {
+            "enable f16;\nalias Elem = f16;\n"
+        } else {
+            "alias Elem = f32;\n"
+        };
+        let mut source = format!(
+            "{elem}const TM: u32 = {block}u;\nconst TN: u32 = {block}u;\n{}",
+            include_str!("../../../shaders/matmul.wgsl")
+        );
+        if f16 {
+            source = source.replace("fn matmul", "fn matmul_f16");
+        }
+        Shader {
+            name: NAMES[i],
+            source: Box::leak(source.into_boxed_str()),
+        }
+    })
+}
+
+/// Most parameters one AdamW dispatch updates (the per-slot arrays of adamw.wgsl's `Params`).
+pub const ADAMW_MAX_SLOTS: usize = 8;
+
+/// adamw.wgsl written out for `slots` parameters (1 ..= [`ADAMW_MAX_SLOTS`]): each slot
+/// needs seven storage bindings of its own, so how many fit depends on the adapter.
+pub fn adamw(slots: usize) -> &'static Shader {
+    static SHADERS: [OnceLock<Shader>; ADAMW_MAX_SLOTS] =
+        [const { OnceLock::new() }; ADAMW_MAX_SLOTS];
+    assert!(
+        (1..=ADAMW_MAX_SLOTS).contains(&slots),
+        "callers clamp slots"
+    );
+    SHADERS[slots - 1].get_or_init(|| {
+        // Bindings: 0 params, 1 the guard, then (p, g, m, v) per slot, then (p', m', v').
+        let source = write_out(
+            include_str!("../../../shaders/adamw.wgsl"),
+            slots,
+            |k| {
+                let (read, write) = (2 + 4 * k, 2 + 4 * slots + 3 * k);
+                vec![
+                    ("{p}", read),
+                    ("{g}", read + 1),
+                    ("{m}", read + 2),
+                    ("{v}", read + 3),
+                    ("{pn}", write),
+                    ("{mn}", write + 1),
+                    ("{vn}", write + 2),
+                ]
+            },
+            &[],
+        );
+        leaked("adamw.wgsl", slots, source)
+    })
+}
+
+/// Most gradients one `sum_squares` launch of guard.wgsl reads (its `n` array).
+pub const GUARD_MAX_SLOTS: usize = 31;
+
+/// guard.wgsl written out for `slots` gradients per `sum_squares` launch (1 ..=
+/// [`GUARD_MAX_SLOTS`]).
+pub fn guard(slots: usize) -> &'static Shader {
+    static SHADERS: [OnceLock<Shader>; GUARD_MAX_SLOTS] =
+        [const { OnceLock::new() }; GUARD_MAX_SLOTS];
+    assert!(
+        (1..=GUARD_MAX_SLOTS).contains(&slots),
+        "callers clamp slots"
+    );
+    SHADERS[slots - 1].get_or_init(|| {
+        // Bindings: 0 params, the gradients from 1, then the state (its loss scale), partials.
+        let source = write_out(
+            include_str!("../../../shaders/guard.wgsl"),
+            slots,
+            |k| vec![("{x}", 1 + k)],
+            &[("{scale}", 1 + slots), ("{partials}", 2 + slots)],
+        );
+        leaked("guard.wgsl", slots, source)
+    })
+}
+
+/// A generated source, kept for the process's lifetime like the compiled-in ones.
+fn leaked(file: &str, slots: usize, source: String) -> Shader {
+    Shader {
+        name: Box::leak(format!("{file}[{slots}]").into_boxed_str()),
+        source: Box::leak(source.into_boxed_str()),
+    }
+}
+
+/// `template` with its `//>> slot` .. `//<< slot` block written out once per slot and its
+/// `//>> case ...` line once per slot (the text after the marker), {k} replaced by the slot
+/// and each (placeholder, binding) of `bindings(k)` put in; then `globals` everywhere.
+fn write_out(
+    template: &str,
+    slots: usize,
+    bindings: impl Fn(usize) -> Vec<(&'static str, usize)>,
+    globals: &[(&str, usize)],
+) -> String {
+    let (head, rest) = template.split_once("//>> slot\n").expect("a slot block");
+    let (block, tail) = rest.split_once("//<< slot\n").expect("a slot block");
+    let per_slot = |text: &str, k: usize| {
+        let mut t = text.replace("{k}", &k.to_string());
+        for (name, binding) in bindings(k) {
+            t = t.replace(name, &binding.to_string());
+        }
+        t
+    };
+    let mut out = head.to_string();
+    for k in 0..slots {
+        out.push_str(&per_slot(block, k));
+    }
+    for line in tail.lines() {
+        match line.trim_start().strip_prefix("//>> case ") {
+            Some(case) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                for k in 0..slots {
+                    out.push_str(&format!("{indent}{}\n", per_slot(case, k)));
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (name, binding) in globals {
+        out = out.replace(name, &binding.to_string());
+    }
+    out
+}

@@ -136,6 +136,7 @@ impl AdamW {
         let grads = flat(&self.groups)
             .map(|(i, _, p)| checked_grad("adamw", i, p))
             .collect::<Result<Vec<_>>>()?;
+        let mut updates = Vec::with_capacity(self.moments.len());
         for ((i, group, p), grad) in flat(&self.groups).zip(grads) {
             let Some(grad) = grad else { continue };
             let moments = &mut self.moments[i];
@@ -154,9 +155,18 @@ impl AdamW {
                 step: moments.step.saturating_sub(skipped).max(1),
                 grad_scale,
             };
-            apply(&p.tensor, &grad, moments, state, &update)?;
+            updates.push((&p.tensor, grad, i, update));
         }
-        Ok(())
+        let updates: Vec<_> = updates
+            .into_iter()
+            .map(|(p, g, i, u)| (p, g, &self.moments[i], u))
+            .collect();
+        match state.device() {
+            Device::Gpu(_) => apply_gpu(&updates, state),
+            _ => updates
+                .iter()
+                .try_for_each(|(p, g, m, u)| apply(p, g, m, state, u)),
+        }
     }
 }
 
@@ -206,7 +216,41 @@ impl Optimizer for AdamW {
     }
 }
 
-/// One AdamW update of one parameter, in place, on the parameter's device.
+/// The updates of all parameters together, as few dispatches as the adapter allows.
+fn apply_gpu(updates: &[(&Tensor, Tensor, &Moments, AdamWUpdate)], guard: &Tensor) -> Result<()> {
+    let guard = guard.storage();
+    let grads: Vec<_> = updates.iter().map(|(_, g, _, _)| g.storage()).collect();
+    let mut params: Vec<_> = updates.iter().map(|(p, ..)| p.storage_mut()).collect();
+    let mut exp_avgs: Vec<_> = updates
+        .iter()
+        .map(|(_, _, m, _)| m.exp_avg.storage_mut())
+        .collect();
+    let mut exp_avg_sqs: Vec<_> = updates
+        .iter()
+        .map(|(_, _, m, _)| m.exp_avg_sq.storage_mut())
+        .collect();
+    let Storage::Gpu(guard) = &*guard else {
+        return Err(crate::storage::mixed_devices("adamw"));
+    };
+    let mut slots = Vec::with_capacity(updates.len());
+    for ((((p, g), m), v), (.., u)) in params
+        .iter_mut()
+        .zip(&grads)
+        .zip(exp_avgs.iter_mut())
+        .zip(exp_avg_sqs.iter_mut())
+        .zip(updates)
+    {
+        match (&mut **p, &**g, &mut **m, &mut **v) {
+            (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
+                slots.push(gpu::AdamWSlot { p, g, m, v, u: *u })
+            }
+            _ => return Err(crate::storage::mixed_devices("adamw")),
+        }
+    }
+    gpu::adamw(&mut slots, guard)
+}
+
+/// One AdamW update of one parameter, in place, on the CPU (or the meta device).
 fn apply(p: &Tensor, g: &Tensor, m: &Moments, guard: &Tensor, u: &AdamWUpdate) -> Result<()> {
     let grad = g.storage();
     let guard = guard.storage();
@@ -223,13 +267,6 @@ fn apply(p: &Tensor, g: &Tensor, m: &Moments, guard: &Tensor, u: &AdamWUpdate) -
         (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v), Storage::Cpu(_)) => {
             cpu::adamw(p, g, m, v, u)
         }
-        (
-            Storage::Gpu(p),
-            Storage::Gpu(g),
-            Storage::Gpu(m),
-            Storage::Gpu(v),
-            Storage::Gpu(guard),
-        ) => gpu::adamw(p, g, m, v, guard, u),
         (Storage::Meta(p), Storage::Meta(_), Storage::Meta(m), Storage::Meta(v), _) => {
             MetaStorage::update_in_place(&mut [p, m, v], "adamw");
             Ok(())

@@ -8,6 +8,9 @@ fn params(l: Layout, training: bool) -> Params {
         .u32(l.c)
         .u32(l.s)
         .u32(training as usize)
+        .f32(0.0)
+        .f32(0.0)
+        .f32(0.0)
 }
 
 /// [mean, biased variance] of every channel.
@@ -26,6 +29,43 @@ pub(crate) fn batch_stats(x: &GpuStorage, l: Layout) -> Result<[GpuStorage; 2]> 
         workgroups: linear_grid(device, l.c, 1)?,
     })?;
     Ok([mean, var])
+}
+
+/// [rstd, new running mean, new running variance] from the batch's [mean, biased variance]
+/// and the running statistics, in one launch (shaders/batch_norm.wgsl `running`).
+pub(crate) fn running(
+    [mean, var, running_mean, running_var]: [&GpuStorage; 4],
+    l: Layout,
+    momentum: f64,
+    eps: f64,
+) -> Result<[GpuStorage; 3]> {
+    let device = mean.device();
+    let out = [(); 3].map(|_| GpuStorage::alloc(device, l.c, "batch_norm"));
+    let [rstd, rm, rv] = out;
+    let (rstd, rm, rv) = (rstd?, rm?, rv?);
+    let count = (l.n * l.s) as f64;
+    device.launch(Launch {
+        shader: &shaders::BATCH_NORM,
+        entry: "running",
+        constants: &[],
+        params: Params::new()
+            .u32(l.n)
+            .u32(l.c)
+            .u32(l.s)
+            .u32(1)
+            .f32(momentum)
+            .f32(eps)
+            .f32(count / (count - 1.0)),
+        reads: &[
+            mean.buffer(),
+            var.buffer(),
+            running_mean.buffer(),
+            running_var.buffer(),
+        ],
+        writes: &[rstd.buffer(), rm.buffer(), rv.buffer()],
+        workgroups: linear_grid(device, l.c, 256)?,
+    })?;
+    Ok([rstd, rm, rv])
 }
 
 /// y = (x - mean[c]) * rstd[c] * weight[c] + bias[c].

@@ -60,28 +60,50 @@ impl Tensor {
                 ),
             ));
         }
+        // Statistics only: no gradient flows through them here (backward has its own rule).
         let (mean, rstd) = {
             let _g = no_grad();
-            let (mean, var) = if training {
+            let channels = |s| Tensor::from_storage(s, Shape::from([l.c]), self.device().clone());
+            if training {
                 let [mean, var] = match &*self.storage() {
                     Storage::Cpu(x) => cpu::batch_stats(x, l).map(Storage::Cpu),
                     Storage::Gpu(x) => gpu::batch_stats(x, l)?.map(Storage::Gpu),
                     Storage::Meta(x) => [x.output(l.c, "batch_norm"), x.output(l.c, "batch_norm")]
                         .map(Storage::Meta),
                 };
-                let channels =
-                    |s| Tensor::from_storage(s, Shape::from([l.c]), self.device().clone());
                 let (mean, var) = (channels(mean), channels(var));
-                let unbiased = var.mul_scalar(count as f64 / (count - 1) as f64)?;
-                running_mean.assign(&running_average(running_mean, &mean, momentum)?)?;
-                running_var.assign(&running_average(running_var, &unbiased, momentum)?)?;
-                (mean, var)
+                match running_on_gpu(&mean, &var, running_mean, running_var, l, momentum, eps)? {
+                    Some([rstd, rm, rv]) => {
+                        running_mean.assign(&channels(Storage::Gpu(rm)))?;
+                        running_var.assign(&channels(Storage::Gpu(rv)))?;
+                        (mean, channels(Storage::Gpu(rstd)))
+                    }
+                    None => {
+                        let unbiased = var.mul_scalar(count as f64 / (count - 1) as f64)?;
+                        running_mean.assign(&running_average(running_mean, &mean, momentum)?)?;
+                        running_var.assign(&running_average(running_var, &unbiased, momentum)?)?;
+                        (mean, var.add_scalar(eps)?.powf(-0.5)?)
+                    }
+                }
             } else {
                 // Copies: the running statistics may be updated in place before backward runs.
-                (running_mean.mul_scalar(1.0)?, running_var.clone())
-            };
-            (mean, var.add_scalar(eps)?.powf(-0.5)?)
+                let (mean, var) = (running_mean.mul_scalar(1.0)?, running_var.clone());
+                (mean, var.add_scalar(eps)?.powf(-0.5)?)
+            }
         };
+        self.batch_norm_with(weight, bias, mean, rstd, l, training)
+    }
+
+    /// y = (x - mean) * rstd * weight + bias per channel, recorded for backward.
+    fn batch_norm_with(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        mean: Tensor,
+        rstd: Tensor,
+        l: Layout,
+        training: bool,
+    ) -> Result<Tensor> {
         let y = match (
             &*self.storage(),
             &*mean.storage(),
@@ -134,6 +156,30 @@ fn layout(x: &Tensor) -> Result<Layout> {
         c: d[1],
         s: d[2..].iter().product(),
     })
+}
+
+/// On a GPU, [rstd, new running mean, new running variance] in one launch; the CPU and the
+/// meta device compose them from elementwise ops (`None`).
+fn running_on_gpu(
+    mean: &Tensor,
+    var: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    l: Layout,
+    momentum: f64,
+    eps: f64,
+) -> Result<Option<[crate::gpu::GpuStorage; 3]>> {
+    match (
+        &*mean.storage(),
+        &*var.storage(),
+        &*running_mean.storage(),
+        &*running_var.storage(),
+    ) {
+        (Storage::Gpu(m), Storage::Gpu(v), Storage::Gpu(rm), Storage::Gpu(rv)) => {
+            gpu::running([m, v, rm, rv], l, momentum, eps).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// (1 - momentum) * running + momentum * batch.

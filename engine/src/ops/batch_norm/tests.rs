@@ -197,24 +197,38 @@ mod gpu {
         assert_gradients_pass_on(&gpu, &super::super::gradcheck_cases());
     }
 
+    /// The GPU's fused statistics kernel (rstd and both running averages in one launch)
+    /// against the CPU's elementwise ops, on awkward channel counts and batch shapes.
     #[test]
     fn running_statistics_update_alike() {
         let Some(gpu) = test_device() else { return };
-        let run = |device: &Device| {
+        let run = |device: &Device, dims: &[usize]| {
             let on = |t: Tensor| t.to_device(device).unwrap();
-            let x = on(Tensor::randn([4, 3, 5, 2], 2.0, 1, DType::F32, &Device::Cpu).unwrap());
+            let c = dims[1];
+            let x = on(Tensor::randn(dims.to_vec(), 2.0, 1, DType::F32, &Device::Cpu).unwrap());
             let (w, b) = (
-                on(Tensor::ones([3], DType::F32, &Device::Cpu).unwrap()),
-                on(Tensor::zeros([3], DType::F32, &Device::Cpu).unwrap()),
+                on(Tensor::randn([c], 1.0, 2, DType::F32, &Device::Cpu).unwrap()),
+                on(Tensor::randn([c], 1.0, 3, DType::F32, &Device::Cpu).unwrap()),
             );
-            let rm = on(Tensor::zeros([3], DType::F32, &Device::Cpu).unwrap());
-            let rv = on(Tensor::ones([3], DType::F32, &Device::Cpu).unwrap());
-            x.batch_norm(&w, &b, &rm, &rv, true, 0.1, 1e-5).unwrap();
-            [rm.to_vec_f64().unwrap(), rv.to_vec_f64().unwrap()]
+            let rm = on(Tensor::randn([c], 1.0, 4, DType::F32, &Device::Cpu).unwrap());
+            let rv = on(Tensor::ones([c], DType::F32, &Device::Cpu).unwrap());
+            let y = x.batch_norm(&w, &b, &rm, &rv, true, 0.1, 1e-5).unwrap();
+            [y, rm, rv].map(|t| t.to_vec_f64().unwrap())
         };
-        for (want, got) in run(&Device::Cpu).iter().zip(run(&gpu)) {
-            for (a, b) in want.iter().zip(&got) {
-                assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+        for dims in [
+            vec![4, 3, 5, 2],
+            vec![2, 1, 1, 1],
+            vec![3, 7],
+            vec![2, 13, 3, 1],
+            vec![1, 257, 2, 1],
+        ] {
+            for (want, got) in run(&Device::Cpu, &dims).iter().zip(run(&gpu, &dims)) {
+                for (a, b) in want.iter().zip(&got) {
+                    assert!(
+                        (a - b).abs() < 1e-4 * (1.0 + a.abs()),
+                        "{dims:?}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

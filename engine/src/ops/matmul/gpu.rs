@@ -1,18 +1,24 @@
-//! Launches of shaders/matmul.wgsl: tiled, register-blocked (4 x 4 outputs per invocation),
-//! staging tiles with 16-byte loads when both operands allow it. F16 operands (both, on an
-//! adapter with shader-f16) take the f16-storage entry points of the same kernel, which
-//! widen each value as they stage it and write C in f32.
+//! Launches of shaders/matmul.wgsl: tiled, register-blocked, staging tiles with 16-byte loads
+//! when both operands allow it. Small products take 4 x 4 outputs per invocation; large ones,
+//! where the adapter's limits allow, 8 x 8 with double-buffered tiles ([`Tiles::WIDE`]). F16
+//! operands (both, on an adapter with shader-f16) take the same kernels compiled for f16
+//! storage, which widen each value as they stage it and write C in f32.
 use super::MatmulDims;
 use crate::gpu::{shaders, GpuDevice, GpuStorage, Launch, Params};
 use crate::{DType, Result};
 
-/// Tile shape, set through the shader's override constants: a workgroup of `wg_x` x `wg_y`
-/// invocations computes a (4 wg_y) x (4 wg_x) tile of C, stepping through k by `bk`.
+/// Tile shape, set through the shader's override constants (and `block`, its module): a
+/// workgroup of `wg_x` x `wg_y` invocations computes a (block wg_y) x (block wg_x) tile of C,
+/// stepping through k by `bk`, with `stages` (1 or 2) slices of the operands in workgroup
+/// memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tiles {
     pub bk: u32,
     pub wg_x: u32,
     pub wg_y: u32,
+    /// Outputs per invocation along each side: 4 or 8.
+    pub block: u32,
+    pub stages: u32,
 }
 
 impl Tiles {
@@ -22,12 +28,47 @@ impl Tiles {
         bk: 16,
         wg_x: 16,
         wg_y: 16,
+        block: 4,
+        stages: 1,
+    };
+    /// 128 x 128 output tiles, 8 x 8 per invocation, 16 deep and double-buffered: 32 KiB of
+    /// workgroup memory, four times the arithmetic per staged value of `DEFAULT`. Untimed on
+    /// a real GPU so far; the thresholds of [`Tiles::pick`] are first guesses.
+    pub const WIDE: Tiles = Tiles {
+        bk: 16,
+        wg_x: 16,
+        wg_y: 16,
+        block: 8,
+        stages: 2,
     };
     fn rows(self) -> u32 {
-        4 * self.wg_y
+        self.block * self.wg_y
     }
     fn cols(self) -> u32 {
-        4 * self.wg_x
+        self.block * self.wg_x
+    }
+    fn workgroup_bytes(self) -> u32 {
+        4 * self.stages * self.bk * (self.rows() + self.cols())
+    }
+
+    /// `WIDE` where the adapter allows it and the product fills at least 64 of its tiles
+    /// (fewer would leave most of a large GPU idle), with a shallower k-step (8) where 32 KiB
+    /// of workgroup memory is too much; `DEFAULT` otherwise.
+    pub fn pick(device: &GpuDevice, d: &MatmulDims) -> Tiles {
+        let limits = device.limits();
+        let mut wide = Tiles::WIDE;
+        if wide.workgroup_bytes() > limits.max_compute_workgroup_storage_size {
+            wide.bk = 8;
+        }
+        let tiles =
+            d.batch * d.m.div_ceil(wide.rows() as usize) * d.n.div_ceil(wide.cols() as usize);
+        let fits = wide.workgroup_bytes() <= limits.max_compute_workgroup_storage_size
+            && wide.wg_x * wide.wg_y <= limits.max_compute_invocations_per_workgroup;
+        if fits && d.m >= 128 && d.n >= 128 && d.k >= 64 && tiles >= 64 {
+            wide
+        } else {
+            Tiles::DEFAULT
+        }
     }
 }
 
@@ -47,7 +88,7 @@ pub(crate) fn vec4_aligned(d: &MatmulDims, tiles: Tiles) -> bool {
 }
 
 pub(crate) fn matmul(a: &GpuStorage, b: &GpuStorage, d: &MatmulDims) -> Result<GpuStorage> {
-    matmul_with_tiles(a, b, d, Tiles::DEFAULT)
+    matmul_with_tiles(a, b, d, Tiles::pick(a.device(), d))
 }
 
 pub(crate) fn matmul_with_tiles(
@@ -71,13 +112,15 @@ pub(crate) fn matmul_with_tiles(
         ("BK", tiles.bk as f64),
         ("WG_X", tiles.wg_x as f64),
         ("WG_Y", tiles.wg_y as f64),
+        ("STAGES", tiles.stages as f64),
     ];
     let f16 = a.dtype() == DType::F16;
-    let (shader, entry) = match (f16, vec4_aligned(d, tiles)) {
-        (false, false) => (&shaders::MATMUL, "matmul"),
-        (false, true) => (&shaders::MATMUL, "matmul_vec4"),
-        (true, false) => (&shaders::MATMUL_F16, "matmul_f16"),
-        (true, true) => (&shaders::MATMUL_F16, "matmul_f16_vec4"),
+    let shader = shaders::matmul(f16, tiles.block == 8);
+    let entry = match (f16, vec4_aligned(d, tiles)) {
+        (false, false) => "matmul",
+        (false, true) => "matmul_vec4",
+        (true, false) => "matmul_f16",
+        (true, true) => "matmul_f16_vec4",
     };
     // Batch entries go along z, at most `max` per launch.
     let mut base = 0;

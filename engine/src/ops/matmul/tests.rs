@@ -257,22 +257,42 @@ mod gpu {
                     bk: 8,
                     wg_x: 8,
                     wg_y: 8,
+                    ..Tiles::DEFAULT
                 },
                 Tiles {
                     bk: 4,
                     wg_x: 16,
                     wg_y: 4,
+                    ..Tiles::DEFAULT
                 },
                 Tiles {
                     bk: 32,
                     wg_x: 8,
                     wg_y: 16,
+                    ..Tiles::DEFAULT
                 },
                 Tiles {
                     bk: 6,
                     wg_x: 4,
                     wg_y: 8,
+                    ..Tiles::DEFAULT
                 },
+                // Double-buffered, with 4 x 4 and 8 x 8 blocks.
+                Tiles {
+                    bk: 4,
+                    wg_x: 4,
+                    wg_y: 8,
+                    block: 4,
+                    stages: 2,
+                },
+                Tiles {
+                    bk: 8,
+                    wg_x: 4,
+                    wg_y: 4,
+                    block: 8,
+                    stages: 2,
+                },
+                Tiles::WIDE,
             ] {
                 let got = matmul_with_tiles(sa, sb, &dims, tiles)
                     .unwrap()
@@ -283,6 +303,59 @@ mod gpu {
                         (g - w).abs() < 1e-4 * (1.0 + w.abs()),
                         "{tiles:?}: {g} vs {w}"
                     );
+                }
+            }
+        }
+    }
+    /// The 8 x 8, double-buffered tiles (`Tiles::WIDE` and a smaller one of the same kind,
+    /// which lavapipe runs quickly) against the CPU for every transpose, batched or not, with
+    /// sizes of 1, primes and non-multiples of the tile, through both staging kinds.
+    #[test]
+    fn wide_double_buffered_tiles_match_cpu() {
+        let Some(gpu) = test_device() else { return };
+        let small_wide = Tiles {
+            bk: 4,
+            wg_x: 4,
+            wg_y: 4,
+            block: 8,
+            stages: 2,
+        };
+        for (m, k, n) in [
+            (1, 1, 1),
+            (37, 41, 33),
+            (36, 40, 44),
+            (129, 17, 131),
+            (3, 72, 5),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for batch in [None, Some(2)] {
+                    let mut sa = if ta { vec![k, m] } else { vec![m, k] };
+                    let sb = if tb { vec![n, k] } else { vec![k, n] };
+                    if let Some(b) = batch {
+                        sa.insert(0, b);
+                    }
+                    let a = Tensor::randn(sa, 1.0, 1, DType::F32, &Device::Cpu).unwrap();
+                    let b = Tensor::randn(sb, 1.0, 2, DType::F32, &Device::Cpu).unwrap();
+                    let want = a.matmul_t(&b, ta, tb).unwrap().to_vec_f32().unwrap();
+                    let (dims, _) = matmul_dims(a.shape(), b.shape(), ta, tb).unwrap();
+                    let (ga, gb) = (a.to_device(&gpu).unwrap(), b.to_device(&gpu).unwrap());
+                    let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*ga.storage(), &*gb.storage())
+                    else {
+                        unreachable!("moved to the GPU above")
+                    };
+                    for tiles in [small_wide, Tiles::WIDE] {
+                        let got = matmul_with_tiles(sa, sb, &dims, tiles)
+                            .unwrap()
+                            .to_vec()
+                            .unwrap();
+                        assert_eq!(got.len(), want.len());
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                (g - w).abs() < 1e-4 * (1.0 + w.abs()),
+                                "{m}x{k}x{n} {ta} {tb} {batch:?} {tiles:?}: {g} vs {w}"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -319,6 +392,46 @@ mod f16 {
         };
         let op = (0..rows * cols).map(|i| at(i / cols, i % cols)).collect();
         (h, op)
+    }
+
+    /// The f16 kernels with 8 x 8 double-buffered tiles, as `f16_storage_matches_...`.
+    #[test]
+    fn f16_storage_with_wide_tiles_matches_the_rounded_product() {
+        use super::super::gpu::{matmul_with_tiles, Tiles};
+        use super::super::matmul_dims;
+        use crate::Storage;
+        let Some(gpu) = f16_test_device() else { return };
+        let small_wide = Tiles {
+            bk: 4,
+            wg_x: 4,
+            wg_y: 4,
+            block: 8,
+            stages: 2,
+        };
+        for (m, k, n) in [(1, 1, 1), (37, 41, 33), (36, 40, 44)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (a, av) = operand(m, k, ta, 1, &gpu);
+                let (b, bv) = operand(k, n, tb, 2, &gpu);
+                let (dims, _) = matmul_dims(a.shape(), b.shape(), ta, tb).unwrap();
+                let want = naive(&av, &bv, m, k, n);
+                let (Storage::Gpu(sa), Storage::Gpu(sb)) = (&*a.storage(), &*b.storage()) else {
+                    unreachable!("made on the GPU")
+                };
+                for tiles in [small_wide, Tiles::WIDE] {
+                    let got = matmul_with_tiles(sa, sb, &dims, tiles)
+                        .unwrap()
+                        .to_vec()
+                        .unwrap();
+                    for (g, w) in got.iter().zip(&want) {
+                        let g = *g as f64;
+                        assert!(
+                            (g - w).abs() < 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
+                            "{m}x{k}x{n} t{ta}{tb} {tiles:?}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The f16 kernels (vec4 and scalar staging) against the f64 product of the same

@@ -397,3 +397,28 @@ fn loss_scaling_refuses_settings_it_cannot_hold() {
         .unwrap()
         .is_none());
 }
+
+/// More gradients than one `sum_squares` launch takes on any adapter (31 at most), of awkward
+/// sizes: the GPU's norm is the CPU's.
+#[test]
+fn many_gradients_give_the_cpu_norm() {
+    let Some(gpu) = test_device() else { return };
+    let norm = |device: &Device| {
+        let ps: Vec<Tensor> = (0..75)
+            .map(|i| {
+                let len = [1, 2, 3, 257, 13][i % 5];
+                Tensor::randn([len], 1.0, i as u64, DType::F32, &Device::Cpu)
+                    .unwrap()
+                    .to_device(device)
+                    .unwrap()
+                    .set_requires_grad(true)
+            })
+            .collect();
+        give_grads(&ps, 1, 1.0);
+        let mut guard = StepGuard::new(device).unwrap();
+        guard.check(1, &scalar(0.5, device), &ps, None).unwrap();
+        guard.read().unwrap().grad_norm
+    };
+    let (want, got) = (norm(&Device::Cpu), norm(&gpu));
+    assert!((want - got).abs() <= 1e-5 * want, "{want} vs {got}");
+}
