@@ -7,6 +7,8 @@
 //! ranks, for every loss. ResNet: BatchNorm normalises each rank's views by their own
 //! statistics, so the reference records each rank's share on one tape (in the single
 //! process's row order) and differentiates the whole objective once.
+#[path = "../common/compare.rs"]
+mod compare;
 use clce_cli::train::distributed::{Collective, Distributed, ThreadGroup};
 use clce_cli::train::model::{objective_for, random_model, Finetuned};
 use clce_cli::train::network::{Mode, Network, Output};
@@ -14,6 +16,7 @@ use clce_cli::train::trainer::StepCore;
 use clce_cli::train::{ModelFacts, TrainConfig, TrainFlags};
 use clce_engine::loss::LossKind;
 use clce_engine::{DType, Device, Tensor};
+use compare::relative;
 
 const IMAGES: usize = 6;
 
@@ -200,39 +203,17 @@ fn per_rank_reference(cfg: &TrainConfig, r: usize) -> Step {
     }
 }
 
-/// |a - b| / |b| over a whole tensor.
-fn relative(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (diff / norm.max(1e-300)).sqrt()
+fn assert_close(what: &str, got: &Step, want: &Step, tol: f64) {
+    assert_eq!(got.labels, want.labels, "{what}: labels");
+    compare::assert_close(what, got.outcome(), want.outcome(), tol);
 }
 
-fn assert_close(what: &str, got: &Step, want: &Step, tol: f64) {
-    assert!(
-        (got.loss - want.loss).abs() <= tol * want.loss.abs(),
-        "{what}: loss {} vs {}",
-        got.loss,
-        want.loss
-    );
-    assert_eq!(got.labels, want.labels, "{what}: labels");
-    assert!(relative(&got.logits, &want.logits) <= tol, "{what}: logits");
-    assert!(
-        want.grads.iter().any(|(_, g)| g.is_some()),
-        "{what}: no gradient"
-    );
-    for ((name, g), (_, w)) in got.grads.iter().zip(&want.grads) {
-        match (g, w) {
-            (Some(g), Some(w)) => {
-                let r = relative(g, w);
-                assert!(r <= tol, "{what}: {name} differs by {r:.2e} (relative)");
-            }
-            (None, None) => {}
-            _ => panic!("{what}: {name} has a gradient in one step only"),
+impl Step {
+    fn outcome(&self) -> compare::Outcome<'_> {
+        compare::Outcome {
+            loss: self.loss,
+            logits: &self.logits,
+            grads: &self.grads,
         }
     }
 }

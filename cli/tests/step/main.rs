@@ -8,6 +8,8 @@
 //!
 //! `--precision f16` (engine autograd/half_saved.rs): the first step's gradients agree with
 //! f32 to 1e-2 relative, globally and per tensor, on both models, CPU and GPU.
+#[path = "../common/compare.rs"]
+mod compare;
 use clce_cli::train::micro_batch::forward_backward;
 use clce_cli::train::model::{objective_for, random_model, Finetuned};
 use clce_cli::train::network::{Mode, Network, Output};
@@ -15,6 +17,7 @@ use clce_cli::train::trainer::StepCore;
 use clce_cli::train::{ModelFacts, Precision, TrainConfig, TrainFlags};
 use clce_engine::loss::LossKind;
 use clce_engine::{DType, Device, Tensor};
+use compare::relative;
 
 const IMAGES: usize = 7;
 
@@ -140,38 +143,16 @@ fn per_chunk_reference(cfg: &TrainConfig, device: &Device, k: usize) -> Step {
     })
 }
 
-/// |a - b| / |b| over a whole tensor.
-fn relative(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (diff / norm.max(1e-300)).sqrt()
+fn assert_close(what: &str, got: &Step, want: &Step, tol: f64) {
+    compare::assert_close(what, got.outcome(), want.outcome(), tol);
 }
 
-fn assert_close(what: &str, got: &Step, want: &Step, tol: f64) {
-    assert!(
-        (got.loss - want.loss).abs() <= tol * want.loss.abs(),
-        "{what}: loss {} vs {}",
-        got.loss,
-        want.loss
-    );
-    assert!(relative(&got.logits, &want.logits) <= tol, "{what}: logits");
-    assert!(
-        want.grads.iter().any(|(_, g)| g.is_some()),
-        "{what}: no gradient"
-    );
-    for ((name, g), (_, w)) in got.grads.iter().zip(&want.grads) {
-        match (g, w) {
-            (Some(g), Some(w)) => {
-                let r = relative(g, w);
-                assert!(r <= tol, "{what}: {name} differs by {r:.2e} (relative)");
-            }
-            (None, None) => {}
-            _ => panic!("{what}: {name} has a gradient in one step only"),
+impl Step {
+    fn outcome(&self) -> compare::Outcome<'_> {
+        compare::Outcome {
+            loss: self.loss,
+            logits: &self.logits,
+            grads: &self.grads,
         }
     }
 }
