@@ -85,9 +85,9 @@ fn main() -> ExitCode {
 /// A training step frees and allocates the same activation-sized buffers every step. glibc's
 /// malloc, left to itself, serves the larger ones with fresh mmaps and trims freed memory back
 /// to the OS, so every step pays a page fault on each page of them again: about 90,000 faults
-/// in 9 beit-tiny steps, and up to a quarter of the CPU step (BENCHMARKS.md, "Host allocator"). Keeping
-/// freed memory in the heap (no trimming; mmap only above 32 MB, glibc's ceiling) lets the next
-/// step reuse it. The price is that the process's resident memory stays at its peak.
+/// in 9 beit-tiny steps, and up to a quarter of the CPU step (BENCHMARKS.md, "Host
+/// allocator"). Keeping freed memory in the heap (no trimming; mmap only above 32 MB, glibc's
+/// ceiling) lets the next step reuse it. The price: resident memory stays at its peak.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes malloc's parameters; called before any other thread exists.
