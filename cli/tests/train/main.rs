@@ -72,6 +72,16 @@ fn cross_entropy(out: &Output, labels: &[usize]) -> Result<Tensor> {
     Ok(out.logits.cross_entropy(labels, 0.0)?)
 }
 
+/// The weights of a fresh stand-in after `steps` cross-entropy steps of `cfg`, from a run
+/// stopped there.
+fn values_after_steps(cfg: &TrainConfig, data: &Dataset, steps: usize) -> Vec<Vec<f32>> {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = RunDir::create(Some(&dir.path().join("p")), cfg).unwrap();
+    let twin = StandIn::new(INPUTS, 4, 0);
+    run(&twin, cfg, data, &probe, &cross_entropy, Some(steps)).unwrap();
+    twin.values()
+}
+
 fn run(
     net: &StandIn,
     cfg: &TrainConfig,
@@ -301,14 +311,7 @@ fn an_exploding_gradient_stops_the_run_before_it_reaches_the_weights() {
         let zero = total.sub(&total.detach())?.mul_scalar(1e30)?;
         Ok(loss.add(&zero)?)
     };
-    let before = {
-        // The weights after step 2, from a run stopped there.
-        let probe_dir = tempfile::tempdir().unwrap();
-        let probe = RunDir::create(Some(&probe_dir.path().join("p")), &cfg).unwrap();
-        let twin = StandIn::new(INPUTS, 4, 0);
-        run(&twin, &cfg, &data, &probe, &cross_entropy, Some(2)).unwrap();
-        twin.values()
-    };
+    let before = values_after_steps(&cfg, &data, 2);
     let err = run(&net, &cfg, &data, &rd, &exploding, None).unwrap_err();
     assert!(
         matches!(
@@ -412,13 +415,7 @@ fn an_f16_overflow_that_persists_at_the_floor_scale_stops_the_run() {
         let total = out.logits.sum_all()?;
         Ok(loss.add(&total.sub(&total.detach())?.mul_scalar(1e30)?)?)
     };
-    let before = {
-        let probe_dir = tempfile::tempdir().unwrap();
-        let probe = RunDir::create(Some(&probe_dir.path().join("p")), &cfg).unwrap();
-        let twin = StandIn::new(INPUTS, 4, 0);
-        run(&twin, &cfg, &data, &probe, &cross_entropy, Some(2)).unwrap();
-        twin.values()
-    };
+    let before = values_after_steps(&cfg, &data, 2);
     let err = run(&net, &cfg, &data, &rd, &exploding, None).unwrap_err();
     // Step 3 halves 4 to 2, step 4 halves 2 to 1, step 5 overflows at the floor.
     assert!(
