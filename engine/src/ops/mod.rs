@@ -12,6 +12,7 @@ pub mod l2_normalize;
 mod lanes;
 pub mod layer_norm;
 pub mod layout;
+mod map;
 pub mod matmul;
 #[cfg(test)]
 mod nan_tests;

@@ -1,6 +1,7 @@
 use rayon::prelude::*;
 
 use super::BinaryOp;
+use crate::ops::map::map2;
 use crate::ops::CPU_PAR_MIN as PAR_MIN;
 use crate::{CpuStorage, Elem, Shape};
 
@@ -23,16 +24,8 @@ pub(crate) fn binary(
     }
 }
 
-#[inline]
-fn eval<T: Elem>(x: T, y: T, op: BinaryOp) -> T {
-    match op {
-        BinaryOp::Add => x + y,
-        BinaryOp::Sub => x - y,
-        BinaryOp::Mul => x * y,
-        BinaryOp::Div => x / y,
-    }
-}
-
+/// The op's function is picked here, outside every loop, so that each loop below is
+/// compiled for one function and vectorises.
 fn broadcast_zip<T: Elem>(
     a: &[T],
     sa: &Shape,
@@ -41,12 +34,25 @@ fn broadcast_zip<T: Elem>(
     out: &Shape,
     op: BinaryOp,
 ) -> Vec<T> {
+    match op {
+        BinaryOp::Add => zip_with(a, sa, b, sb, out, |x, y| x + y),
+        BinaryOp::Sub => zip_with(a, sa, b, sb, out, |x, y| x - y),
+        BinaryOp::Mul => zip_with(a, sa, b, sb, out, |x, y| x * y),
+        BinaryOp::Div => zip_with(a, sa, b, sb, out, |x, y| x / y),
+    }
+}
+
+fn zip_with<T: Elem>(
+    a: &[T],
+    sa: &Shape,
+    b: &[T],
+    sb: &Shape,
+    out: &Shape,
+    f: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
     let n = out.numel();
     if sa == out && sb == out {
-        if n >= PAR_MIN {
-            return a.par_iter().zip(b).map(|(&x, &y)| eval(x, y, op)).collect();
-        }
-        return a.iter().zip(b).map(|(&x, &y)| eval(x, y, op)).collect();
+        return map2(a, b, f);
     }
     // General case: walk the output row by row (last dimension), each row reading `a` and
     // `b` with their broadcast strides (0 along broadcast dimensions).
@@ -68,8 +74,32 @@ fn broadcast_zip<T: Elem>(
             oa += i * stride_a[d];
             ob += i * stride_b[d];
         }
-        for (j, o) in dst.iter_mut().enumerate() {
-            *o = eval(a[oa + j * la], b[ob + j * lb], op);
+        // The common rows (a bias along the row, one value per row of a channel) get
+        // loops without strides.
+        match (la, lb) {
+            (1, 1) => {
+                let (a, b) = (&a[oa..][..dst.len()], &b[ob..][..dst.len()]);
+                for ((o, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let y = b[ob];
+                for (o, &x) in dst.iter_mut().zip(&a[oa..]) {
+                    *o = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (o, &y) in dst.iter_mut().zip(&b[ob..]) {
+                    *o = f(x, y);
+                }
+            }
+            _ => {
+                for (j, o) in dst.iter_mut().enumerate() {
+                    *o = f(a[oa + j * la], b[ob + j * lb]);
+                }
+            }
         }
     };
     let mut result = vec![T::zero(); n];

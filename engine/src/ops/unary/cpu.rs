@@ -1,74 +1,73 @@
-use rayon::prelude::*;
-
 use super::UnaryOp;
-use crate::{map_cpu, CpuStorage, Elem};
-
-pub(crate) use crate::ops::CPU_PAR_MIN as PAR_MIN;
+use crate::ops::map::{map1, map2};
+use crate::{CpuStorage, Elem};
 
 pub(crate) fn unary(s: &CpuStorage, op: UnaryOp) -> CpuStorage {
-    match (s, op) {
-        (CpuStorage::F32(x), UnaryOp::Gelu) => {
-            CpuStorage::F32(map_f32(x, None, |v, _| fast::gelu(v)))
-        }
-        _ => map_cpu!(s, |x| apply(x, op)),
+    match s {
+        CpuStorage::F32(x) if op == UnaryOp::Gelu => CpuStorage::F32(map1(x, fast::gelu)),
+        CpuStorage::F32(x) => CpuStorage::F32(apply(x, op)),
+        CpuStorage::F64(x) => CpuStorage::F64(apply(x, op)),
     }
 }
 
-/// out[i] = f(x[i], g[i]) (g[i] = 0 without g), in chunks that LLVM vectorises (the
-/// functions are branch-free), rayon over chunks when large.
-fn map_f32(x: &[f32], g: Option<&[f32]>, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    const CHUNK: usize = 1 << 12;
-    let mut out = vec![0.0; x.len()];
-    let run = |(i, o): (usize, &mut [f32])| {
-        let x = &x[i * CHUNK..][..o.len()];
-        match g {
-            Some(g) => {
-                let g = &g[i * CHUNK..][..o.len()];
-                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                    *o = f(x, g);
-                }
-            }
-            None => {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = f(x, 0.0);
-                }
-            }
-        }
-    };
-    if x.len() >= PAR_MIN {
-        out.par_chunks_mut(CHUNK).enumerate().for_each(run);
-    } else {
-        out.chunks_mut(CHUNK).enumerate().for_each(run);
-    }
-    out
-}
-
+/// The ops that run on whole activations every step (relu on ResNet's, the scalar ops on
+/// the loss scaling and averages) get a closure of their own so that their loop
+/// vectorises; the rest evaluate through `eval`.
 fn apply<T: Elem>(x: &[T], op: UnaryOp) -> Vec<T> {
-    let f = move |v: T| -> T { eval(v, op) };
-    if x.len() >= PAR_MIN {
-        x.par_iter().map(|&v| f(v)).collect()
-    } else {
-        x.iter().map(|&v| f(v)).collect()
+    match op {
+        UnaryOp::Relu => map1(x, relu),
+        UnaryOp::Step => map1(x, step),
+        UnaryOp::Neg => map1(x, |v| -v),
+        UnaryOp::AddScalar(c) => {
+            let c = T::c(c);
+            map1(x, move |v| v + c)
+        }
+        UnaryOp::MulScalar(c) => {
+            let c = T::c(c);
+            map1(x, move |v| v * c)
+        }
+        _ => map1(x, move |v| eval(v, op)),
     }
 }
 
 /// g · op(t) element by element (same shapes and dtypes).
 pub(crate) fn times(g: &CpuStorage, t: &CpuStorage, op: UnaryOp) -> CpuStorage {
     fn zip<T: Elem>(g: &[T], t: &[T], op: UnaryOp) -> Vec<T> {
-        let f = move |(&gv, &tv): (&T, &T)| gv * eval(tv, op);
-        if g.len() >= PAR_MIN {
-            g.par_iter().zip(t).map(f).collect()
-        } else {
-            g.iter().zip(t).map(f).collect()
+        match op {
+            // relu's backward: the gradient where the output is positive (times, not a
+            // select, so that a NaN or infinite gradient still poisons a masked-off zero as
+            // g * 0 does).
+            UnaryOp::Step => map2(g, t, |g, t| g * step(t)),
+            _ => map2(g, t, move |g, t| g * eval(t, op)),
         }
     }
     match (g, t) {
         (CpuStorage::F32(g), CpuStorage::F32(t)) if op == UnaryOp::GeluGrad => {
-            CpuStorage::F32(map_f32(t, Some(g), |x, g| g * fast::gelu_grad(x)))
+            CpuStorage::F32(map2(g, t, |g, x| g * fast::gelu_grad(x)))
         }
         (CpuStorage::F32(g), CpuStorage::F32(t)) => CpuStorage::F32(zip(g, t, op)),
         (CpuStorage::F64(g), CpuStorage::F64(t)) => CpuStorage::F64(zip(g, t, op)),
         _ => unreachable!("dtypes are checked before dispatch"),
+    }
+}
+
+/// max(v, 0) that keeps a NaN (`NaN <= 0` is false), as PyTorch's relu does.
+#[inline(always)]
+fn relu<T: Elem>(v: T) -> T {
+    if v <= T::zero() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
+/// 1 where v > 0, else 0: relu's derivative.
+#[inline(always)]
+fn step<T: Elem>(v: T) -> T {
+    if v > T::zero() {
+        T::one()
+    } else {
+        T::zero()
     }
 }
 
@@ -81,20 +80,14 @@ fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
         UnaryOp::Log => v.ln(),
         UnaryOp::Sqrt => v.sqrt(),
         UnaryOp::Neg => -v,
-        UnaryOp::Relu => v.max_nan(T::zero()),
+        UnaryOp::Relu => relu(v),
         UnaryOp::Gelu => v * half * (one + (v * T::c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
         UnaryOp::Tanh => v.tanh(),
         UnaryOp::Sigmoid => one / (one + (-v).exp()),
         UnaryOp::Powf(p) => v.powf(T::c(p)),
         UnaryOp::AddScalar(c) => v + T::c(c),
         UnaryOp::MulScalar(c) => v * T::c(c),
-        UnaryOp::Step => {
-            if v > T::zero() {
-                one
-            } else {
-                T::zero()
-            }
-        }
+        UnaryOp::Step => step(v),
         UnaryOp::GeluGrad => {
             let cdf = half * (one + (v * T::c(std::f64::consts::FRAC_1_SQRT_2)).erf());
             let pdf = (-(v * v) * half).exp()
