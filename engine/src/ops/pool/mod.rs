@@ -99,8 +99,14 @@ fn pool2d(
     padding: usize,
 ) -> Result<Tensor> {
     let dims = Pool2dDims::new(kind.name(), x.shape(), kernel, stride, padding)?;
+    let mut argmax = None;
     let storage = match &*x.storage() {
-        Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, kind, &dims)),
+        Storage::Cpu(s) if kind == PoolKind::Max => {
+            let (y, positions) = cpu::max_forward(s, &dims);
+            argmax = Some(positions);
+            Storage::Cpu(y)
+        }
+        Storage::Cpu(s) => Storage::Cpu(cpu::avg_forward(s, &dims)),
         Storage::Gpu(s) => Storage::Gpu(gpu::forward(s, kind, &dims)?),
         Storage::Meta(s) => Storage::Meta(s.output(dims.out_shape().numel(), kind.name())),
     };
@@ -108,7 +114,7 @@ fn pool2d(
         storage,
         dims.out_shape(),
         x.device().clone(),
-        Pool2dBackward { kind, dims },
+        Pool2dBackward { kind, dims, argmax },
         vec![x.clone()],
     ))
 }
@@ -116,13 +122,21 @@ fn pool2d(
 struct Pool2dBackward {
     kind: PoolKind,
     dims: Pool2dDims,
+    /// CPU max pooling: where each output's maximum is in its input plane. A quarter of the
+    /// output's size in memory, and backward becomes a scatter instead of a second search
+    /// of every window. The GPU searches again (its backward is one pass either way).
+    argmax: Option<Vec<u32>>,
 }
 
 impl BackwardOp for Pool2dBackward {
     fn name(&self) -> &'static str {
         self.kind.name()
     }
-    /// The input, even for average pooling, whose kernels size and bind the result by it.
+    /// Average pooling's kernels size and bind the result by the input; max pooling searches
+    /// its windows again where it has no positions.
+    fn saves_input(&self, _index: usize) -> bool {
+        self.argmax.is_none()
+    }
     fn saves_output(&self) -> bool {
         false
     }
@@ -133,16 +147,22 @@ impl BackwardOp for Pool2dBackward {
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let x = &inputs[0];
-        // Max pooling finds each window's maximum again rather than saving its position.
-        let storage = match (&*x.storage(), &*g.storage()) {
-            (Storage::Cpu(xs), Storage::Cpu(gs)) => {
-                Storage::Cpu(cpu::backward(xs, gs, self.kind, &self.dims))
-            }
-            (Storage::Gpu(xs), Storage::Gpu(gs)) => {
-                Storage::Gpu(gpu::backward(xs, gs, self.kind, &self.dims)?)
-            }
-            (Storage::Meta(xs), Storage::Meta(_)) => Storage::Meta(xs.like(self.kind.name())),
-            _ => return Err(crate::storage::mixed_devices(self.kind.name())),
+        let storage = match &self.argmax {
+            Some(argmax) => match &*g.storage() {
+                Storage::Cpu(gs) => Storage::Cpu(cpu::max_backward(gs, argmax, &self.dims)),
+                _ => return Err(crate::storage::mixed_devices(self.kind.name())),
+            },
+            None => match (&*x.storage(), &*g.storage()) {
+                // Max pooling on the CPU always has its positions.
+                (Storage::Cpu(_), Storage::Cpu(gs)) => {
+                    Storage::Cpu(cpu::avg_backward(gs, &self.dims))
+                }
+                (Storage::Gpu(xs), Storage::Gpu(gs)) => {
+                    Storage::Gpu(gpu::backward(xs, gs, self.kind, &self.dims)?)
+                }
+                (Storage::Meta(xs), Storage::Meta(_)) => Storage::Meta(xs.like(self.kind.name())),
+                _ => return Err(crate::storage::mixed_devices(self.kind.name())),
+            },
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,
