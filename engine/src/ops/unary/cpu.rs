@@ -73,7 +73,7 @@ pub(crate) fn times(g: &CpuStorage, t: &CpuStorage, op: UnaryOp) -> CpuStorage {
 }
 
 #[inline]
-fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
+pub(crate) fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
     let half = T::c(0.5);
     let one = T::one();
     match op {

@@ -1,6 +1,6 @@
 //! Elementwise functions of one tensor: exp, log, sqrt, neg, relu, gelu (exact, erf), tanh,
 //! sigmoid, powf, and the scalar ops. One enum, so one CPU loop and one WGSL kernel serve all.
-mod cpu;
+pub(crate) mod cpu;
 pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
