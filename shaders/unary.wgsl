@@ -75,3 +75,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     out[i] = apply(x[i]);
 }
+
+// times: out = g[i] * f(t[i]), the chain rule of relu (t its output, f step) and gelu (t its
+// input, f gelu_grad) in one dispatch rather than f then a product. Bindings of its own
+// after x (t), as fill has.
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> product: array<f32>;
+
+@compute @workgroup_size(WG)
+fn times(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i >= params.n {
+        return;
+    }
+    product[i] = g[i] * apply(x[i]);
+}
