@@ -66,3 +66,16 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     d_branch[i] = m * layer_scale(i);
     d_gamma_rows[i] = m * branch[i];
 }
+
+// add_relu: out = relu(x + branch), ResNet's residual add and ReLU; NaN passes as in relu.
+@group(0) @binding(3) var<storage, read_write> sum_relu: array<f32>;
+
+@compute @workgroup_size(WG)
+fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i >= params.n {
+        return;
+    }
+    let v = x[i] + branch[i];
+    sum_relu[i] = select(max(v, 0.0), v, is_nan(v));
+}

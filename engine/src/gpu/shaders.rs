@@ -41,7 +41,7 @@ shader!(LAYER_NORM, "layer_norm.wgsl", workgroup_reduce);
 shader!(CROSS_ENTROPY, "cross_entropy.wgsl", workgroup_reduce);
 shader!(L2_NORMALIZE, "l2_normalize.wgsl", nan, workgroup_reduce);
 shader!(DROPOUT, "dropout.wgsl", random_bits);
-shader!(RESIDUAL, "residual.wgsl", random_bits);
+shader!(RESIDUAL, "residual.wgsl", nan, random_bits);
 shader!(BATCH_NORM, "batch_norm.wgsl", workgroup_reduce);
 shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);

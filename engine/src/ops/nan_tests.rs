@@ -60,6 +60,13 @@ fn cases() -> Vec<Case> {
         case("mul_scalar", V7, 3, |x| x[0].mul_scalar(0.0), Only(&[3])),
         case("add", &[&[7], &[7]], 3, |x| x[0].add(&x[1]), Only(&[3])),
         case(
+            "add_relu",
+            &[&[7], &[7]],
+            3,
+            |x| x[0].add_relu(&x[1]),
+            Only(&[3]),
+        ),
+        case(
             "bias_gelu",
             &[&[2, 7], &[7]],
             3,

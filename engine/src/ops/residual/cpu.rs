@@ -42,6 +42,23 @@ pub(crate) fn backward(
     }
 }
 
+/// relu(x + y) as `add` then `relu` compute it.
+pub(crate) fn add_relu(x: &CpuStorage, y: &CpuStorage) -> CpuStorage {
+    fn go<T: Elem>(x: &[T], y: &[T]) -> Vec<T> {
+        let f = |(&x, &y): (&T, &T)| (x + y).max_nan(T::zero());
+        if x.len() >= CPU_PAR_MIN {
+            x.par_iter().zip(y).map(f).collect()
+        } else {
+            x.iter().zip(y).map(f).collect()
+        }
+    }
+    match (x, y) {
+        (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(go(x, y)),
+        (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(go(x, y)),
+        _ => unreachable!("dtypes are checked before dispatch"),
+    }
+}
+
 fn f32s(s: &CpuStorage) -> &[f32] {
     match s {
         CpuStorage::F32(v) => v,

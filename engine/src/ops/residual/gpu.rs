@@ -73,3 +73,19 @@ pub(crate) fn backward(
     })?;
     Ok((d_branch, d_gamma_rows))
 }
+
+pub(crate) fn add_relu(x: &GpuStorage, y: &GpuStorage) -> Result<GpuStorage> {
+    let device = x.device();
+    let n = x.len();
+    let out = GpuStorage::alloc(device, n, "add_relu")?;
+    device.launch(Launch {
+        shader: &shaders::RESIDUAL,
+        entry: "add_relu",
+        constants: &[],
+        params: params(n, 0, None),
+        reads: &[x.buffer(), y.buffer()],
+        writes: &[out.buffer()],
+        workgroups: linear_grid(device, n, 256)?,
+    })?;
+    Ok(out)
+}

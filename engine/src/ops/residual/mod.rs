@@ -3,6 +3,7 @@
 //! the same f32 operations in the same order as `mul`, `drop_path_at` and `add`, so the same
 //! values, with one pass over the activations instead of three forward and two instead of
 //! four backward (on the GPU one dispatch forward; one, plus gamma's `sum_to`, backward).
+//! Also ResNet's residual add and ReLU, relu(x + y), one pass (dispatch) instead of two.
 mod cpu;
 mod gpu;
 #[cfg(test)]
@@ -85,6 +86,51 @@ impl Tensor {
             ResidualBackward(mask),
             inputs,
         ))
+    }
+}
+
+impl Tensor {
+    /// relu(self + other), of one shape: the same values as `add` then `relu`.
+    pub fn add_relu(&self, other: &Tensor) -> Result<Tensor> {
+        const OP: &str = "add_relu";
+        self.check_same(OP, other)?;
+        ensure_shape!(
+            self.shape() == other.shape(),
+            OP,
+            "{:?} and {:?} differ",
+            self.dims(),
+            other.dims()
+        );
+        let storage = match (&*self.storage(), &*other.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(y)) => Storage::Cpu(cpu::add_relu(x, y)),
+            (Storage::Gpu(x), Storage::Gpu(y)) => Storage::Gpu(gpu::add_relu(x, y)?),
+            (Storage::Meta(x), Storage::Meta(_)) => Storage::Meta(x.like(OP)),
+            _ => return Err(crate::storage::mixed_devices(OP)),
+        };
+        Ok(Tensor::from_op(
+            storage,
+            self.shape().clone(),
+            self.device().clone(),
+            AddReluBackward,
+            vec![self.clone(), other.clone()],
+        ))
+    }
+}
+
+/// relu's rule (g where the output is > 0), given to both addends.
+struct AddReluBackward;
+
+impl BackwardOp for AddReluBackward {
+    fn name(&self) -> &'static str {
+        "add_relu"
+    }
+    fn saves_input(&self, _index: usize) -> bool {
+        false
+    }
+    fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let dz = crate::ops::unary::relu_backward(g, out)?;
+        let dx = inputs[0].requires_grad().then(|| dz.clone());
+        Ok(vec![dx, inputs[1].requires_grad().then_some(dz)])
     }
 }
 
@@ -171,6 +217,11 @@ pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
         })
     };
     let mut cases = Vec::new();
+    for shape in [&[1][..], &[7], &[3, 13]] {
+        cases.push(Case::new("add_relu", &[shape, shape], |x| {
+            x[0].add_relu(&x[1])
+        }));
+    }
     for (shape, dp) in [
         (&[1][..], None),
         (&[1][..], drop(0.3, 1, 0)),

@@ -100,6 +100,18 @@ fn equals_the_unfused_ops_exactly() {
     }
 }
 
+/// add_relu gives bit for bit what add then relu give, values and gradients.
+#[test]
+fn add_relu_equals_add_then_relu_exactly() {
+    for dims in [vec![1], vec![6, 7], vec![5, 13, 601]] {
+        for dtype in [DType::F32, DType::F64] {
+            let fused = run(|x, b, _| x.add_relu(b), &dims, dtype, &Device::Cpu);
+            let composed = run(|x, b, _| x.add(b)?.relu(), &dims, dtype, &Device::Cpu);
+            assert_eq!(fused, composed, "{dims:?} {dtype:?}");
+        }
+    }
+}
+
 #[test]
 fn rejects_mismatched_shapes() {
     let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &Device::Cpu).unwrap();
@@ -108,6 +120,7 @@ fn rejects_mismatched_shapes() {
         .add_residual(&z(&[2, 3]), Some(&z(&[2])), None)
         .is_err());
     assert!(z(&[]).add_residual(&z(&[]), None, drop(0.5)).is_err());
+    assert!(z(&[2, 3]).add_relu(&z(&[3])).is_err());
 }
 
 mod gpu {
@@ -137,6 +150,7 @@ mod gpu {
                     .with_init(spread),
                 );
             }
+            cases.push(Case::new("add_relu", &[s, s], |x| x[0].add_relu(&x[1])).with_init(spread));
             cases.push(
                 Case::new("add_residual_no_gamma", &[s, s], |x| {
                     x[0].add_residual(&x[1], None, super::drop(0.5))

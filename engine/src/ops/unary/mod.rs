@@ -135,6 +135,11 @@ fn times_derivative(g: &Tensor, t: &Tensor, derivative: UnaryOp) -> Result<Tenso
     }
 }
 
+/// relu's backward rule from its output: g where out > 0, else 0.
+pub(crate) fn relu_backward(g: &Tensor, out: &Tensor) -> Result<Tensor> {
+    times_derivative(g, out, UnaryOp::Step)
+}
+
 impl Tensor {
     pub fn exp(&self) -> Result<Tensor> {
         unary(self, UnaryOp::Exp)
