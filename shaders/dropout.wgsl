@@ -1,7 +1,6 @@
 // Dropout and drop path: out = x · scale where the mask keeps the element's group, else 0.
-// The mask bit of group j is random_bits(key, j) >= threshold, a bit-for-bit copy of
-// `random_bits` / `pcg_hash` in engine/src/ops/dropout/mod.rs (u32 arithmetic wraps in WGSL
-// as wrapping_* does in Rust), so both devices drop the same elements for the same seed.
+// The mask bit of group j is random_bits(key, j) >= threshold (random_bits.wgsl, a bit-for-bit
+// copy of the CPU's), so both devices drop the same elements for the same seed.
 
 const WG: u32 = 256u;
 
@@ -22,17 +21,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-// PCG-RXS-M-XS as a hash (Jarzynski and Olano, JCGT 2020).
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
-fn random_bits(key: u32, index: u32) -> u32 {
-    return pcg_hash(pcg_hash(index ^ key) + key);
-}
 
 @compute @workgroup_size(WG)
 fn masked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

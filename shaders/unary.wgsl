@@ -15,20 +15,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-const FRAC_1_SQRT_2: f32 = 0.70710678118654752;
-const FRAC_1_SQRT_2PI: f32 = 0.39894228040143268;
-
-// The standard normal CDF Phi(v) = erfc(-v / sqrt 2) / 2, with erfc(a), a >= 0, from
-// Abramowitz & Stegun 7.1.26 (error below 1.5e-7; WGSL has no erf). Computing the small tail
-// directly, rather than as 1 + erf(v / sqrt 2), keeps gelu accurate for negative v.
-fn normal_cdf(v: f32) -> f32 {
-    let a = abs(v) * FRAC_1_SQRT_2;
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let tail = 0.5 * poly * exp(-a * a);
-    return select(1.0 - tail, tail, v < 0.0);
-}
-
 // x^p with the CPU's answers where WGSL's pow (exp2(p * log2(x))) has none: negative bases
 // with integer exponents, and p = 0.
 fn powf(v: f32, p: f32) -> f32 {
@@ -55,7 +41,7 @@ fn apply(v: f32) -> f32 {
         // max and clamp return their other operand for a NaN (IEEE maxNum); PyTorch's relu
         // and tanh propagate it.
         case 4u: { return select(max(v, 0.0), v, is_nan(v)); }
-        case 5u: { return v * normal_cdf(v); }
+        case 5u: { return gelu(v); }
         // Clamped: some drivers compute tanh from exp and return NaN for large |v|.
         case 6u: { return select(tanh(clamp(v, -15.0, 15.0)), v, is_nan(v)); }
         case 7u: { return 1.0 / (1.0 + exp(-v)); }
@@ -63,8 +49,7 @@ fn apply(v: f32) -> f32 {
         case 9u: { return v + params.c; }
         case 10u: { return v * params.c; }
         case 11u: { return select(0.0, 1.0, v > 0.0); }
-        // d gelu / dx = Phi(v) + v phi(v)
-        case 12u: { return normal_cdf(v) + v * FRAC_1_SQRT_2PI * exp(-0.5 * v * v); }
+        case 12u: { return gelu_grad(v); }
         default: { return v; }
     }
 }
@@ -89,4 +74,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     out[i] = apply(x[i]);
+}
+
+// times: out = g[i] * f(t[i]), the chain rule of relu (t its output, f step) and gelu (t its
+// input, f gelu_grad) in one dispatch rather than f then a product. Bindings of its own
+// after x (t), as fill has.
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> product: array<f32>;
+
+@compute @workgroup_size(WG)
+fn times(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if i >= params.n {
+        return;
+    }
+    product[i] = g[i] * apply(x[i]);
 }

@@ -38,6 +38,7 @@ pub use error::{Error, Result};
 pub use memory::meta::{AllocatorModel, MetaDevice};
 pub use memory::MemoryStats;
 pub use ops::dropout::SamplePlace;
+pub use ops::residual::DropPath;
 pub use shape::Shape;
 pub use storage::{CpuStorage, Storage};
 pub use tensor::{Tensor, TensorId};

@@ -48,6 +48,15 @@ impl Linear {
             None => Ok(y),
         }
     }
+
+    /// gelu(forward(x)), the bias add and the GELU as one op (the same values).
+    pub fn forward_gelu(&self, x: &Tensor) -> EngineResult<Tensor> {
+        let y = x.matmul_t(&self.weight, false, true)?;
+        match &self.bias {
+            Some(bias) => y.bias_gelu(bias),
+            None => y.gelu(),
+        }
+    }
 }
 
 /// LayerNorm over the last dimension, with a learned scale and shift.

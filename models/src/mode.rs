@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clce_engine::{checkpoint, is_grad_enabled, Result, SamplePlace, Tensor};
+use clce_engine::{checkpoint, is_grad_enabled, DropPath, Result, SamplePlace, Tensor};
 
 use crate::params::seed_for;
 
@@ -62,6 +62,26 @@ impl Mode {
             }
             _ => Ok(x),
         }
+    }
+
+    /// x + drop_path(gamma * branch) as `drop_path` would drop the branch, in one op.
+    pub fn residual(
+        self,
+        x: &Tensor,
+        branch: &Tensor,
+        gamma: Option<&Tensor>,
+        p: f64,
+        site: &str,
+    ) -> Result<Tensor> {
+        let drop_path = match self {
+            Mode::Train { seed, views } if p > 0.0 => Some(DropPath {
+                p,
+                seed: seed_for(seed, site),
+                place: views,
+            }),
+            _ => None,
+        };
+        x.add_residual(branch, gamma, drop_path)
     }
 }
 

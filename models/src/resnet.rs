@@ -169,7 +169,8 @@ impl Residual for Bottleneck {
             Some((conv, bn)) => conv_bn(conv, bn, x)?,
             None => x.clone(),
         };
-        out.add(&shortcut)?.relu()
+        // One op (the same values as add then relu): one pass, one GPU dispatch.
+        out.add_relu(&shortcut)
     }
 
     fn params(&self) -> &[Tensor] {

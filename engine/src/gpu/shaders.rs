@@ -13,7 +13,9 @@ pub struct Shader {
 /// - `nan`: `is_nan`, for the kernels of max-style ops, which must let NaN through as the CPU
 ///   and PyTorch do;
 /// - `workgroup_reduce`: `workgroup_sum` and `workgroup_max` over a workgroup of `WG`
-///   invocations, for the kernels that give one workgroup to a row.
+///   invocations, for the kernels that give one workgroup to a row;
+/// - `gelu`: GELU and its derivative (unary and the fused bias + GELU);
+/// - `random_bits`: the dropout mask's hash (dropout and the fused residual add).
 macro_rules! shader {
     ($const:ident, $file:literal $(, $prelude:ident)*) => {
         pub const $const: Shader = Shader {
@@ -26,7 +28,8 @@ macro_rules! shader {
     };
 }
 
-shader!(UNARY, "unary.wgsl", nan);
+shader!(UNARY, "unary.wgsl", nan, gelu);
+shader!(BIAS_GELU, "bias_gelu.wgsl", gelu);
 shader!(BINARY, "binary.wgsl");
 shader!(REDUCE, "reduce.wgsl", nan);
 shader!(LAYOUT, "layout.wgsl");
@@ -37,7 +40,8 @@ shader!(SOFTMAX, "softmax.wgsl", workgroup_reduce);
 shader!(LAYER_NORM, "layer_norm.wgsl", workgroup_reduce);
 shader!(CROSS_ENTROPY, "cross_entropy.wgsl", workgroup_reduce);
 shader!(L2_NORMALIZE, "l2_normalize.wgsl", nan, workgroup_reduce);
-shader!(DROPOUT, "dropout.wgsl");
+shader!(DROPOUT, "dropout.wgsl", random_bits);
+shader!(RESIDUAL, "residual.wgsl", nan, random_bits);
 shader!(BATCH_NORM, "batch_norm.wgsl", workgroup_reduce);
 shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);

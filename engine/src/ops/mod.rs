@@ -3,6 +3,7 @@
 //! `shaders/`), and `tests.rs` its tests. Each family lists its gradient-check cases.
 pub mod attention;
 pub mod batch_norm;
+pub mod bias_gelu;
 pub mod binary;
 pub mod cast;
 pub mod conv2d;
@@ -18,6 +19,7 @@ pub mod matmul;
 mod nan_tests;
 pub mod pool;
 pub mod reduce;
+pub mod residual;
 pub mod softmax;
 pub mod unary;
 
@@ -30,6 +32,7 @@ pub(crate) const CPU_PAR_MIN: usize = 1 << 15;
 pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     let mut cases = Vec::new();
     cases.extend(unary::gradcheck_cases());
+    cases.extend(bias_gelu::gradcheck_cases());
     cases.extend(binary::gradcheck_cases());
     cases.extend(reduce::gradcheck_cases());
     cases.extend(layout::gradcheck_cases());
@@ -40,6 +43,7 @@ pub fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
     cases.extend(layer_norm::gradcheck_cases());
     cases.extend(batch_norm::gradcheck_cases());
     cases.extend(dropout::gradcheck_cases());
+    cases.extend(residual::gradcheck_cases());
     cases.extend(l2_normalize::gradcheck_cases());
     cases.extend(cross_entropy::gradcheck_cases());
     cases.extend(attention::gradcheck_cases());

@@ -59,6 +59,20 @@ fn cases() -> Vec<Case> {
         case("add_scalar", V7, 3, |x| x[0].add_scalar(2.0), Only(&[3])),
         case("mul_scalar", V7, 3, |x| x[0].mul_scalar(0.0), Only(&[3])),
         case("add", &[&[7], &[7]], 3, |x| x[0].add(&x[1]), Only(&[3])),
+        case(
+            "add_relu",
+            &[&[7], &[7]],
+            3,
+            |x| x[0].add_relu(&x[1]),
+            Only(&[3]),
+        ),
+        case(
+            "bias_gelu",
+            &[&[2, 7], &[7]],
+            3,
+            |x| x[0].bias_gelu(&x[1]),
+            Only(&[3]),
+        ),
         case("mul", &[&[7], &[7]], 3, |x| x[0].mul(&x[1]), Only(&[3])),
         case("div", &[&[7], &[7]], 3, |x| x[0].div(&x[1]), Only(&[3])),
         // Data movement and masking carry the NaN to where its element goes.
@@ -72,6 +86,14 @@ fn cases() -> Vec<Case> {
         case("concat", &[&[3], &[2]], 1, concat, Only(&[1])),
         case("index_select", &[&[4, 2]], 3, select_rows, Only(&[1, 3])),
         case("dropout", V7, 3, |x| x[0].dropout(0.5, 1), Only(&[3])),
+        // The NaN in the branch, its sample dropped or not: 0 · NaN stays NaN.
+        case(
+            "add_residual",
+            &[&[4, 3], &[4, 3], &[3]],
+            7,
+            |x| x[1].add_residual(&x[0], Some(&x[2]), drop_path()),
+            Only(&[7]),
+        ),
         case("sum", &[&[5, 3]], 4, |x| x[0].sum(0, false), Only(&[1])),
         case("mean", &[&[5, 3]], 4, |x| x[0].mean(0, false), Only(&[1])),
         // The NaN is not the first element of its column, where the running max starts.
@@ -194,6 +216,14 @@ fn cases() -> Vec<Case> {
             All,
         ),
     ]
+}
+
+fn drop_path() -> Option<crate::ops::residual::DropPath> {
+    Some(crate::ops::residual::DropPath {
+        p: 0.5,
+        seed: 1,
+        place: crate::SamplePlace::from(0),
+    })
 }
 
 fn concat(x: &[Tensor]) -> Result<Tensor> {

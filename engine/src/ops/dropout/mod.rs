@@ -99,7 +99,13 @@ impl SamplePlace {
 }
 
 impl Mask {
-    fn new(op: &'static str, p: f64, seed: u64, group: usize, place: SamplePlace) -> Result<Mask> {
+    pub(crate) fn new(
+        op: &'static str,
+        p: f64,
+        seed: u64,
+        group: usize,
+        place: SamplePlace,
+    ) -> Result<Mask> {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::invalid(op, format!("p = {p} is outside [0, 1)")));
         }
@@ -167,7 +173,7 @@ fn apply(x: &Tensor, p: f64, mask: Mask) -> Result<Tensor> {
 }
 
 /// x * mask * scale, unrecorded.
-fn masked(x: &Tensor, mask: &Mask) -> Result<Storage> {
+pub(crate) fn masked(x: &Tensor, mask: &Mask) -> Result<Storage> {
     Ok(match &*x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::masked(s, mask)),
         Storage::Gpu(s) => Storage::Gpu(gpu::masked(s, mask)?),

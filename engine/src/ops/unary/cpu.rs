@@ -72,7 +72,7 @@ fn step<T: Elem>(v: T) -> T {
 }
 
 #[inline]
-fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
+pub(crate) fn eval<T: Elem>(v: T, op: UnaryOp) -> T {
     let half = T::c(0.5);
     let one = T::one();
     match op {

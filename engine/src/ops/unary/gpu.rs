@@ -56,3 +56,20 @@ pub(crate) fn fill(
     })?;
     Ok(out)
 }
+
+/// g · op(t) element by element, one dispatch (same lengths).
+pub(crate) fn times(g: &GpuStorage, t: &GpuStorage, op: UnaryOp) -> Result<GpuStorage> {
+    let device = t.device();
+    let out = GpuStorage::alloc(device, t.len(), op.name())?;
+    let (op_code, c) = code(op);
+    device.launch(Launch {
+        shader: &shaders::UNARY,
+        entry: "times",
+        constants: &[("OP", op_code as f64)],
+        params: Params::new().u32(t.len()).f32(c),
+        reads: &[t.buffer(), g.buffer()],
+        writes: &[out.buffer()],
+        workgroups: linear_grid(device, t.len(), 256)?,
+    })?;
+    Ok(out)
+}

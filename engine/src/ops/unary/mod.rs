@@ -1,6 +1,6 @@
 //! Elementwise functions of one tensor: exp, log, sqrt, neg, relu, gelu (exact, erf), tanh,
 //! sigmoid, powf, and the scalar ops. One enum, so one CPU loop and one WGSL kernel serve all.
-mod cpu;
+pub(crate) mod cpu;
 pub(crate) mod gpu;
 #[cfg(test)]
 mod tests;
@@ -111,15 +111,17 @@ impl BackwardOp for UnaryBackward {
 }
 
 /// g · derivative(t), the chain rule of relu (t its output, derivative Step) and gelu (t its
-/// input, GeluGrad). On the CPU one pass that writes only the result: these two run on the
-/// largest activations of ResNet and BEiT, where a derivative tensor and then a product
-/// would be two trips through memory and one more allocation.
+/// input, GeluGrad). One pass that writes only the result (on the GPU one dispatch): these
+/// two run on the largest activations of ResNet and BEiT, where a derivative tensor and then
+/// a product would be two trips through memory and one more allocation.
 fn times_derivative(g: &Tensor, t: &Tensor, derivative: UnaryOp) -> Result<Tensor> {
+    let same = g.shape() == t.shape() && g.dtype() == t.dtype();
     let fused = match (&*g.storage(), &*t.storage()) {
-        (Storage::Cpu(gs), Storage::Cpu(ts))
-            if g.shape() == t.shape() && g.dtype() == t.dtype() =>
-        {
+        (Storage::Cpu(gs), Storage::Cpu(ts)) if same => {
             Some(Storage::Cpu(cpu::times(gs, ts, derivative)))
+        }
+        (Storage::Gpu(gs), Storage::Gpu(ts)) if same && t.dtype() == crate::DType::F32 => {
+            Some(Storage::Gpu(gpu::times(gs, ts, derivative)?))
         }
         _ => None,
     };
@@ -131,6 +133,11 @@ fn times_derivative(g: &Tensor, t: &Tensor, derivative: UnaryOp) -> Result<Tenso
         )),
         None => g.mul(&unary(t, derivative)?),
     }
+}
+
+/// relu's backward rule from its output: g where out > 0, else 0.
+pub(crate) fn relu_backward(g: &Tensor, out: &Tensor) -> Result<Tensor> {
+    times_derivative(g, out, UnaryOp::Step)
 }
 
 impl Tensor {
