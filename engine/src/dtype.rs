@@ -51,6 +51,9 @@ pub trait Elem:
     fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
     fn into_storage(v: Vec<Self>) -> CpuStorage;
     fn erf(self) -> Self;
+    /// e^self for self <= 0 (a softmax's shifted scores), NaN kept: f32 through a
+    /// polynomial that vectorises (libm's expf is a call per element), f64 through libm.
+    fn exp_nonpositive(self) -> Self;
     fn c(x: f64) -> Self {
         <Self as num_traits::FromPrimitive>::from_f64(x).unwrap()
     }
@@ -88,6 +91,10 @@ impl Elem for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
     }
+    #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        crate::ops::unary::cpu::fast::exp_nonpositive(self)
+    }
 }
 
 impl Elem for f64 {
@@ -109,5 +116,8 @@ impl Elem for f64 {
     }
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+    fn exp_nonpositive(self) -> Self {
+        self.exp()
     }
 }

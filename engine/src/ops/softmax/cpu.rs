@@ -50,7 +50,7 @@ pub(crate) fn softmax_row<T: Elem>(row: &mut [T]) {
     let max = row_max(row);
     let mut sum = T::zero();
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        *v = (*v - max).exp_nonpositive();
         sum += *v;
     }
     let inv = T::one() / sum;
@@ -64,7 +64,11 @@ pub(crate) fn softmax_row<T: Elem>(row: &mut [T]) {
 /// precision of max, losing digits of small log-probabilities next to large logits.
 pub(crate) fn log_softmax_row<T: Elem>(row: &mut [T]) {
     let max = row_max(row);
-    let log_sum = row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
+    let log_sum = row
+        .iter()
+        .map(|&v| (v - max).exp_nonpositive())
+        .sum::<T>()
+        .ln();
     for v in row.iter_mut() {
         *v = (*v - max) - log_sum;
     }

@@ -122,10 +122,13 @@ pub(crate) mod fast {
         x * p / q
     }
 
-    /// e^a for a <= 0 (what the GELU derivative needs); 0 below -87.
+    /// e^a for a <= 0 (what the GELU derivative and a softmax's shifted scores need); 0
+    /// below -87 (and for -inf), NaN for NaN.
     #[inline(always)]
     pub(crate) fn exp_nonpositive(a: f32) -> f32 {
-        let a = a.max(-87.0);
+        let underflows = a < -87.0;
+        // A select rather than `max`, which would turn a NaN into -87.
+        let a = if underflows { -87.0 } else { a };
         // n = round(a / ln 2) by the 1.5·2^23 trick (no call to round), r = a - n ln 2 in
         // two parts, e^a = 2^n e^r.
         const SHIFT: f32 = 12_582_912.0;
@@ -138,7 +141,12 @@ pub(crate) mod fast {
         p = p * r + 0.5;
         p = p * r + 1.0;
         p = p * r + 1.0;
-        p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        let e = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+        if underflows {
+            0.0
+        } else {
+            e
+        }
     }
 
     #[inline(always)]

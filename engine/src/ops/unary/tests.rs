@@ -162,6 +162,11 @@ fn fast_f32_gelu_matches_libm() {
     assert!(gelu_err < 5e-7, "gelu {gelu_err:e}");
     assert!(grad_err < 1e-6, "gelu grad {grad_err:e}");
     assert!(fast::gelu(f32::NAN).is_nan());
+    // The edges a softmax's shifted scores reach: a NaN row, masked (-inf) and far entries.
+    assert!(fast::exp_nonpositive(f32::NAN).is_nan());
+    assert_eq!(fast::exp_nonpositive(f32::NEG_INFINITY), 0.0);
+    assert_eq!(fast::exp_nonpositive(-87.5), 0.0);
+    assert_eq!(fast::exp_nonpositive(0.0), 1.0);
 }
 
 /// gelu and its gradient on f32 tensors (the fast path) agree with the f64 ones (libm).
