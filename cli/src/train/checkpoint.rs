@@ -230,6 +230,28 @@ mod tests {
     use super::*;
     use clce_engine::DType;
 
+    /// A resumed run must carry on from the exact sums it stopped at (its epoch loss is then
+    /// the uninterrupted run's to the bit): many f64 values through the state's JSON.
+    #[test]
+    fn the_states_floats_come_back_to_the_bit() {
+        let mut bits = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            // xorshift over the finite f64s, spread across exponents.
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            let value = f64::from_bits(bits & !(0x7ffu64 << 52) | ((bits >> 52) % 2046 + 1) << 52);
+            let state = TrainState {
+                epoch_loss_sum: value,
+                epoch_seconds: value.abs(),
+                ..TrainState::default()
+            };
+            let back: TrainState =
+                serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+            assert_eq!(back.epoch_loss_sum.to_bits(), value.to_bits(), "{value:e}");
+        }
+    }
+
     #[test]
     fn state_and_tensors_round_trip() {
         let state = TrainState {
