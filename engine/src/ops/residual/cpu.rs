@@ -1,6 +1,8 @@
 use rayon::prelude::*;
 
 use crate::ops::dropout::Mask;
+use crate::ops::map::map2;
+use crate::ops::unary::cpu::relu;
 use crate::ops::CPU_PAR_MIN;
 use crate::{CpuStorage, Elem};
 
@@ -13,10 +15,10 @@ pub(crate) fn forward(
 ) -> CpuStorage {
     match (x, branch, gamma) {
         (CpuStorage::F32(x), CpuStorage::F32(b), g) => {
-            CpuStorage::F32(forward_t(x, b, g.map(f32s), mask))
+            CpuStorage::F32(forward_t(x, b, g.map(values), mask))
         }
         (CpuStorage::F64(x), CpuStorage::F64(b), g) => {
-            CpuStorage::F64(forward_t(x, b, g.map(f64s), mask))
+            CpuStorage::F64(forward_t(x, b, g.map(values), mask))
         }
         _ => unreachable!("dtypes are checked before dispatch"),
     }
@@ -44,33 +46,16 @@ pub(crate) fn backward(
 
 /// relu(x + y) as `add` then `relu` compute it.
 pub(crate) fn add_relu(x: &CpuStorage, y: &CpuStorage) -> CpuStorage {
-    fn go<T: Elem>(x: &[T], y: &[T]) -> Vec<T> {
-        let f = |(&x, &y): (&T, &T)| (x + y).max_nan(T::zero());
-        if x.len() >= CPU_PAR_MIN {
-            x.par_iter().zip(y).map(f).collect()
-        } else {
-            x.iter().zip(y).map(f).collect()
-        }
-    }
     match (x, y) {
-        (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(go(x, y)),
-        (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(go(x, y)),
+        (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(map2(x, y, |x, y| relu(x + y))),
+        (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(map2(x, y, |x, y| relu(x + y))),
         _ => unreachable!("dtypes are checked before dispatch"),
     }
 }
 
-fn f32s(s: &CpuStorage) -> &[f32] {
-    match s {
-        CpuStorage::F32(v) => v,
-        _ => unreachable!("dtypes are checked before dispatch"),
-    }
-}
-
-fn f64s(s: &CpuStorage) -> &[f64] {
-    match s {
-        CpuStorage::F64(v) => v,
-        _ => unreachable!("dtypes are checked before dispatch"),
-    }
+/// A gamma's values, whose dtype is checked before dispatch to be the other inputs'.
+fn values<T: Elem>(s: &CpuStorage) -> &[T] {
+    T::slice(s).expect("dtypes are checked before dispatch")
 }
 
 /// Runs of r = gcd(sample, d) elements lie within one sample (one mask factor) and one row

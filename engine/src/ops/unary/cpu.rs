@@ -53,7 +53,7 @@ pub(crate) fn times(g: &CpuStorage, t: &CpuStorage, op: UnaryOp) -> CpuStorage {
 
 /// max(v, 0) that keeps a NaN (`NaN <= 0` is false), as PyTorch's relu does.
 #[inline(always)]
-fn relu<T: Elem>(v: T) -> T {
+pub(crate) fn relu<T: Elem>(v: T) -> T {
     if v <= T::zero() {
         T::zero()
     } else {
