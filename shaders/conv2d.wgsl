@@ -32,17 +32,38 @@ fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+// x in f32, or (im2col_f16) f16 storage, two halves to a word, as the tape keeps saved
+// activations under `--precision f16`: unpack2x16float is core WGSL, so reading it needs no
+// shader-f16. No entry point uses both views.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x_half: array<u32>;
 @group(0) @binding(2) var<storage, read_write> cols: array<f32>;
 
 @compute @workgroup_size(WG)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    let patch_len = params.c * params.kh * params.kw;
-    let pixels = params.ho * params.wo;
-    if t >= params.nc * patch_len * pixels {
+    if t >= params.nc * params.c * params.kh * params.kw * params.ho * params.wo {
         return;
     }
+    let at = source_of(t);
+    cols[t] = select(0.0, x[max(at, 0)], at >= 0);
+}
+
+@compute @workgroup_size(WG)
+fn im2col_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    if t >= params.nc * params.c * params.kh * params.kw * params.ho * params.wo {
+        return;
+    }
+    let at = source_of(t);
+    let i = u32(max(at, 0));
+    cols[t] = select(0.0, unpack2x16float(x_half[i / 2u])[i % 2u], at >= 0);
+}
+
+// Where in x the column entry t comes from, or -1 in the padding.
+fn source_of(t: u32) -> i32 {
+    let patch_len = params.c * params.kh * params.kw;
+    let pixels = params.ho * params.wo;
     let p = t % pixels;
     var n = (t / pixels) / patch_len;
     var k = (t / pixels) % patch_len;
@@ -56,11 +77,10 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     // Signed: the window may start in the padding.
     let iy = i32((p / params.wo) * params.stride + ki) - i32(params.padding);
     let ix = i32((p % params.wo) * params.stride + kj) - i32(params.padding);
-    var value = 0.0;
     if iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w) {
-        value = x[((params.n0 + n) * params.c + ci) * params.h * params.w + u32(iy) * params.w + u32(ix)];
+        return i32(((params.n0 + n) * params.c + ci) * params.h * params.w + u32(iy) * params.w + u32(ix));
     }
-    cols[t] = value;
+    return -1;
 }
 
 @group(0) @binding(1) var<storage, read> dcols: array<f32>;

@@ -1,8 +1,8 @@
 // Batched matrix product C[b] = op(A[b]) · op(B[b]), op = identity or transpose, f32
 // accumulation. One source for every variant: the loader (`shaders::matmul` in
-// engine/src/gpu/shaders.rs) puts in front of it the storage element type `Elem` of A and B
-// (f32, or f16 behind `enable f16`: values are widened to f32 as they are staged, so only the
-// inputs' rounding differs) and the register block TM x TN (4 x 4, or 8 x 8).
+// engine/src/gpu/shaders.rs) puts in front of it the storage element types `ElemA` of A and
+// `ElemB` of B (f32, or f16 behind `enable f16`: values are widened to f32 as they are staged,
+// so only the inputs' rounding differs) and the register block TM x TN (4 x 4, or 8 x 8).
 //
 // Tiling: a workgroup of WG_X x WG_Y invocations computes a BM x BN tile of C, with
 // BM = WG_Y * TM and BN = WG_X * TN: each invocation owns TM x TN outputs (a register block).
@@ -18,8 +18,8 @@
 // Entry points differ only in how they stage tiles: `matmul` loads one element at a time and
 // takes any size; `matmul_vec4` loads 4-vectors and needs each operand's contiguous
 // dimension (k for A, n for B; m for Aᵀ, k for Bᵀ) to be a multiple of 4 and BK too, so a
-// vector never straddles a row or the edge of the matrix. (The f16 module's entry points
-// are named matmul_f16 and matmul_f16_vec4.)
+// vector never straddles a row or the edge of the matrix. (Modules with an f16 operand name
+// them matmul_f16 and matmul_f16_vec4.)
 
 override BK: u32 = 16u;
 override WG_X: u32 = 16u;
@@ -44,10 +44,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 // Each entry point uses one view of A and B; WGSL allows the aliases because no entry point
 // uses two views of one binding.
-@group(0) @binding(1) var<storage, read> a: array<Elem>;
-@group(0) @binding(2) var<storage, read> b: array<Elem>;
-@group(0) @binding(1) var<storage, read> a4: array<vec4<Elem>>;
-@group(0) @binding(2) var<storage, read> b4: array<vec4<Elem>>;
+@group(0) @binding(1) var<storage, read> a: array<ElemA>;
+@group(0) @binding(2) var<storage, read> b: array<ElemB>;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<ElemA>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<ElemB>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 // STAGES slices, each stored k-major: a_tile[buf * BK * BM + kk * BM + row],

@@ -43,6 +43,12 @@ pub trait BackwardOp: Send + Sync {
     fn saves_output(&self) -> bool {
         true
     }
+    /// Whether `backward` takes input `index` as an F16 tensor where the tape kept it in f16
+    /// (`--precision f16`), instead of a widened f32 copy: matmul reads f16 operands and
+    /// accumulates in f32, so its rule needs no full-size f32 copy of what it saved.
+    fn reads_f16(&self, _index: usize) -> bool {
+        false
+    }
 }
 
 /// One recorded op on the tape. It is shared (`Arc`) by its output and that output's graph
@@ -81,14 +87,21 @@ fn keep(cell: &Arc<StorageCell>, dtype: DType, numel: usize, is_leaf: bool) -> S
 }
 
 impl Saved {
-    /// The inputs and output storage as the rule reads them: f16 copies widened to f32.
+    /// The inputs and output storage as the rule reads them: f16 copies widened to f32, or
+    /// as they are for an input the rule reads in f16 on a device whose kernels can.
     fn widened(&mut self) -> Result<Option<Arc<StorageCell>>> {
         for (i, copy) in std::mem::take(&mut self.half_inputs) {
-            self.inputs[i] = self.inputs[i].with_storage(Some(copy.widen()?));
+            let input = &self.inputs[i];
+            self.inputs[i] = if self.op.reads_f16(i) && half_saved::device_reads_f16(input.device())
+            {
+                input.with_half_storage(copy)
+            } else {
+                input.with_storage(Some(half_saved::widen(&copy)?))
+            };
         }
         Ok(match self.output.take() {
             Some(SavedStorage::Full(cell)) => Some(cell),
-            Some(SavedStorage::Half(copy)) => Some(copy.widen()?),
+            Some(SavedStorage::Half(copy)) => Some(half_saved::widen(&copy)?),
             None => None,
         })
     }

@@ -1,6 +1,7 @@
 //! Element types. f32 is the working type on every device; f64 exists on the CPU so that
-//! finite-difference gradient checks are exact to ~1e-10; f16 exists on GPUs with shader-f16,
-//! as storage that halves the bytes a matmul reads (it still accumulates in f32).
+//! finite-difference gradient checks are exact to ~1e-10; f16 is storage that halves the bytes
+//! a matmul reads (it still accumulates in f32): GPU tensors on adapters with shader-f16, and
+//! on every device the activations `--precision f16` saves for the backward pass.
 use crate::storage::CpuStorage;
 use crate::Error;
 
@@ -8,8 +9,9 @@ use crate::Error;
 pub enum DType {
     F32,
     F64,
-    /// Storage only, on GPUs: `to_dtype` makes it, matmul reads it, every other op asks for
-    /// a cast back to f32.
+    /// Storage only: on GPUs `to_dtype` makes it, matmul reads it, every other op asks for
+    /// a cast back to f32; on the CPU only the tape makes it (`--precision f16`'s saved
+    /// activations), for the rules that read f16 (matmul, conv2d's input).
     F16,
 }
 
@@ -54,6 +56,8 @@ pub trait Elem:
     /// e^self for self <= 0 (a softmax's shifted scores), NaN kept: f32 through a
     /// polynomial that vectorises (libm's expf is a call per element), f64 through libm.
     fn exp_nonpositive(self) -> Self;
+    /// `half` widened into `out` (the same length), vectorised where the CPU converts f16.
+    fn widen_f16(half: &[half::f16], out: &mut [Self]);
     fn c(x: f64) -> Self {
         <Self as num_traits::FromPrimitive>::from_f64(x).unwrap()
     }
@@ -95,6 +99,9 @@ impl Elem for f32 {
     fn exp_nonpositive(self) -> Self {
         crate::ops::unary::cpu::fast::exp_nonpositive(self)
     }
+    fn widen_f16(half: &[half::f16], out: &mut [Self]) {
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(half, out)
+    }
 }
 
 impl Elem for f64 {
@@ -119,5 +126,8 @@ impl Elem for f64 {
     }
     fn exp_nonpositive(self) -> Self {
         self.exp()
+    }
+    fn widen_f16(half: &[half::f16], out: &mut [Self]) {
+        half::slice::HalfFloatSliceExt::convert_to_f64_slice(half, out)
     }
 }

@@ -1,14 +1,20 @@
-//! Where a tensor's numbers live: host memory (f32 or f64) or a GPU buffer (f32, or f16 as
-//! storage for matmul).
+//! Where a tensor's numbers live: host memory (f32 or f64, or f16 as storage for matmul) or a
+//! GPU buffer (f32, or f16 as storage for matmul).
 use crate::dtype::f16_unsupported;
 use crate::gpu::GpuStorage;
 use crate::memory::meta::MetaStorage;
 use crate::{DType, Elem, Result};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
 
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// Saved activations of `--precision f16` as the tape hands them to a rule that reads
+    /// f16 (`autograd/half_saved.rs`); only matmul and `to_dtype` take it.
+    F16(Vec<f16>),
 }
 
 impl CpuStorage {
@@ -16,12 +22,14 @@ impl CpuStorage {
         match self {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
+            CpuStorage::F16(_) => DType::F16,
         }
     }
     pub fn len(&self) -> usize {
         match self {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
+            CpuStorage::F16(v) => v.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -38,12 +46,14 @@ impl CpuStorage {
         match self {
             CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
             CpuStorage::F64(v) => v.clone(),
+            CpuStorage::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
         }
     }
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            CpuStorage::F16(v) => widen(v),
         }
     }
     pub fn from_f64(dtype: DType, v: &[f64]) -> Result<Self> {
@@ -66,6 +76,24 @@ impl CpuStorage {
     }
 }
 
+/// f16 values as f32 (exact), converted in parallel chunks.
+pub(crate) fn widen(half: &[f16]) -> Vec<f32> {
+    let mut wide = vec![0f32; half.len()];
+    wide.par_chunks_mut(1 << 14)
+        .zip(half.par_chunks(1 << 14))
+        .for_each(|(w, h)| h.convert_to_f32_slice(w));
+    wide
+}
+
+/// f32 values rounded to the nearest f16, converted in parallel chunks.
+pub(crate) fn narrow(wide: &[f32]) -> Vec<f16> {
+    let mut half = vec![f16::ZERO; wide.len()];
+    half.par_chunks_mut(1 << 14)
+        .zip(wide.par_chunks(1 << 14))
+        .for_each(|(h, w)| h.convert_from_f32_slice(w));
+    half
+}
+
 /// Runs a generic CPU kernel on whichever float type a storage holds:
 /// `map_cpu!(storage, |x| kernel(x))` where `x: &[T]` and the kernel returns `Vec<T>`.
 #[macro_export]
@@ -74,6 +102,7 @@ macro_rules! map_cpu {
         match $s {
             $crate::CpuStorage::F32($x) => $crate::CpuStorage::F32($body),
             $crate::CpuStorage::F64($x) => $crate::CpuStorage::F64($body),
+            $crate::CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
         }
     };
 }

@@ -103,12 +103,21 @@ impl Tensor {
 
     /// This tensor's graph identity over `storage` (the reverse pass hands a rule its output
     /// this way, over the storage the node saved).
+    /// This tensor holding `half`, the f16 copy the tape kept of its values (dtype F16).
+    pub(crate) fn with_half_storage(&self, half: Arc<StorageCell>) -> Tensor {
+        self.with_storage_of(Some(half), DType::F16)
+    }
+
     pub(crate) fn with_storage(&self, storage: Option<Arc<StorageCell>>) -> Tensor {
+        self.with_storage_of(storage, self.dtype())
+    }
+
+    fn with_storage_of(&self, storage: Option<Arc<StorageCell>>, dtype: DType) -> Tensor {
         let t = &self.0;
         Tensor(Arc::new(TensorInner {
             id: t.id,
             shape: t.shape.clone(),
-            dtype: t.dtype,
+            dtype,
             device: t.device.clone(),
             storage,
             node: t.node.clone(),
@@ -417,6 +426,7 @@ impl Tensor {
             Device::Gpu(gpu) => {
                 let values = match self.to_cpu_storage()? {
                     CpuStorage::F32(v) => v,
+                    CpuStorage::F16(v) => crate::storage::widen(&v),
                     CpuStorage::F64(_) => {
                         return Err(Error::invalid(
                             "to_device",
@@ -441,6 +451,7 @@ impl Tensor {
     /// as f32, since the CPU has no f16).
     pub fn to_cpu_storage(&self) -> Result<CpuStorage> {
         match &*self.storage() {
+            Storage::Cpu(CpuStorage::F16(v)) => Ok(CpuStorage::F32(crate::storage::widen(v))),
             Storage::Cpu(s) => Ok(s.clone()),
             Storage::Gpu(s) => Ok(CpuStorage::F32(s.to_vec()?)),
             // Shapes without values read as zeros, so code that looks at a loss runs on.
@@ -505,6 +516,11 @@ impl Tensor {
                 rhs: other.dtype(),
             });
         }
+        self.check_same_device(op, other)
+    }
+
+    /// Errors unless both tensors live on one device.
+    pub fn check_same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if self.device() != other.device() {
             return Err(Error::Device {
                 op,

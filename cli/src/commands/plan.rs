@@ -40,6 +40,8 @@ pub fn run(args: Args) -> CmdResult {
         "generic-gpu" => (
             AllocatorModel::Gpu {
                 binding_limit: GENERIC_GPU_BINDING_LIMIT,
+                // Vulkan, Metal and DX12 GPUs of the last years have it.
+                shader_f16: true,
             },
             "a GPU with a 2 GiB binding limit".to_string(),
         ),

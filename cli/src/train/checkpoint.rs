@@ -154,6 +154,9 @@ fn encode(tensors: &[(String, Tensor)], state: &TrainState) -> Result<Vec<u8>> {
                 CpuStorage::F64(v) => {
                     (Dtype::F64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
                 }
+                CpuStorage::F16(v) => {
+                    (Dtype::F16, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
             };
             Ok((name.clone(), dtype, t.dims().to_vec(), bytes))
         })

@@ -55,6 +55,7 @@ pub fn allocator_of(device: &Device) -> AllocatorModel {
     match device {
         Device::Gpu(g) => AllocatorModel::Gpu {
             binding_limit: g.limits().max_storage_buffer_binding_size,
+            shader_f16: g.has_shader_f16(),
         },
         Device::Meta(m) => m.model(),
         Device::Cpu => AllocatorModel::Cpu,
@@ -85,7 +86,7 @@ pub fn plan(cfg: &TrainConfig, target: AllocatorModel) -> Result<Plan> {
         largest_buffer: meta.largest_buffer(),
         ops_at_peak: meta.ops_at_peak(),
         binding_limit: match target {
-            AllocatorModel::Gpu { binding_limit } => Some(binding_limit),
+            AllocatorModel::Gpu { binding_limit, .. } => Some(binding_limit),
             AllocatorModel::Cpu => None,
         },
     })

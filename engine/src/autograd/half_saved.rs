@@ -14,27 +14,19 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
-
 use crate::memory::meta::MetaStorage;
-use crate::memory::{CountedBytes, StorageCell};
+use crate::memory::StorageCell;
 use crate::ops::cast::gpu::f32_to_f16_storage;
+use crate::storage::narrow;
 use crate::{CpuStorage, DType, Result, Storage};
 
 /// Tensors below this many elements stay f32.
 pub const MIN_ELEMENTS: usize = 4096;
 
-/// The f16 copy of a saved f32 storage.
-pub(crate) enum HalfCopy {
-    Cpu {
-        values: Vec<f16>,
-        _counted: CountedBytes,
-    },
-    Gpu(crate::gpu::GpuStorage),
-    Meta(MetaStorage),
-}
+/// The f16 copy of a saved f32 storage: a storage cell of dtype F16 on the same device,
+/// which the tape widens back to f32 for a rule, or hands as it is to a rule that reads f16
+/// operands ([`crate::autograd::BackwardOp::reads_f16`]).
+pub(crate) type HalfCopy = StorageCell;
 
 thread_local! {
     /// While a guard lives: the f16 copies made so far, by the address of the storage they
@@ -93,48 +85,43 @@ pub(crate) fn half_copy(cell: &Arc<StorageCell>) -> Result<Arc<HalfCopy>> {
 }
 
 fn to_half(storage: &Storage) -> Result<HalfCopy> {
-    Ok(match storage {
-        Storage::Cpu(CpuStorage::F32(v)) => {
-            let mut half = vec![f16::ZERO; v.len()];
-            half.par_chunks_mut(1 << 14)
-                .zip(v.par_chunks(1 << 14))
-                .for_each(|(h, v)| h.convert_from_f32_slice(v));
-            HalfCopy::Cpu {
-                _counted: CountedBytes::new((half.len() * 2) as u64),
-                values: half,
-            }
-        }
-        Storage::Cpu(CpuStorage::F64(_)) => unreachable!("only f32 storage is kept in f16"),
-        Storage::Gpu(s) => HalfCopy::Gpu(f32_to_f16_storage(s, "f16 saved")?),
-        Storage::Meta(s) => HalfCopy::Meta(MetaStorage::alloc(
+    let half = match storage {
+        Storage::Cpu(CpuStorage::F32(v)) => Storage::Cpu(CpuStorage::F16(narrow(v))),
+        Storage::Cpu(_) => unreachable!("only f32 storage is kept in f16"),
+        Storage::Gpu(s) => Storage::Gpu(f32_to_f16_storage(s, "f16 saved")?),
+        Storage::Meta(s) => Storage::Meta(MetaStorage::alloc(
             s.device(),
             s.len(),
             DType::F16,
             "f16 saved",
         )),
-    })
+    };
+    Ok(StorageCell::new(half))
 }
 
-impl HalfCopy {
-    /// The values back in f32, for the backward rule.
-    pub(crate) fn widen(&self) -> Result<Arc<StorageCell>> {
-        let storage = match self {
-            HalfCopy::Cpu { values: half, .. } => {
-                let mut wide = vec![0f32; half.len()];
-                wide.par_chunks_mut(1 << 14)
-                    .zip(half.par_chunks(1 << 14))
-                    .for_each(|(w, h)| h.convert_to_f32_slice(w));
-                Storage::Cpu(CpuStorage::F32(wide))
-            }
-            HalfCopy::Gpu(s) => Storage::Gpu(crate::ops::cast::gpu::cast(s, DType::F32)?),
-            HalfCopy::Meta(s) => Storage::Meta(MetaStorage::alloc(
-                s.device(),
-                s.len(),
-                DType::F32,
-                "f16 widen",
-            )),
-        };
-        Ok(Arc::new(StorageCell::new(storage)))
+/// The values of an f16 copy back in f32, for a rule that reads f32.
+pub(crate) fn widen(copy: &HalfCopy) -> Result<Arc<StorageCell>> {
+    let storage = match &*copy.read().unwrap_or_else(|e| e.into_inner()) {
+        Storage::Cpu(s) => Storage::Cpu(CpuStorage::F32(s.to_f32_vec())),
+        Storage::Gpu(s) => Storage::Gpu(crate::ops::cast::gpu::cast(s, DType::F32)?),
+        Storage::Meta(s) => Storage::Meta(MetaStorage::alloc(
+            s.device(),
+            s.len(),
+            DType::F32,
+            "f16 widen",
+        )),
+    };
+    Ok(Arc::new(StorageCell::new(storage)))
+}
+
+/// Whether matmul on `device` reads f16 operands as they are: on the CPU always; on a GPU
+/// with shader-f16 (the f16 copies themselves need no feature, but the kernels that read
+/// them declare `enable f16`); on the meta device where the GPU it plans for has it.
+pub(crate) fn device_reads_f16(device: &crate::Device) -> bool {
+    match device {
+        crate::Device::Cpu => true,
+        crate::Device::Gpu(g) => g.has_shader_f16(),
+        crate::Device::Meta(m) => m.model().shader_f16(),
     }
 }
 
@@ -289,5 +276,44 @@ mod tests {
             m.memory_stats().live_bytes - before,
             4 * (64 * 96 + 64 + 64)
         );
+    }
+
+    /// The ops holding memory at the backward pass's peak of `h · w` (h = x * 1 a saved f16
+    /// activation) on the meta device planning for a GPU with or without shader-f16, and
+    /// that peak.
+    fn backward_peak(shader_f16: bool) -> (Vec<&'static str>, u64) {
+        let m = MetaDevice::new(AllocatorModel::Gpu {
+            binding_limit: 1 << 30,
+            shader_f16,
+        });
+        let device = Device::Meta(m.clone());
+        let [_, w1, _] = leaves(&device);
+        let x = Tensor::zeros([256, 48], DType::F32, &device)
+            .unwrap()
+            .set_requires_grad(true);
+        let loss = {
+            let _f16 = save_in_f16();
+            x.mul_scalar(1.0)
+                .unwrap()
+                .matmul(&w1)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        m.reset_peak_memory();
+        loss.backward().unwrap();
+        let ops = m.ops_at_peak().into_iter().map(|(op, _)| op).collect();
+        (ops, m.memory_stats().peak_live_bytes)
+    }
+
+    /// Matmul's rule reads the f16 copy of its saved input where the device's kernels can
+    /// (`BackwardOp::reads_f16`): no f32 copy of it is made for the backward pass.
+    #[test]
+    fn matmul_reads_its_saved_f16_input_without_widening_it() {
+        let (widening, widened_peak) = backward_peak(false);
+        assert!(widening.contains(&"f16 widen"), "{widening:?}");
+        let (reading, peak) = backward_peak(true);
+        assert!(!reading.contains(&"f16 widen"), "{reading:?}");
+        assert!(peak < widened_peak, "{peak} vs {widened_peak}");
     }
 }

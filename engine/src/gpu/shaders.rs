@@ -47,32 +47,35 @@ shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);
 shader!(CAST, "cast.wgsl");
 
-/// The matmul kernels (matmul.wgsl) for one storage type of A and B and one register block:
-/// the file after a header naming `Elem` (f32, or f16 behind `enable f16`, compiled only where
-/// shader-f16 exists) and TM x TN (4 x 4, or 8 x 8 with `wide`). One source, so the f16 and
-/// wide kernels share every staging loop; the f16 module's entry points carry `f16` in their
-/// names, as the launch check for f16 storage wants.
-pub fn matmul(f16: bool, wide: bool) -> &'static Shader {
-    const NAMES: [&str; 4] = [
+/// The matmul kernels (matmul.wgsl) for the storage types of A and B and one register
+/// block: the file after a header naming `ElemA` and `ElemB` (f32, or f16 behind `enable
+/// f16`, compiled only where shader-f16 exists) and TM x TN (4 x 4, or 8 x 8 with `wide`).
+/// One source, so the f16 and wide kernels share every staging loop; a module with an f16
+/// operand names its entry points with `f16`, as the launch check for f16 storage wants.
+pub fn matmul(a_f16: bool, b_f16: bool, wide: bool) -> &'static Shader {
+    const NAMES: [&str; 8] = [
         "matmul.wgsl",
         "matmul.wgsl[8x8]",
+        "matmul.wgsl[f16 B]",
+        "matmul.wgsl[f16 B, 8x8]",
+        "matmul.wgsl[f16 A]",
+        "matmul.wgsl[f16 A, 8x8]",
         "matmul.wgsl[f16]",
         "matmul.wgsl[f16, 8x8]",
     ];
-    static SHADERS: [OnceLock<Shader>; 4] = [const { OnceLock::new() }; 4];
-    let i = 2 * f16 as usize + wide as usize;
+    static SHADERS: [OnceLock<Shader>; 8] = [const { OnceLock::new() }; 8];
+    let i = 4 * a_f16 as usize + 2 * b_f16 as usize + wide as usize;
     SHADERS[i].get_or_init(|| {
         let block = if wide { 8 } else { 4 };
-        let elem = if f16 {
-            "enable f16;\nalias Elem = f16;\n"
-        } else {
-            "alias Elem = f32;\n"
-        };
+        let elem = |f16| if f16 { "f16" } else { "f32" };
+        let enable = if a_f16 || b_f16 { "enable f16;\n" } else { "" };
         let mut source = format!(
-            "{elem}const TM: u32 = {block}u;\nconst TN: u32 = {block}u;\n{}",
+            "{enable}alias ElemA = {};\nalias ElemB = {};\nconst TM: u32 = {block}u;\nconst TN: u32 = {block}u;\n{}",
+            elem(a_f16),
+            elem(b_f16),
             include_str!("../../../shaders/matmul.wgsl")
         );
-        if f16 {
+        if a_f16 || b_f16 {
             source = source.replace("fn matmul", "fn matmul_f16");
         }
         Shader {

@@ -20,7 +20,22 @@ pub enum AllocatorModel {
     Cpu,
     /// A GPU's buffer pool: sizes rounded up to the pool's size classes; a buffer above
     /// `binding_limit` would be refused by the adapter (see `plan`'s largest buffer).
-    Gpu { binding_limit: u64 },
+    /// `shader_f16`: whether its kernels read f16 operands (`--precision f16`'s matmul
+    /// backward reads the saved f16 copies as they are; without it they are widened first).
+    Gpu {
+        binding_limit: u64,
+        shader_f16: bool,
+    },
+}
+
+impl AllocatorModel {
+    /// Whether matmul on the planned-for device reads f16 operands (the CPU always does).
+    pub fn shader_f16(self) -> bool {
+        match self {
+            AllocatorModel::Cpu => true,
+            AllocatorModel::Gpu { shader_f16, .. } => shader_f16,
+        }
+    }
 }
 
 /// The largest single buffer a planned step asked for.
@@ -162,7 +177,7 @@ impl MetaDevice {
     fn charged(&self, bytes: u64) -> u64 {
         match self.0.model {
             AllocatorModel::Cpu => bytes,
-            AllocatorModel::Gpu { binding_limit } => {
+            AllocatorModel::Gpu { binding_limit, .. } => {
                 size_class(bytes.max(4)).min(binding_limit.max(4))
             }
         }

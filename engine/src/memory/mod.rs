@@ -46,23 +46,6 @@ fn cpu_free(bytes: u64) {
     }
 }
 
-/// Host bytes held outside a tensor's storage (the tape's f16 copies of saved activations),
-/// counted with the CPU's tensor storage while the value lives.
-pub(crate) struct CountedBytes(u64);
-
-impl CountedBytes {
-    pub(crate) fn new(bytes: u64) -> CountedBytes {
-        cpu_alloc(bytes);
-        CountedBytes(bytes)
-    }
-}
-
-impl Drop for CountedBytes {
-    fn drop(&mut self) {
-        cpu_free(self.0);
-    }
-}
-
 /// On the meta device, counts `t`'s storage as `category` from now on (elsewhere, nothing).
 pub(crate) fn recount(t: &Tensor, category: meta::Category) {
     if let Storage::Meta(m) = &*t.storage() {

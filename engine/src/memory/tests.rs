@@ -32,6 +32,7 @@ fn meta_tensors_have_shapes_count_their_bytes_and_free_them() {
 fn a_gpu_plan_rounds_to_the_pool_size_classes_and_finds_the_largest_buffer() {
     let (m, device) = meta(AllocatorModel::Gpu {
         binding_limit: 1 << 20,
+        shader_f16: true,
     });
     let x = Tensor::zeros([257], DType::F32, &device).unwrap();
     // 1028 bytes fall in the 1280-byte class.

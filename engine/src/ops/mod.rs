@@ -20,6 +20,7 @@ mod nan_tests;
 pub mod pool;
 pub mod reduce;
 pub mod residual;
+mod saved_input;
 pub mod softmax;
 pub mod unary;
 

@@ -40,6 +40,7 @@ pub(crate) fn forward(
     match &mut probs {
         CpuStorage::F32(s) => scores_to_probs(s, bias.map(|b| b.as_slice()), dims, scale),
         CpuStorage::F64(s) => scores_to_probs(s, bias.map(|b| b.as_slice()), dims, scale),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
     }
     let out = matmul(&probs, v, &batched(n, n, d, false));
     (out, probs)

@@ -1,5 +1,5 @@
 use crate::gpu::{linear_grid, shaders, GpuStorage, Launch, Params};
-use crate::Result;
+use crate::{DType, Result};
 
 pub(crate) fn forward(x: &GpuStorage, bias: &GpuStorage) -> Result<GpuStorage> {
     let device = x.device();
@@ -21,7 +21,11 @@ pub(crate) fn backward(x: &GpuStorage, bias: &GpuStorage, g: &GpuStorage) -> Res
     let dz = GpuStorage::alloc(device, x.len(), "bias_gelu_grad")?;
     device.launch(Launch {
         shader: &shaders::BIAS_GELU,
-        entry: "backward",
+        // F16: the saved x of `--precision f16`, read as it is.
+        entry: match x.dtype() {
+            DType::F16 => "backward_f16",
+            _ => "backward",
+        },
         constants: &[],
         params: Params::new().u32(x.len()).u32(bias.len()),
         reads: &[x.buffer(), bias.buffer(), g.buffer()],

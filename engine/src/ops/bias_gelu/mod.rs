@@ -49,6 +49,9 @@ impl BackwardOp for BiasGeluBackward {
     fn saves_output(&self) -> bool {
         false
     }
+    fn reads_f16(&self, index: usize) -> bool {
+        index == 0
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
@@ -63,7 +66,7 @@ impl BackwardOp for BiasGeluBackward {
             (Storage::Gpu(x), Storage::Gpu(b), Storage::Gpu(g)) => {
                 Storage::Gpu(gpu::backward(x, b, g)?)
             }
-            (Storage::Meta(x), _, _) => Storage::Meta(x.like("bias_gelu_grad")),
+            (Storage::Meta(x), _, _) => Storage::Meta(x.output(x.len(), "bias_gelu_grad")),
             _ => return Err(crate::storage::mixed_devices("bias_gelu")),
         };
         let dz = Tensor::from_storage(dz, x.shape().clone(), x.device().clone());

@@ -129,4 +129,68 @@ mod gpu {
             }
         }
     }
+
+    /// The backward kernel reading the f16 x of `--precision f16` against the CPU's.
+    #[test]
+    fn f16_x_backward_matches_the_cpu() {
+        use super::super::{cpu, gpu};
+        use crate::ops::cast::gpu::f32_to_f16_storage;
+        use crate::Storage;
+        let Some(device) = test_device() else { return };
+        for (rows, d) in [(1, 1), (3, 7), (257, 31)] {
+            let (x, b, g) = super::f16_case(rows, d);
+            let want = cpu::backward(&x.0, &b, &g).to_f32_vec();
+            let on_gpu = |v: &[f32]| {
+                let t = crate::Tensor::from_vec(v.to_vec(), [v.len()], &device).unwrap();
+                let Storage::Gpu(s) = &*t.storage() else {
+                    unreachable!("made on the GPU")
+                };
+                s.clone()
+            };
+            let xh = f32_to_f16_storage(&on_gpu(&x.1), "test").unwrap();
+            let (bg, gg) = (on_gpu(&b.to_f32_vec()), on_gpu(&g.to_f32_vec()));
+            let got = gpu::backward(&xh, &bg, &gg).unwrap().to_vec().unwrap();
+            for (a, w) in got.iter().zip(&want) {
+                assert!(
+                    (a - w).abs() < 1e-5 * (1.0 + w.abs()),
+                    "{rows}x{d}: {a} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+/// x [rows, d] as f16 storage with its widened values, a bias and a gradient (f32).
+fn f16_case(
+    rows: usize,
+    d: usize,
+) -> (
+    (crate::CpuStorage, Vec<f32>),
+    crate::CpuStorage,
+    crate::CpuStorage,
+) {
+    use crate::storage::{narrow, widen};
+    use crate::CpuStorage;
+    let x: Vec<f32> = spread(rows * d, 1).iter().map(|&v| v as f32).collect();
+    let half = narrow(&x);
+    let wide = widen(&half);
+    let b = CpuStorage::F32(spread(d, 2).iter().map(|&v| v as f32).collect());
+    let g = CpuStorage::F32(spread(rows * d, 3).iter().map(|&v| v as f32).collect());
+    ((CpuStorage::F16(half), wide), b, g)
+}
+
+/// The backward pass reading the f16 x of `--precision f16` is the backward of its widened
+/// values, bit for bit, in the serial and the row-parallel loop.
+#[test]
+fn f16_x_backward_is_the_backward_of_the_rounded_x() {
+    use super::cpu;
+    use crate::CpuStorage;
+    for (rows, d) in [(1, 1), (3, 7), (257, 31), (1031, 67)] {
+        let ((half, wide), b, g) = f16_case(rows, d);
+        assert_eq!(
+            cpu::backward(&half, &b, &g).to_f32_vec(),
+            cpu::backward(&CpuStorage::F32(wide), &b, &g).to_f32_vec(),
+            "{rows}x{d}"
+        );
+    }
 }

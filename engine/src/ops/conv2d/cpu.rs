@@ -3,6 +3,7 @@ use rayon::prelude::*;
 
 use super::{Conv2dDims, Wanted};
 use crate::ops::matmul::cpu::gemm;
+use crate::ops::saved_input::Input;
 use crate::{CpuStorage, Elem};
 
 /// Below this many multiply-adds a whole conv runs on one thread.
@@ -95,18 +96,25 @@ pub(crate) fn backward(
     }
     match (x, w, g) {
         (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
-            wrap(backward_typed(x, w, g, d, wanted), wanted)
+            wrap(backward_typed(Input::Full(x), w, g, d, wanted), wanted)
+        }
+        (CpuStorage::F16(x), CpuStorage::F32(w), CpuStorage::F32(g)) => {
+            wrap(backward_typed(Input::Half(x), w, g, d, wanted), wanted)
         }
         (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => {
-            wrap(backward_typed(x, w, g, d, wanted), wanted)
+            wrap(backward_typed(Input::Full(x), w, g, d, wanted), wanted)
         }
         _ => unreachable!("dtypes are checked before dispatch"),
     }
 }
 
-/// Per-task state of the backward pass: a scratch im2col buffer and this task's share of the
-/// weight and bias gradients (summed over its samples; the shares are added at the end).
+/// Per-task state of the backward pass: scratch for a sample widened from f16 (`--precision
+/// f16`'s saved input, which the backward pass reads a sample at a time) and for its im2col
+/// matrix, and
+/// this task's share of the weight and bias gradients (summed over its samples; the shares
+/// are added at the end).
 struct Partial<T> {
+    x: Vec<T>,
     cols: Vec<T>,
     dw: Vec<T>,
     db: Vec<T>,
@@ -120,6 +128,7 @@ impl<T: Elem> Partial<T> {
             d.patch_len() * d.out_pixels()
         };
         Partial {
+            x: Vec::new(),
             cols: vec![T::zero(); cols_len],
             dw: vec![T::zero(); d.o * d.patch_len()],
             db: vec![T::zero(); d.o],
@@ -138,7 +147,7 @@ impl<T: Elem> Partial<T> {
 
 /// (dx, dw, db); entries not `wanted` are left as zeros.
 fn backward_typed<T: Elem>(
-    x: &[T],
+    x: Input<'_, T>,
     w: &[T],
     g: &[T],
     d: &Conv2dDims,
@@ -147,7 +156,8 @@ fn backward_typed<T: Elem>(
     let (sample_in, pix, patch) = (d.c * d.h * d.w, d.out_pixels(), d.patch_len());
     // Untouched when not wanted; zeroed pages cost nothing until written.
     let mut dx = vec![T::zero(); x.len()];
-    let one = |p: &mut Partial<T>, x_n: &[T], g_n: &[T], dx_n: &mut [T], parallel: bool| {
+    let one = |p: &mut Partial<T>, n: usize, g_n: &[T], dx_n: &mut [T], parallel: bool| {
+        let x_n = x.get(n * sample_in..(n + 1) * sample_in, &mut p.x);
         if wanted.bias {
             for (db, row) in p.db.iter_mut().zip(g_n.chunks_exact(pix)) {
                 *db += row.iter().copied().sum::<T>();
@@ -203,25 +213,22 @@ fn backward_typed<T: Elem>(
     let total = if parallel_over_batch(d) {
         let samples = dx
             .par_chunks_mut(sample_in)
-            .zip(x.par_chunks(sample_in))
-            .zip(g.par_chunks(d.o * pix));
+            .zip(g.par_chunks(d.o * pix))
+            .enumerate();
         samples
             .fold(
                 || Partial::new(d),
-                |mut p, ((dx_n, x_n), g_n)| {
-                    one(&mut p, x_n, g_n, dx_n, false);
+                |mut p, (n, (dx_n, g_n))| {
+                    one(&mut p, n, g_n, dx_n, false);
                     p
                 },
             )
             .reduce_with(Partial::add)
     } else {
         let mut p = Partial::new(d);
-        let samples = dx
-            .chunks_mut(sample_in)
-            .zip(x.chunks(sample_in))
-            .zip(g.chunks(d.o * pix));
-        for ((dx_n, x_n), g_n) in samples {
-            one(&mut p, x_n, g_n, dx_n, true);
+        let samples = dx.chunks_mut(sample_in).zip(g.chunks(d.o * pix));
+        for (n, (dx_n, g_n)) in samples.enumerate() {
+            one(&mut p, n, g_n, dx_n, true);
         }
         Some(p)
     };

@@ -7,7 +7,7 @@ use crate::ops::binary::{gpu as binary, BinaryOp};
 use crate::ops::matmul::{gpu as matmul, MatmulDims};
 use crate::ops::unary::gpu as unary;
 use crate::ops::{layout, reduce};
-use crate::{Result, Shape};
+use crate::{DType, Result, Shape};
 
 /// Upper bound on one chunk's largest intermediate.
 pub(super) const CHUNK_BYTES: u64 = 256 << 20;
@@ -37,7 +37,11 @@ fn im2col(
     let cols = GpuStorage::alloc(device, len, "conv2d im2col")?;
     device.launch(Launch {
         shader: &shaders::CONV2D,
-        entry: "im2col",
+        // F16: the saved input of `--precision f16`, which the backward pass reads as it is.
+        entry: match x.dtype() {
+            DType::F16 => "im2col_f16",
+            _ => "im2col",
+        },
         constants: &[],
         params: params(d, n0, nc, k_major),
         reads: &[x.buffer()],

@@ -152,7 +152,7 @@ impl Tensor {
 /// meta device as a buffer that lives only during the op. The CPU's columns are host scratch
 /// outside tensor storage.
 fn unfolded_scratch(x: &MetaStorage, d: &Conv2dDims) {
-    if let AllocatorModel::Gpu { binding_limit } = x.device().model() {
+    if let AllocatorModel::Gpu { binding_limit, .. } = x.device().model() {
         if !d.is_pointwise() {
             let per_sample = 4 * (d.patch_len().max(d.o) * d.out_pixels()) as u64;
             let limit = binding_limit.min(gpu::CHUNK_BYTES);
@@ -181,6 +181,10 @@ impl BackwardOp for Conv2dBackward {
     /// x and the weight, not the bias.
     fn saves_input(&self, index: usize) -> bool {
         index < 2
+    }
+    /// x, which only im2col reads (a sample at a time on the CPU).
+    fn reads_f16(&self, index: usize) -> bool {
+        index == 0
     }
     fn saves_output(&self) -> bool {
         false

@@ -365,4 +365,78 @@ mod gpu {
             }
         }
     }
+
+    /// The GPU's im2col of an f16 input (`im2col_f16`, the saved input of `--precision
+    /// f16`) against the CPU's sample-by-sample widening, on every reference geometry.
+    #[test]
+    fn f16_input_backward_matches_the_cpu() {
+        use super::super::cpu;
+        use crate::ops::cast::gpu::f32_to_f16_storage;
+        let Some(gpu) = test_device() else { return };
+        for g in super::geoms() {
+            let (x, w, _) = super::random_inputs(&g, DType::F32);
+            let d = Conv2dDims::new(x.shape(), w.shape(), g.stride, g.pad).unwrap();
+            let dy =
+                Tensor::randn([g.n, g.o, d.ho, d.wo], 1.0, 4, DType::F32, &Device::Cpu).unwrap();
+            let all = Wanted {
+                input: true,
+                weight: true,
+                bias: true,
+            };
+            let half = crate::CpuStorage::F16(crate::storage::narrow(&x.to_vec_f32().unwrap()));
+            let want = cpu::backward(
+                &half,
+                &w.to_cpu_storage().unwrap(),
+                &dy.to_cpu_storage().unwrap(),
+                &d,
+                all,
+            );
+            let on_gpu = |t: &Tensor| t.to_device(&gpu).unwrap();
+            let (xg, wg, gg) = (on_gpu(&x), on_gpu(&w), on_gpu(&dy));
+            let (Storage::Gpu(xs), Storage::Gpu(ws), Storage::Gpu(gs)) =
+                (&*xg.storage(), &*wg.storage(), &*gg.storage())
+            else {
+                unreachable!("moved to the GPU above")
+            };
+            let xh = f32_to_f16_storage(xs, "test").unwrap();
+            let got = backward_in_chunks(&xh, ws, gs, &d, all, 2).unwrap();
+            for (got, want) in [(got.input, want.input), (got.weight, want.weight)] {
+                let (got, want) = (got.unwrap().to_vec().unwrap(), want.unwrap().to_f32_vec());
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+/// The saved input in f16 (`--precision f16`): the CPU backward widens it a sample at a
+/// time and gives exactly the gradients of the widened input, batch-parallel or not.
+#[test]
+fn f16_input_backward_is_the_backward_of_the_rounded_input() {
+    use super::cpu;
+    use super::{Conv2dDims, Wanted};
+    use crate::storage::{narrow, widen};
+    use crate::CpuStorage;
+    for g in geoms() {
+        let (x, w, _) = random_inputs(&g, DType::F32);
+        let d = Conv2dDims::new(x.shape(), w.shape(), g.stride, g.pad).unwrap();
+        let dy = Tensor::randn([g.n, g.o, d.ho, d.wo], 1.0, 4, DType::F32, &Device::Cpu).unwrap();
+        let half = narrow(&x.to_vec_f32().unwrap());
+        let all = Wanted {
+            input: true,
+            weight: true,
+            bias: true,
+        };
+        let (w, dy) = (w.to_cpu_storage().unwrap(), dy.to_cpu_storage().unwrap());
+        let rounded = cpu::backward(&CpuStorage::F32(widen(&half)), &w, &dy, &d, all);
+        let from_half = cpu::backward(&CpuStorage::F16(half), &w, &dy, &d, all);
+        for (a, b) in [
+            (from_half.input, rounded.input),
+            (from_half.weight, rounded.weight),
+            (from_half.bias, rounded.bias),
+        ] {
+            assert_eq!(a.unwrap().to_f32_vec(), b.unwrap().to_f32_vec(), "{g:?}");
+        }
+    }
 }

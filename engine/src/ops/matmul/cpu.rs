@@ -1,10 +1,16 @@
 //! CPU matmul on the `gemm` crate (pure Rust, runtime-dispatched AVX2/FMA/AVX-512 kernels),
 //! which reads any row/column strides, so transposes cost nothing. [`gemm`] is the one
-//! matrix product every CPU op uses (matmul here, conv2d's im2col products).
+//! matrix product every CPU op uses (matmul here, conv2d's im2col products). F16 operands
+//! (saved activations under `--precision f16`) are widened to f32 a block at a time.
+use std::borrow::Cow;
+
 use gemm::Parallelism;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::MatmulDims;
+use crate::storage::widen;
 use crate::{CpuStorage, Elem};
 
 /// One row-major matrix product: C[m,n] = op(A)·op(B), or C += op(A)·op(B) when
@@ -32,30 +38,85 @@ pub(crate) fn gemm<T: Elem>(
         }
         return;
     }
-    let (a_rs, a_cs) = strides(if trans_a { m } else { k }, trans_a);
-    let (b_rs, b_cs) = strides(if trans_b { k } else { n }, trans_b);
+    let a_view = Strided::of(if trans_a { m } else { k }, trans_a);
+    let b_view = Strided::of(if trans_b { k } else { n }, trans_b);
+    gemm_strided(
+        (m, k, n),
+        (a, a_view),
+        (b, b_view),
+        (c, Strided::of(n, false)),
+        accumulate,
+        parallel,
+    );
+}
+
+/// Where a matrix lies in a slice: element [i, j] at `offset + i·rs + j·cs`.
+#[derive(Clone, Copy, Debug)]
+struct Strided {
+    offset: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Strided {
+    /// A whole matrix stored row-major as [rows, cols], read as it is or transposed.
+    fn of(cols: usize, transposed: bool) -> Strided {
+        let (rs, cs) = if transposed { (1, cols) } else { (cols, 1) };
+        Strided { offset: 0, rs, cs }
+    }
+    /// The part from row `r` on.
+    fn from_row(self, r: usize) -> Strided {
+        Strided {
+            offset: self.offset + r * self.rs,
+            ..self
+        }
+    }
+    /// The part from column `c` on.
+    fn from_col(self, c: usize) -> Strided {
+        Strided {
+            offset: self.offset + c * self.cs,
+            ..self
+        }
+    }
+    /// Whether a rows x cols matrix read this way stays inside `len` elements.
+    fn fits(self, (rows, cols): (usize, usize), len: usize) -> bool {
+        self.offset + (rows - 1) * self.rs + (cols - 1) * self.cs < len
+    }
+}
+
+/// C = op(A)·op(B) (or C += with `accumulate`) for m, k, n > 0, each operand and C a strided
+/// matrix inside its slice.
+fn gemm_strided<T: Elem>(
+    (m, k, n): (usize, usize, usize),
+    (a, at): (&[T], Strided),
+    (b, bt): (&[T], Strided),
+    (c, ct): (&mut [T], Strided),
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(at.fits((m, k), a.len()) && bt.fits((k, n), b.len()) && ct.fits((m, n), c.len()));
     // Splitting small products costs more than it saves.
     let par = if parallel && 2 * m * k * n >= (1 << 20) {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {
         Parallelism::None
     };
-    // SAFETY: the asserts above keep every strided read and write inside the slices.
+    // SAFETY: the assert above keeps every strided read and write inside the slices.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
+            c.as_mut_ptr().add(ct.offset),
+            ct.cs as isize,
+            ct.rs as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a.as_ptr().add(at.offset),
+            at.cs as isize,
+            at.rs as isize,
+            b.as_ptr().add(bt.offset),
+            bt.cs as isize,
+            bt.rs as isize,
             T::one(),
             T::one(),
             false,
@@ -66,21 +127,161 @@ pub(crate) fn gemm<T: Elem>(
     }
 }
 
-/// Row and column strides of an operand stored row-major as [rows, cols], read transposed or not.
-fn strides(cols: usize, transposed: bool) -> (isize, isize) {
-    if transposed {
-        (1, cols as isize)
-    } else {
-        (cols as isize, 1)
-    }
-}
-
 pub(crate) fn matmul(a: &CpuStorage, b: &CpuStorage, d: &MatmulDims) -> CpuStorage {
     match (a, b) {
         (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(batched(a, b, d)),
         (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(batched(a, b, d)),
-        _ => unreachable!("dtypes are checked before dispatch"),
+        (a, b) => CpuStorage::F32(with_f16(a, b, d, F16_BLOCK)),
     }
+}
+
+/// Most f16 values [`with_f16`] widens at a time (8 MiB of f32).
+const F16_BLOCK: usize = 1 << 21;
+
+/// A product with F16 operands (under `--precision f16` the tape hands matmul's rule the
+/// saved activations as their f16 copies), in f32 arithmetic. Widening a saved activation
+/// whole would bring back, for the length of the product, the f32 tensor that keeping it in
+/// f16 saved (620 MB for BEiT-base's widest at 256 views), so a large f16 operand is widened
+/// `block` values at a time, whole stored rows, each block's product written to its part of
+/// C or, where its rows lie along k, added into C. Small operands, and the smaller of two
+/// f16 operands, are widened whole.
+pub(super) fn with_f16(a: &CpuStorage, b: &CpuStorage, d: &MatmulDims, block: usize) -> Vec<f32> {
+    let large = |s: &CpuStorage| matches!(s, CpuStorage::F16(v) if v.len() > block);
+    let a_blocked = large(a) && a.len() >= b.len();
+    let b_blocked = large(b) && !a_blocked;
+    if !a_blocked && !b_blocked {
+        return batched(&wide(a), &wide(b), d);
+    }
+    let (a_wide, b_wide) = ((!a_blocked).then(|| wide(a)), (!b_blocked).then(|| wide(b)));
+    let (a, b) = (Operand::new(a, &a_wide), Operand::new(b, &b_wide));
+    // A's batch entries against one B (not transposed A) are one tall [batch·m, k] product.
+    let d = if d.batch > 1 && d.a_batched && !d.b_batched && !d.trans_a {
+        &MatmulDims {
+            batch: 1,
+            m: d.batch * d.m,
+            a_batched: false,
+            ..*d
+        }
+    } else {
+        d
+    };
+    let (m, k, n) = (d.m, d.k, d.n);
+    let mut out = vec![0f32; d.batch * m * n];
+    if m == 0 || n == 0 {
+        return out;
+    }
+    for (i, c) in out.chunks_mut(m * n).enumerate() {
+        let (a, b) = (
+            a.entry(i, d.a_batched, m * k),
+            b.entry(i, d.b_batched, k * n),
+        );
+        blocked_product((m, k, n), (a, d.trans_a), (b, d.trans_b), c, block);
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Operand<'s> {
+    F32(&'s [f32]),
+    F16(&'s [f16]),
+}
+
+impl<'s> Operand<'s> {
+    /// `s` as it is, or its widened copy where there is one.
+    fn new(s: &'s CpuStorage, widened: &'s Option<Cow<'s, [f32]>>) -> Operand<'s> {
+        match (s, widened) {
+            (_, Some(w)) => Operand::F32(w),
+            (CpuStorage::F16(h), None) => Operand::F16(h),
+            _ => unreachable!("only an F16 operand goes unwidened"),
+        }
+    }
+    /// Batch entry `i` (`len` values), or the whole matrix when it is shared.
+    fn entry(self, i: usize, batched: bool, len: usize) -> Operand<'s> {
+        let at = if batched { i * len } else { 0 };
+        match self {
+            Operand::F32(v) => Operand::F32(&v[at..at + len]),
+            Operand::F16(v) => Operand::F16(&v[at..at + len]),
+        }
+    }
+}
+
+fn wide(s: &CpuStorage) -> Cow<'_, [f32]> {
+    match s {
+        CpuStorage::F32(v) => Cow::Borrowed(v),
+        CpuStorage::F16(v) => Cow::Owned(widen(v)),
+        CpuStorage::F64(_) => unreachable!("f64 meets only f64"),
+    }
+}
+
+/// C = op(A)·op(B) for one matrix each, one of A and B in f16, widened by blocks of its
+/// stored rows. Those rows run along m (A), k (Aᵀ or B) or n (Bᵀ) of the product: a block
+/// is a band of C's rows, a slice of the sum over k, or a band of C's columns.
+fn blocked_product(
+    (m, k, n): (usize, usize, usize),
+    (a, trans_a): (Operand<'_>, bool),
+    (b, trans_b): (Operand<'_>, bool),
+    c: &mut [f32],
+    block: usize,
+) {
+    let a_view = Strided::of(if trans_a { m } else { k }, trans_a);
+    let b_view = Strided::of(if trans_b { k } else { n }, trans_b);
+    let c_view = Strided::of(n, false);
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    enum Along {
+        M,
+        K,
+        N,
+    }
+    let (half, cols, transposed, along, other) = match (a, b) {
+        (Operand::F16(h), Operand::F32(f)) => {
+            let along = if trans_a { Along::K } else { Along::M };
+            (h, if trans_a { m } else { k }, trans_a, along, f)
+        }
+        (Operand::F32(f), Operand::F16(h)) => {
+            let along = if trans_b { Along::N } else { Along::K };
+            (h, if trans_b { k } else { n }, trans_b, along, f)
+        }
+        _ => unreachable!("exactly one operand is blocked"),
+    };
+    let a_is_half = matches!(a, Operand::F16(_));
+    let rows = half.len() / cols;
+    let step = (block / cols).max(1);
+    let mut scratch = vec![0f32; step.min(rows) * cols];
+    for r0 in (0..rows).step_by(step) {
+        let r = step.min(rows - r0);
+        let wide = &mut scratch[..r * cols];
+        widen_into(&half[r0 * cols..(r0 + r) * cols], wide);
+        let block_view = Strided::of(cols, transposed);
+        let (dims, a_at, b_at, c_at, accumulate) = match along {
+            Along::M => ((r, k, n), block_view, b_view, c_view.from_row(r0), false),
+            Along::N => ((m, k, r), a_view, block_view, c_view.from_col(r0), false),
+            Along::K if a_is_half => ((m, r, n), block_view, b_view.from_row(r0), c_view, r0 > 0),
+            Along::K => ((m, r, n), a_view.from_col(r0), block_view, c_view, r0 > 0),
+        };
+        let (a_data, b_data) = if a_is_half {
+            (&*wide, other)
+        } else {
+            (other, &*wide)
+        };
+        gemm_strided(
+            dims,
+            (a_data, a_at),
+            (b_data, b_at),
+            (c, c_at),
+            accumulate,
+            true,
+        );
+    }
+}
+
+/// `half` widened into `wide` (the same length), in parallel chunks.
+fn widen_into(half: &[f16], wide: &mut [f32]) {
+    wide.par_chunks_mut(1 << 14)
+        .zip(half.par_chunks(1 << 14))
+        .for_each(|(w, h)| h.convert_to_f32_slice(w));
 }
 
 fn batched<T: Elem>(a: &[T], b: &[T], d: &MatmulDims) -> Vec<T> {

@@ -1,8 +1,8 @@
 //! Launches of shaders/matmul.wgsl: tiled, register-blocked, staging tiles with 16-byte loads
 //! when both operands allow it. Small products take 4 x 4 outputs per invocation; large ones,
 //! where the adapter's limits allow, 8 x 8 with double-buffered tiles ([`Tiles::WIDE`]). F16
-//! operands (both, on an adapter with shader-f16) take the same kernels compiled for f16
-//! storage, which widen each value as they stage it and write C in f32.
+//! operands (either or both, on an adapter with shader-f16) take the same kernels compiled
+//! for f16 storage, which widen each value as they stage it and write C in f32.
 use super::MatmulDims;
 use crate::gpu::{shaders, GpuDevice, GpuStorage, Launch, Params};
 use crate::{DType, Result};
@@ -114,8 +114,9 @@ pub(crate) fn matmul_with_tiles(
         ("WG_Y", tiles.wg_y as f64),
         ("STAGES", tiles.stages as f64),
     ];
-    let f16 = a.dtype() == DType::F16;
-    let shader = shaders::matmul(f16, tiles.block == 8);
+    let (a_f16, b_f16) = (a.dtype() == DType::F16, b.dtype() == DType::F16);
+    let f16 = a_f16 || b_f16;
+    let shader = shaders::matmul(a_f16, b_f16, tiles.block == 8);
     let entry = match (f16, vec4_aligned(d, tiles)) {
         (false, false) => "matmul",
         (false, true) => "matmul_vec4",

@@ -76,10 +76,15 @@ impl Tensor {
     }
 
     /// op(self) · op(rhs), transposing each operand's last two dimensions when its flag is set,
-    /// without materialising the transpose. Two F16 operands (GPU) give an F32 product,
-    /// accumulated in f32.
+    /// without materialising the transpose. F16 operands (GPU storage, either or both) give an
+    /// F32 product, accumulated in f32.
     pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        self.check_same("matmul", rhs)?;
+        match (self.dtype(), rhs.dtype()) {
+            (DType::F16, DType::F32) | (DType::F32, DType::F16) => {
+                self.check_same_device("matmul", rhs)?
+            }
+            _ => self.check_same("matmul", rhs)?,
+        }
         let (dims, out_shape) = matmul_dims(self.shape(), rhs.shape(), trans_a, trans_b)?;
         #[cfg(test)]
         tests::PRODUCTS.with(|p| p.borrow_mut().push(dims));
@@ -114,19 +119,18 @@ impl BackwardOp for MatmulBackward {
     fn saves_output(&self) -> bool {
         false
     }
+    fn reads_f16(&self, _index: usize) -> bool {
+        true
+    }
     fn backward(
         &self,
         inputs: &[Tensor],
         _out: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        // F16 operands (f16-storage matmul) meet the f32 gradient as f32: their gradients
-        // are f32 (see ops/cast).
-        let widen = |t: &Tensor| match t.dtype() {
-            DType::F16 => t.to_dtype(DType::F32),
-            _ => Ok(t.clone()),
-        };
-        let (a, b) = (&widen(&inputs[0])?, &widen(&inputs[1])?);
+        // F16 operands (f16 storage, or the f16 copies of `--precision f16`) meet the f32
+        // gradient as they are; the products, and so their gradients, are f32.
+        let (a, b) = (&inputs[0], &inputs[1]);
         let (ta, tb) = (self.trans_a, self.trans_b);
         // C = op(A) op(B)  =>  d op(A) = dC op(B)ᵀ,  d op(B) = op(A)ᵀ dC; a transposed operand
         // takes the transpose of that, which swaps the factors.

@@ -512,12 +512,138 @@ mod f16 {
         }
     }
 
+    /// One F16 operand and one F32 (either way round), the saved activations of
+    /// `--precision f16` meeting a gradient: the kernels with one f16 module each, against
+    /// the f64 product of the rounded values, the vec4 and scalar staging, awkward sizes.
     #[test]
-    fn f16_times_f32_is_a_dtype_error() {
+    fn one_f16_operand_matches_the_product_of_the_rounded_inputs() {
         let Some(gpu) = f16_test_device() else { return };
-        let a = Tensor::ones([2, 2], DType::F16, &gpu).unwrap();
-        let b = Tensor::ones([2, 2], DType::F32, &gpu).unwrap();
-        let e = a.matmul(&b).unwrap_err().to_string();
-        assert!(e.contains("matmul") && e.contains("F16"), "{e}");
+        for (m, k, n) in [(1, 1, 1), (7, 13, 11), (68, 36, 132), (131, 64, 67)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for a_half in [true, false] {
+                    let (a, av) = operand(m, k, ta, 1, &gpu);
+                    let (b, bv) = operand(k, n, tb, 2, &gpu);
+                    let (a, b) = if a_half {
+                        (a, b.to_dtype(DType::F32).unwrap())
+                    } else {
+                        (a.to_dtype(DType::F32).unwrap(), b)
+                    };
+                    let c = a.matmul_t(&b, ta, tb).unwrap();
+                    assert_eq!(c.dtype(), DType::F32);
+                    let want = naive(&av, &bv, m, k, n);
+                    for (g, w) in c.to_vec_f64().unwrap().iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() < 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
+                            "{m}x{k}x{n} t{ta}{tb} f16 A {a_half}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// F16 operands on the CPU: only the tape makes them (the saved activations of
+/// `--precision f16`, handed to matmul's rule), so these build the storage directly.
+mod f16_cpu {
+    use super::naive;
+    use crate::ops::matmul::{cpu, matmul_dims};
+    use crate::storage::narrow;
+    use crate::{CpuStorage, DType, Device, Shape, Tensor};
+
+    /// A random matrix of `shape` as F16 storage, and its values (after rounding) in f64.
+    fn half(shape: &[usize], seed: u64) -> (CpuStorage, Vec<f64>) {
+        let v = Tensor::randn(shape, 1.0, seed, DType::F32, &Device::Cpu)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let h = narrow(&v);
+        let rounded = h.iter().map(|x| x.to_f64()).collect();
+        (CpuStorage::F16(h), rounded)
+    }
+
+    fn full(shape: &[usize], seed: u64) -> (CpuStorage, Vec<f64>) {
+        let v = Tensor::randn(shape, 1.0, seed, DType::F32, &Device::Cpu)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let wide = v.iter().map(|&x| x as f64).collect();
+        (CpuStorage::F32(v), wide)
+    }
+
+    /// Entry `i` of a stored [batch.., r, c] operand (or the shared one), in op() orientation.
+    fn op_entry(
+        v: &[f64],
+        i: usize,
+        batched: bool,
+        (r, c): (usize, usize),
+        trans: bool,
+    ) -> Vec<f64> {
+        let at = if batched { i * r * c } else { 0 };
+        let (rows, cols) = if trans { (c, r) } else { (r, c) };
+        (0..rows * cols)
+            .map(|e| {
+                let (i, j) = (e / cols, e % cols);
+                if trans {
+                    v[at + j * c + i]
+                } else {
+                    v[at + i * c + j]
+                }
+            })
+            .collect()
+    }
+
+    /// `with_f16` with a block of `block` values: every way the rows of a blocked operand can
+    /// run (m, k, n), blocks that do and do not divide the rows, shared and batched operands,
+    /// both operands f16, against the f64 product of the rounded values.
+    #[test]
+    fn products_with_f16_operands_match_the_rounded_inputs_block_by_block() {
+        let shapes: &[(&[usize], &[usize])] = &[
+            (&[1, 1], &[1, 1]),
+            (&[7, 13], &[13, 11]),
+            (&[37, 29], &[29, 5]),
+            (&[3, 9, 17], &[17, 6]),
+            (&[2, 9, 17], &[2, 17, 6]),
+            (&[9, 17], &[3, 17, 6]),
+        ];
+        for &(sa, sb) in shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let swap = |s: &[usize], t: bool| {
+                    let mut s = s.to_vec();
+                    let r = s.len();
+                    if t {
+                        s.swap(r - 2, r - 1);
+                    }
+                    s
+                };
+                let (sa, sb) = (swap(sa, ta), swap(sb, tb));
+                let (d, out) =
+                    matmul_dims(&Shape::from(sa.clone()), &Shape::from(sb.clone()), ta, tb)
+                        .unwrap();
+                for (a_half, b_half) in [(true, false), (false, true), (true, true)] {
+                    let (a, av) = if a_half { half(&sa, 1) } else { full(&sa, 1) };
+                    let (b, bv) = if b_half { half(&sb, 2) } else { full(&sb, 2) };
+                    let a_stored = if ta { (d.k, d.m) } else { (d.m, d.k) };
+                    let b_stored = if tb { (d.n, d.k) } else { (d.k, d.n) };
+                    let want: Vec<f64> = (0..d.batch)
+                        .flat_map(|i| {
+                            let a = op_entry(&av, i, d.a_batched, a_stored, ta);
+                            let b = op_entry(&bv, i, d.b_batched, b_stored, tb);
+                            naive(&a, &b, d.m, d.k, d.n)
+                        })
+                        .collect();
+                    for block in [1, 7, 40, 1 << 21] {
+                        let got = cpu::with_f16(&a, &b, &d, block);
+                        assert_eq!(got.len(), out.numel());
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                (*g as f64 - w).abs() < 1e-5 * (1.0 + w.abs()) * (d.k as f64).sqrt(),
+                                "{sa:?} x {sb:?} t{ta}{tb} f16 {a_half}{b_half} block {block}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
