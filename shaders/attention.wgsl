@@ -52,9 +52,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+// q, k, v (bindings 1 to 3) and their readers load_q, load_k, load_v (element i as f32) come
+// from the header `shaders::attention` puts in front of this file: f32 arrays, or, for the
+// backward of `--precision f16`, the saved f16 copies read as packed halves.
 // [H, N, N]; without a bias some other buffer is bound here and never read.
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
@@ -117,7 +117,7 @@ fn forward(
         let at = (e / D) * STRIDE + e % D;
         q_own[at] = 0.0;
         if i < n {
-            q_own[at] = q[base + i * D + e % D];
+            q_own[at] = load_q(base + i * D + e % D);
         }
     }
     var m = NEG_INF;
@@ -132,8 +132,8 @@ fn forward(
             k_tile[at] = 0.0;
             v_tile[at] = 0.0;
             if j < n {
-                k_tile[at] = k[base + j * D + e % D];
-                v_tile[at] = v[base + j * D + e % D];
+                k_tile[at] = load_k(base + j * D + e % D);
+                v_tile[at] = load_v(base + j * D + e % D);
             }
         }
         workgroupBarrier();
@@ -240,7 +240,7 @@ fn backward_query(
             q_own[at] = 0.0;
             do_own[at] = 0.0;
             if i < n {
-                q_own[at] = q[base + i * D + e % D];
+                q_own[at] = load_q(base + i * D + e % D);
                 do_own[at] = grad[base + i * D + e % D];
             }
         }
@@ -256,8 +256,8 @@ fn backward_query(
                 k_tile[at] = 0.0;
                 v_tile[at] = 0.0;
                 if j < n {
-                    k_tile[at] = k[base + j * D + e % D];
-                    v_tile[at] = v[base + j * D + e % D];
+                    k_tile[at] = load_k(base + j * D + e % D);
+                    v_tile[at] = load_v(base + j * D + e % D);
                 }
             }
             workgroupBarrier();
@@ -337,8 +337,8 @@ fn backward_key(
         k_own[at] = 0.0;
         v_own[at] = 0.0;
         if j < n {
-            k_own[at] = k[base + j * D + e % D];
-            v_own[at] = v[base + j * D + e % D];
+            k_own[at] = load_k(base + j * D + e % D);
+            v_own[at] = load_v(base + j * D + e % D);
         }
     }
     var dk_acc: array<f32, MAX_COLS>;
@@ -351,7 +351,7 @@ fn backward_key(
             q_tile[at] = 0.0;
             do_tile[at] = 0.0;
             if i < n {
-                q_tile[at] = q[base + i * D + e % D];
+                q_tile[at] = load_q(base + i * D + e % D);
                 do_tile[at] = grad[base + i * D + e % D];
             }
         }

@@ -316,4 +316,49 @@ mod tests {
         assert!(!reading.contains(&"f16 widen"), "{reading:?}");
         assert!(peak < widened_peak, "{peak} vs {widened_peak}");
     }
+
+    /// The gradients of an attention loss for q, k, v (non-leaves of [2, 3, 37, 64], above
+    /// the f16 threshold) and a bias, with the saved q, k, v in f16 or not.
+    fn attention_gradients(device: &Device, half: bool) -> Vec<Vec<f32>> {
+        let leaf = |shape: &[usize], seed| {
+            Tensor::randn(shape, 0.5, seed, DType::F32, device)
+                .unwrap()
+                .set_requires_grad(true)
+        };
+        let qkv = [1, 2, 3].map(|seed| leaf(&[2, 3, 37, 64], seed));
+        let bias = leaf(&[3, 37, 37], 4);
+        {
+            let _f16 = half.then(save_in_f16);
+            let [q, k, v] = qkv.each_ref().map(|t| t.mul_scalar(1.0).unwrap());
+            let o = crate::ops::attention::attention(&q, &k, &v, Some(&bias), 0.125).unwrap();
+            o.mul(&o).unwrap().sum_all().unwrap()
+        }
+        .backward()
+        .unwrap();
+        qkv.iter()
+            .chain([&bias])
+            .map(|t| t.grad().unwrap().to_vec_f32().unwrap())
+            .collect()
+    }
+
+    /// Attention's rule reads its saved f16 q, k, v: the CPU's products and the GPU's
+    /// `backward_*_f16` kernels, against f32 and against each other.
+    #[test]
+    fn attention_reads_its_saved_f16_inputs() {
+        let (full, half) = (
+            attention_gradients(&Device::Cpu, false),
+            attention_gradients(&Device::Cpu, true),
+        );
+        for (h, f) in half.iter().zip(&full) {
+            let r = relative(h, f);
+            assert!(r < 1e-2 && r > 0.0, "{r}");
+        }
+        let Some(gpu) = crate::gpu::testing::test_device() else {
+            return;
+        };
+        for (g, c) in attention_gradients(&gpu, true).iter().zip(&half) {
+            let r = relative(g, c);
+            assert!(r < 2e-3, "{r}");
+        }
+    }
 }

@@ -43,7 +43,6 @@ shader!(L2_NORMALIZE, "l2_normalize.wgsl", nan, workgroup_reduce);
 shader!(DROPOUT, "dropout.wgsl", random_bits);
 shader!(RESIDUAL, "residual.wgsl", nan, random_bits);
 shader!(BATCH_NORM, "batch_norm.wgsl", workgroup_reduce);
-shader!(ATTENTION, "attention.wgsl");
 shader!(LACLN, "lacln.wgsl", nan);
 shader!(CAST, "cast.wgsl");
 
@@ -80,6 +79,50 @@ pub fn matmul(a_f16: bool, b_f16: bool, wide: bool) -> &'static Shader {
         }
         Shader {
             name: NAMES[i],
+            source: Box::leak(source.into_boxed_str()),
+        }
+    })
+}
+
+/// The fused attention kernels (attention.wgsl) with q, k and v in f32, or (`f16`) as f16
+/// storage, two halves to a 32-bit word, read through core WGSL's unpack2x16float (no
+/// shader-f16 needed): the saved copies that `--precision f16`'s backward reads as they are.
+/// The header declares the three bindings and a reader for each; the f16 module names its
+/// backward entry points with `f16`, as the launch check for f16 storage wants.
+pub fn attention(f16: bool) -> &'static Shader {
+    static SHADERS: [OnceLock<Shader>; 2] = [const { OnceLock::new() }; 2];
+    SHADERS[f16 as usize].get_or_init(|| {
+        let operand = |name: &str, binding: u32| {
+            if f16 {
+                format!(
+                    "@group(0) @binding({binding}) var<storage, read> {name}: array<u32>;\n\
+                     fn load_{name}(i: u32) -> f32 {{ return unpack2x16float({name}[i / 2u])[i % 2u]; }}\n"
+                )
+            } else {
+                format!(
+                    "@group(0) @binding({binding}) var<storage, read> {name}: array<f32>;\n\
+                     fn load_{name}(i: u32) -> f32 {{ return {name}[i]; }}\n"
+                )
+            }
+        };
+        let mut source = format!(
+            "{}{}{}{}",
+            operand("q", 1),
+            operand("k", 2),
+            operand("v", 3),
+            include_str!("../../../shaders/attention.wgsl")
+        );
+        if f16 {
+            source = source
+                .replace("fn backward_query(", "fn backward_query_f16(")
+                .replace("fn backward_key(", "fn backward_key_f16(");
+        }
+        Shader {
+            name: if f16 {
+                "attention.wgsl[f16 q, k, v]"
+            } else {
+                "attention.wgsl"
+            },
             source: Box::leak(source.into_boxed_str()),
         }
     })

@@ -18,7 +18,7 @@
 use super::cpu::Dims;
 use crate::gpu::{linear_grid, shaders, GpuDevice, GpuStorage, Launch, Params};
 use crate::ops::reduce::{gpu::reduce_axis, ReduceOp};
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
 
 /// The largest head dimension the kernels take: each invocation holds at most 4 columns of a
 /// row's accumulators, and a row is split over at most 32 invocations.
@@ -95,8 +95,11 @@ impl<'a> Kernel<'a> {
             ("TILE", self.tile as f64),
             ("D", self.dims.d as f64),
         ];
+        // F16 q, k, v: the saved copies of `--precision f16` (mod.rs hands over all three or
+        // none), read by the f16 module's backward entry points.
+        let f16 = reads[0].dtype() == DType::F16;
         self.device.launch(Launch {
-            shader: &shaders::ATTENTION,
+            shader: shaders::attention(f16),
             entry,
             constants: &constants,
             params,
@@ -171,7 +174,11 @@ pub(crate) fn backward(
         let dk = GpuStorage::alloc(device, q.len(), "attention dk")?;
         let dv = GpuStorage::alloc(device, q.len(), "attention dv")?;
         kernel.launch(
-            "backward_key",
+            if q.dtype() == DType::F16 {
+                "backward_key_f16"
+            } else {
+                "backward_key"
+            },
             kernel.params(scale, bias.is_some(), 1, false),
             b * h,
             &reads,
@@ -195,7 +202,11 @@ pub(crate) fn backward(
         let partial_len = if want_bias { groups * h * n * n } else { 1 };
         let partial = GpuStorage::alloc(device, partial_len, "attention dbias")?;
         kernel.launch(
-            "backward_query",
+            if q.dtype() == DType::F16 {
+                "backward_query_f16"
+            } else {
+                "backward_query"
+            },
             kernel.params(scale, bias.is_some(), group_size, want_bias),
             groups * h,
             &reads,

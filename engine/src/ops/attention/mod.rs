@@ -139,6 +139,10 @@ impl BackwardOp for AttentionBackward {
     fn saves_output(&self) -> bool {
         self.fused()
     }
+    /// q, k and v: the CPU's products and the GPU kernels read f16 operands.
+    fn reads_f16(&self, index: usize) -> bool {
+        index < 3
+    }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         match &self.saved {
             Saved::Probs(p) => self.backward_from_probs(inputs, p, g),
@@ -190,6 +194,21 @@ impl AttentionBackward {
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let cpu::Dims { b, h, n, .. } = self.dims;
+        // The f16 kernels read q, k and v all in f16; where only some were kept in f16 (a
+        // small one stays f32), those are widened.
+        let widened;
+        let inputs = if inputs[..3].iter().all(|t| t.dtype() == inputs[0].dtype()) {
+            inputs
+        } else {
+            widened = inputs
+                .iter()
+                .map(|t| match t.dtype() {
+                    crate::DType::F16 => t.to_dtype(crate::DType::F32),
+                    _ => Ok(t.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            &widened
+        };
         // δ_i = rowsum(dO ⊙ O) = Σ_j P_ij dP_ij, the softmax gradient's subtracted term,
         // packed after L so that the kernels read both from one buffer.
         let delta = g.mul(out)?.sum(-1, false)?;
