@@ -65,14 +65,14 @@ impl Strided {
         Strided { offset: 0, rs, cs }
     }
     /// The part from row `r` on.
-    fn from_row(self, r: usize) -> Strided {
+    fn at_row(self, r: usize) -> Strided {
         Strided {
             offset: self.offset + r * self.rs,
             ..self
         }
     }
     /// The part from column `c` on.
-    fn from_col(self, c: usize) -> Strided {
+    fn at_col(self, c: usize) -> Strided {
         Strided {
             offset: self.offset + c * self.cs,
             ..self
@@ -256,10 +256,10 @@ fn blocked_product(
         widen_into(&half[r0 * cols..(r0 + r) * cols], wide);
         let block_view = Strided::of(cols, transposed);
         let (dims, a_at, b_at, c_at, accumulate) = match along {
-            Along::M => ((r, k, n), block_view, b_view, c_view.from_row(r0), false),
-            Along::N => ((m, k, r), a_view, block_view, c_view.from_col(r0), false),
-            Along::K if a_is_half => ((m, r, n), block_view, b_view.from_row(r0), c_view, r0 > 0),
-            Along::K => ((m, r, n), a_view.from_col(r0), block_view, c_view, r0 > 0),
+            Along::M => ((r, k, n), block_view, b_view, c_view.at_row(r0), false),
+            Along::N => ((m, k, r), a_view, block_view, c_view.at_col(r0), false),
+            Along::K if a_is_half => ((m, r, n), block_view, b_view.at_row(r0), c_view, r0 > 0),
+            Along::K => ((m, r, n), a_view.at_col(r0), block_view, c_view, r0 > 0),
         };
         let (a_data, b_data) = if a_is_half {
             (&*wide, other)
