@@ -43,6 +43,13 @@ pub trait BackwardOp: Send + Sync {
     fn saves_output(&self) -> bool {
         true
     }
+    /// Whether input `index` is kept in f32 even under `--precision f16`: the norms' inputs,
+    /// whose backward recomputes (x − mean) / std, where the f16 rounding of x (relative to
+    /// |x|) becomes an error |mean| / std times larger in the normalised value; autocast runs
+    /// the norms in f32 for the same reason.
+    fn keeps_f32(&self, _index: usize) -> bool {
+        false
+    }
     /// Whether `backward` takes input `index` as an F16 tensor where the tape kept it in f16
     /// (`--precision f16`), instead of a widened f32 copy: matmul reads f16 operands and
     /// accumulates in f32, so its rule needs no full-size f32 copy of what it saved.
@@ -77,8 +84,8 @@ enum SavedStorage {
 
 /// `cell` as a node keeps it: as an f16 copy where `half_saved` says so for a tensor of
 /// `dtype` and `numel` elements (and the copy could be made), else itself.
-fn keep(cell: &Arc<StorageCell>, dtype: DType, numel: usize, is_leaf: bool) -> SavedStorage {
-    if half_saved::wants_half(dtype, numel, is_leaf) {
+fn keep(cell: &Arc<StorageCell>, dtype: DType, numel: usize, may_narrow: bool) -> SavedStorage {
+    if half_saved::wants_half(dtype, numel, may_narrow) {
         if let Ok(copy) = half_saved::half_copy(cell) {
             return SavedStorage::Half(copy);
         }
@@ -121,7 +128,8 @@ impl Node {
                 if !op.saves_input(i) {
                     return t.graph_alias();
                 }
-                match keep(t.values(), t.dtype(), t.numel(), t.is_leaf()) {
+                let may_narrow = !t.is_leaf() && !op.keeps_f32(i);
+                match keep(t.values(), t.dtype(), t.numel(), may_narrow) {
                     SavedStorage::Half(copy) => {
                         half_inputs.push((i, copy));
                         t.graph_alias()
@@ -135,7 +143,7 @@ impl Node {
                 let storage = output.read().unwrap_or_else(|e| e.into_inner());
                 (storage.dtype(), storage.len())
             };
-            keep(output, dtype, len, false)
+            keep(output, dtype, len, true)
         });
         Arc::new(Node {
             name: op.name(),

@@ -54,9 +54,10 @@ pub fn is_active() -> bool {
 }
 
 /// Whether a tensor of `dtype` and `numel` elements, saved by a node now, is kept as an f16
-/// copy.
-pub(crate) fn wants_half(dtype: DType, numel: usize, is_leaf: bool) -> bool {
-    dtype == DType::F32 && !is_leaf && numel >= MIN_ELEMENTS && is_active()
+/// copy; `may_narrow`: it is not a leaf, and the op does not keep it in f32
+/// (`BackwardOp::keeps_f32`).
+pub(crate) fn wants_half(dtype: DType, numel: usize, may_narrow: bool) -> bool {
+    dtype == DType::F32 && may_narrow && numel >= MIN_ELEMENTS && is_active()
 }
 
 /// The f16 copy of `cell` (made now, or shared with an earlier saver of the same storage).

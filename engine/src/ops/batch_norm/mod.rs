@@ -205,6 +205,9 @@ impl BackwardOp for BatchNormBackward {
     fn saves_input(&self, index: usize) -> bool {
         index < 2
     }
+    fn keeps_f32(&self, index: usize) -> bool {
+        index == 0
+    }
     fn saves_output(&self) -> bool {
         false
     }

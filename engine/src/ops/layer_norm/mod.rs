@@ -117,6 +117,9 @@ impl BackwardOp for LayerNormBackward {
     fn saves_input(&self, index: usize) -> bool {
         index == 0 || (index == 1 && self.has_weight)
     }
+    fn keeps_f32(&self, index: usize) -> bool {
+        index == 0
+    }
     fn saves_output(&self) -> bool {
         false
     }
