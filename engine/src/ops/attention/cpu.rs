@@ -1,10 +1,12 @@
-//! Attention forward on the CPU: the two products run on the matmul kernel (one gemm per
-//! (batch, head)); scaling, the bias and the softmax are one pass over the score rows.
+//! Attention on the CPU, one (batch, head) matrix at a time in one rayon task: its products,
+//! softmax and softmax gradient run while its N × N scores are still in cache, and only P,
+//! which the backward needs, is stored at full size. Separate batched products and a pass
+//! over all the scores in between read every score matrix back from memory several times,
+//! and kept the threads waiting at each op's join (BEiT-base: 197 × 197 scores a head).
 use rayon::prelude::*;
 
-use crate::ops::matmul::{cpu::matmul, MatmulDims};
-use crate::ops::softmax::cpu::softmax_row;
-use crate::ops::CPU_PAR_MIN;
+use crate::ops::matmul::cpu::gemm;
+use crate::ops::softmax::cpu::{softmax_row, softmax_row_backward_in_place};
 use crate::{CpuStorage, Elem};
 
 /// q, k, v are [b, h, n, d].
@@ -25,44 +27,191 @@ pub(crate) fn forward(
     dims: Dims,
     scale: f64,
 ) -> (CpuStorage, CpuStorage) {
-    let Dims { b, h, n, d } = dims;
-    let batched = |m, k, n, trans_b| MatmulDims {
-        batch: b * h,
-        m,
-        k,
-        n,
-        trans_a: false,
-        trans_b,
-        a_batched: true,
-        b_batched: true,
-    };
-    let mut probs = matmul(q, k, &batched(n, d, n, true));
-    match &mut probs {
-        CpuStorage::F32(s) => scores_to_probs(s, bias.map(|b| b.as_slice()), dims, scale),
-        CpuStorage::F64(s) => scores_to_probs(s, bias.map(|b| b.as_slice()), dims, scale),
+    match (q, k, v) {
+        (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
+            let (o, p) = forward_typed(q, k, v, bias.map(slice), dims, scale);
+            (CpuStorage::F32(o), CpuStorage::F32(p))
+        }
+        (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
+            let (o, p) = forward_typed(q, k, v, bias.map(slice), dims, scale);
+            (CpuStorage::F64(o), CpuStorage::F64(p))
+        }
+        _ => unreachable!("dtypes are checked before dispatch"),
     }
-    let out = matmul(&probs, v, &batched(n, n, d, false));
-    (out, probs)
 }
 
-/// Q Kᵀ → softmax(scale · Q Kᵀ + bias[head]) in place, one (batch, head) matrix per task.
-fn scores_to_probs<T: Elem>(s: &mut [T], bias: Option<&[T]>, dims: Dims, scale: f64) {
-    let nn = dims.n * dims.n;
-    if nn == 0 {
-        return;
+fn slice<T: Elem>(s: &CpuStorage) -> &[T] {
+    T::slice(s).expect("dtypes are checked before dispatch")
+}
+
+fn forward_typed<T: Elem>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    bias: Option<&[T]>,
+    dims: Dims,
+    scale: f64,
+) -> (Vec<T>, Vec<T>) {
+    let Dims { b, h, n, d } = dims;
+    let (nd, nn) = (n * d, n * n);
+    let mut out = vec![T::zero(); b * h * nd];
+    let mut probs = vec![T::zero(); b * h * nn];
+    if out.is_empty() {
+        // No keys, no queries or no head dimension: nothing reads the weights.
+        return (out, probs);
     }
     let scale = T::c(scale);
-    s.par_chunks_mut(nn)
+    probs
+        .par_chunks_mut(nn)
+        .zip(out.par_chunks_mut(nd))
         .enumerate()
-        .with_min_len((CPU_PAR_MIN / nn).max(1))
-        .for_each(|(bh, scores)| {
-            let head = bh % dims.h;
-            let bias = bias.map(|b| &b[head * nn..(head + 1) * nn]);
-            for (i, row) in scores.chunks_mut(dims.n).enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = *v * scale + bias.map_or(T::zero(), |b| b[i * dims.n + j]);
+        .for_each(|(bh, (p, o))| {
+            let [q, k, v] = [q, k, v].map(|x| &x[bh * nd..(bh + 1) * nd]);
+            gemm((n, d, n), q, false, k, true, p, false, false);
+            let bias = bias.map(|b| &b[(bh % h) * nn..][..nn]);
+            for (i, row) in p.chunks_exact_mut(n).enumerate() {
+                match bias {
+                    Some(b) => {
+                        for (s, &b) in row.iter_mut().zip(&b[i * n..(i + 1) * n]) {
+                            *s = *s * scale + b;
+                        }
+                    }
+                    None => row.iter_mut().for_each(|s| *s *= scale),
                 }
                 softmax_row(row);
             }
+            gemm((n, n, d), p, false, v, false, o, false, false);
         });
+    (out, probs)
+}
+
+/// The gradients of q, k, v and (when `bias_grad`) the bias, from the weights P and the
+/// output gradient g.
+pub(crate) struct Grads {
+    pub dq: CpuStorage,
+    pub dk: CpuStorage,
+    pub dv: CpuStorage,
+    pub dbias: Option<CpuStorage>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    q: &CpuStorage,
+    k: &CpuStorage,
+    v: &CpuStorage,
+    probs: &CpuStorage,
+    g: &CpuStorage,
+    dims: Dims,
+    scale: f64,
+    bias_grad: bool,
+) -> Grads {
+    fn typed<T: Elem>(
+        [q, k, v, p, g]: [&CpuStorage; 5],
+        dims: Dims,
+        scale: f64,
+        bias_grad: bool,
+    ) -> Grads {
+        let [dq, dk, dv, dbias] = backward_typed(
+            [q, k, v, p, g].map(slice::<T>),
+            dims,
+            scale,
+            bias_grad,
+        );
+        Grads {
+            dq: T::into_storage(dq),
+            dk: T::into_storage(dk),
+            dv: T::into_storage(dv),
+            dbias: bias_grad.then(|| T::into_storage(dbias)),
+        }
+    }
+    let all = [q, k, v, probs, g];
+    match q {
+        CpuStorage::F32(_) => typed::<f32>(all, dims, scale, bias_grad),
+        CpuStorage::F64(_) => typed::<f64>(all, dims, scale, bias_grad),
+    }
+}
+
+/// One backward task's share: the (batch, head) matrices of one head over a group of batch
+/// entries, and that group's partial sum of the bias gradient for the head.
+struct Task<'a, T> {
+    matrices: Vec<(usize, [&'a mut [T]; 3])>,
+    dbias: Option<&'a mut [T]>,
+}
+
+/// [dq, dk, dv, dbias]; dbias is empty unless `bias_grad`.
+fn backward_typed<T: Elem>(
+    [q, k, v, p, g]: [&[T]; 5],
+    dims: Dims,
+    scale: f64,
+    bias_grad: bool,
+) -> [Vec<T>; 4] {
+    let Dims { b, h, n, d } = dims;
+    let (nd, nn) = (n * d, n * n);
+    let mut grads = [(); 3].map(|_| vec![T::zero(); b * h * nd]);
+    // The bias gradient sums dS over the batch. A task owns one head for a group of batch
+    // entries, so it adds into its own partial sum without locks; there are as few groups as
+    // give every thread a few tasks, and their partial sums are added up at the end.
+    let groups = b.min((4 * rayon::current_num_threads()).div_ceil(h.max(1))).max(1);
+    let mut dbias = vec![T::zero(); if bias_grad { groups * h * nn } else { 0 }];
+    if grads[0].is_empty() {
+        // Without a head dimension (or queries) every product, and so dS, is zero.
+        dbias.truncate(h * nn);
+        let [dq, dk, dv] = grads;
+        return [dq, dk, dv, dbias];
+    }
+
+    let mut tasks: Vec<Task<T>> = (0..groups * h)
+        .map(|_| Task {
+            matrices: Vec::new(),
+            dbias: None,
+        })
+        .collect();
+    let [dq, dk, dv] = &mut grads;
+    let per_matrix = dq.chunks_mut(nd).zip(dk.chunks_mut(nd)).zip(dv.chunks_mut(nd));
+    for (bh, ((dq, dk), dv)) in per_matrix.enumerate() {
+        let (batch, head) = (bh / h, bh % h);
+        let group = batch * groups / b;
+        tasks[group * h + head].matrices.push((bh, [dq, dk, dv]));
+    }
+    for (task, partial) in tasks.iter_mut().zip(dbias.chunks_mut(nn)) {
+        task.dbias = Some(partial);
+    }
+
+    let scale = T::c(scale);
+    tasks.into_par_iter().for_each(|mut task| {
+        let mut ds = vec![T::zero(); nn];
+        for (bh, [dq, dk, dv]) in task.matrices {
+            let (q, k, v, g) = (&q[bh * nd..], &k[bh * nd..], &v[bh * nd..], &g[bh * nd..]);
+            let p = &p[bh * nn..(bh + 1) * nn];
+            gemm((n, n, d), p, true, g, false, dv, false, false); // dV = Pᵀ dO
+            gemm((n, d, n), g, false, v, true, &mut ds, false, false); // dP = dO Vᵀ
+            for (ds, p) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+                softmax_row_backward_in_place(p, ds);
+            }
+            if let Some(acc) = task.dbias.as_deref_mut() {
+                acc.iter_mut().zip(&ds).for_each(|(a, &s)| *a += s);
+            }
+            gemm((n, n, d), &ds, false, k, false, dq, false, false); // dS K
+            gemm((n, n, d), &ds, true, q, false, dk, false, false); // dSᵀ Q
+            for x in dq.iter_mut().chain(dk.iter_mut()) {
+                *x *= scale;
+            }
+        }
+    });
+
+    if bias_grad && groups > 1 {
+        let (total, rest) = dbias.split_at_mut(h * nn);
+        total
+            .par_chunks_mut(nn)
+            .enumerate()
+            .for_each(|(head, total)| {
+                for partial in rest.chunks(h * nn) {
+                    let partial = &partial[head * nn..(head + 1) * nn];
+                    total.iter_mut().zip(partial).for_each(|(t, &x)| *t += x);
+                }
+            });
+        dbias.truncate(h * nn);
+    }
+    let [dq, dk, dv] = grads;
+    [dq, dk, dv, dbias]
 }

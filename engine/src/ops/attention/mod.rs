@@ -4,7 +4,8 @@
 //! The backward is
 //!   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
 //!   dQ = scale · dS K,  dK = scale · dSᵀ Q,  dbias = Σ_B dS.
-//! The CPU forward keeps P and the backward applies these formulas with tensor ops. The GPU
+//! The CPU forward keeps P and the backward applies these formulas, both one (batch, head)
+//! matrix per task (see cpu.rs). The GPU
 //! runs fused kernels that never store P: the forward keeps each score row's logsumexp, and
 //! the backward recomputes P from it (see gpu.rs).
 mod cpu;
@@ -14,8 +15,7 @@ mod tests;
 
 use crate::autograd::BackwardOp;
 use crate::memory::meta::AllocatorModel;
-use crate::ops::softmax::softmax_grad;
-use crate::{ensure_shape, Result, Storage, Tensor};
+use crate::{ensure_shape, CpuStorage, Result, Storage, Tensor};
 
 /// softmax(scale · q kᵀ + bias) v over the last two dimensions of [B, H, N, D] inputs.
 pub fn attention(
@@ -141,7 +141,7 @@ impl BackwardOp for AttentionBackward {
     }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         match &self.saved {
-            Saved::Probs(p) => self.backward_from_probs(inputs, p, g),
+            Saved::Probs(p) => self.backward_from_probs(inputs, out, p, g),
             Saved::LogSumExp(lse) => self.backward_fused(inputs, out, lse, g),
         }
     }
@@ -152,33 +152,65 @@ impl AttentionBackward {
         matches!(self.saved, Saved::LogSumExp(_))
     }
 
-    /// The formulas of the module doc, with tensor ops.
+    /// Which of q, k, v and the bias want a gradient.
+    fn wanted(inputs: &[Tensor]) -> [bool; 4] {
+        [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()))
+    }
+
+    /// The gradients as the planner's allocations (dq, dk, dv like the output, and dbias),
+    /// for a backward on the meta device.
+    fn meta_grads(
+        like: &crate::memory::meta::MetaStorage,
+        inputs: &[Tensor],
+        out: &Tensor,
+    ) -> Vec<Option<Tensor>> {
+        let wanted = Self::wanted(inputs);
+        let grad = |i: usize, shape: &crate::Shape| {
+            wanted[i].then(|| {
+                let s = like.output(shape.numel(), "attention backward");
+                Tensor::from_storage(Storage::Meta(s), shape.clone(), out.device().clone())
+            })
+        };
+        let mut result = vec![
+            grad(0, out.shape()),
+            grad(1, out.shape()),
+            grad(2, out.shape()),
+        ];
+        if let Some(bias) = inputs.get(3) {
+            result.push(grad(3, bias.shape()));
+        }
+        result
+    }
+
+    /// The formulas of the module doc, one (batch, head) matrix per task (see cpu.rs).
     fn backward_from_probs(
         &self,
         inputs: &[Tensor],
+        out: &Tensor,
         p: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
-        let dv = v
-            .requires_grad()
-            .then(|| p.matmul_t(g, true, false))
-            .transpose()?;
-        let dp = g.matmul_t(v, false, true)?;
-        let ds = softmax_grad(p, &dp, 3, false)?;
-        let dq = q
-            .requires_grad()
-            .then(|| ds.matmul(k)?.mul_scalar(self.scale))
-            .transpose()?;
-        let dk = k
-            .requires_grad()
-            .then(|| ds.matmul_t(q, true, false)?.mul_scalar(self.scale))
-            .transpose()?;
-        let mut grads = vec![dq, dk, dv];
+        let wanted = Self::wanted(inputs);
+        let storages = [&inputs[0], &inputs[1], &inputs[2], p, g].map(|t| t.storage());
+        let grads = match storages.each_ref().map(|s| &**s) {
+            [Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v), Storage::Cpu(p), Storage::Cpu(g)] => {
+                cpu::backward(q, k, v, p, g, self.dims, self.scale, wanted[3])
+            }
+            [Storage::Meta(q), ..] => return Ok(Self::meta_grads(q, inputs, out)),
+            _ => return Err(crate::storage::mixed_devices("attention backward")),
+        };
+        let tensor = |s: CpuStorage, shape: &crate::Shape| {
+            Tensor::from_storage(Storage::Cpu(s), shape.clone(), out.device().clone())
+        };
+        let mut result = vec![
+            wanted[0].then(|| tensor(grads.dq, out.shape())),
+            wanted[1].then(|| tensor(grads.dk, out.shape())),
+            wanted[2].then(|| tensor(grads.dv, out.shape())),
+        ];
         if let Some(bias) = inputs.get(3) {
-            grads.push(bias.requires_grad().then(|| ds.sum(0, false)).transpose()?);
+            result.push(grads.dbias.map(|s| tensor(s, bias.shape())));
         }
-        Ok(grads)
+        Ok(result)
     }
 
     /// The GPU kernels, which recompute P from the row logsumexps.
@@ -194,24 +226,9 @@ impl AttentionBackward {
         // packed after L so that the kernels read both from one buffer.
         let delta = g.mul(out)?.sum(-1, false)?;
         let stats = Tensor::concat(&[lse.reshape([b * h * n])?, delta.reshape([b * h * n])?], 0)?;
-        let wanted = [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()));
+        let wanted = Self::wanted(inputs);
         if let Storage::Meta(q) = &*stats.storage() {
-            // The kernels' outputs: dq, dk, dv like q, and dbias.
-            let grad = |i: usize, like: &crate::Shape| {
-                wanted[i].then(|| {
-                    let s = q.output(like.numel(), "attention backward");
-                    Tensor::from_storage(Storage::Meta(s), like.clone(), out.device().clone())
-                })
-            };
-            let mut result = vec![
-                grad(0, out.shape()),
-                grad(1, out.shape()),
-                grad(2, out.shape()),
-            ];
-            if let Some(bias) = inputs.get(3) {
-                result.push(grad(3, bias.shape()));
-            }
-            return Ok(result);
+            return Ok(Self::meta_grads(q, inputs, out));
         }
         let storage = |t: &Tensor| t.gpu_storage("attention");
         let grads = gpu::backward(
