@@ -46,6 +46,7 @@ fn softmax_backward_lanes<T: Elem>(y: &[T], g: &[T], n: usize, inner: usize, log
 
 /// Stable softmax of one row in place: shifting by the row maximum keeps exp() from
 /// overflowing and leaves the result unchanged.
+#[inline(always)]
 pub(crate) fn softmax_row<T: Elem>(row: &mut [T]) {
     let max = row_max(row);
     // The exponentials in a pass of their own vectorise; summed as they are made they were
@@ -81,6 +82,7 @@ pub(crate) fn softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
 }
 
 /// [`softmax_row_backward`] with the output gradient overwritten by the input gradient.
+#[inline(always)]
 pub(crate) fn softmax_row_backward_in_place<T: Elem>(y: &[T], g: &mut [T]) {
     let dot = row_dot(y, g);
     for (g, &y) in g.iter_mut().zip(y) {
@@ -100,6 +102,7 @@ fn log_softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
 /// operations that vectorise, where a single running value is a chain LLVM must keep in order.
 const LANES: usize = 16;
 
+#[inline(always)]
 fn lanes<T: Elem>(row: &[T], init: T, step: impl Fn(T, T) -> T) -> ([T; LANES], &[T]) {
     let mut acc = [init; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -114,17 +117,22 @@ fn lanes<T: Elem>(row: &[T], init: T, step: impl Fn(T, T) -> T) -> ([T; LANES], 
 
 /// The row maximum, ignoring NaN: callers subtract it from every value, so a NaN in the row
 /// still makes every output NaN.
+#[inline(always)]
 fn row_max<T: Elem>(row: &[T]) -> T {
     let max = |a: T, x: T| if x > a { x } else { a };
     let (acc, tail) = lanes(row, T::neg_infinity(), max);
-    acc.into_iter().chain(tail.iter().copied()).fold(T::neg_infinity(), max)
+    acc.into_iter()
+        .chain(tail.iter().copied())
+        .fold(T::neg_infinity(), max)
 }
 
+#[inline(always)]
 fn row_sum<T: Elem>(row: &[T]) -> T {
     let (acc, tail) = lanes(row, T::zero(), |a, x| a + x);
     acc.into_iter().chain(tail.iter().copied()).sum()
 }
 
+#[inline(always)]
 fn row_dot<T: Elem>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
