@@ -44,25 +44,30 @@ pub(crate) struct Dims {
     pub d: usize,
 }
 
-/// (O [b, h, n, d], P [b, h, n, n]).
-pub(crate) fn forward(
-    q: &CpuStorage,
-    k: &CpuStorage,
-    v: &CpuStorage,
-    bias: Option<&CpuStorage>,
-    dims: Dims,
-    scale: f64,
-) -> (CpuStorage, CpuStorage) {
-    match (q, k, v) {
-        (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
-            let (o, p) = forward_typed(q, k, v, bias.map(slice), dims, scale);
-            (CpuStorage::F32(o), CpuStorage::F32(p))
+/// q, k and v: three [b, h, n, d] tensors, or one [3, b, h, n, d] holding them in turn.
+#[derive(Clone, Copy)]
+pub(crate) enum Qkv<'a> {
+    Separate([&'a CpuStorage; 3]),
+    Packed(&'a CpuStorage),
+}
+
+impl<'a> Qkv<'a> {
+    fn slices<T: Elem>(self) -> [&'a [T]; 3] {
+        match self {
+            Qkv::Separate(s) => s.map(slice),
+            Qkv::Packed(s) => {
+                let s = slice(s);
+                let third = s.len() / 3;
+                [0, 1, 2].map(|i| &s[i * third..(i + 1) * third])
+            }
         }
-        (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
-            let (o, p) = forward_typed(q, k, v, bias.map(slice), dims, scale);
-            (CpuStorage::F64(o), CpuStorage::F64(p))
-        }
-        _ => unreachable!("dtypes are checked before dispatch"),
+    }
+
+    fn is_f64(self) -> bool {
+        matches!(
+            self,
+            Qkv::Separate([CpuStorage::F64(_), ..]) | Qkv::Packed(CpuStorage::F64(_))
+        )
     }
 }
 
@@ -70,10 +75,31 @@ fn slice<T: Elem>(s: &CpuStorage) -> &[T] {
     T::slice(s).expect("dtypes are checked before dispatch")
 }
 
+/// (O [b, h, n, d], P [b, h, n, n]).
+pub(crate) fn forward(
+    qkv: Qkv,
+    bias: Option<&CpuStorage>,
+    dims: Dims,
+    scale: f64,
+) -> (CpuStorage, CpuStorage) {
+    fn typed<T: Elem>(
+        qkv: Qkv,
+        bias: Option<&CpuStorage>,
+        dims: Dims,
+        scale: f64,
+    ) -> (CpuStorage, CpuStorage) {
+        let (o, p) = forward_typed(qkv.slices(), bias.map(slice), dims, scale);
+        (T::into_storage(o), T::into_storage(p))
+    }
+    if qkv.is_f64() {
+        typed::<f64>(qkv, bias, dims, scale)
+    } else {
+        typed::<f32>(qkv, bias, dims, scale)
+    }
+}
+
 fn forward_typed<T: Elem>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    [q, k, v]: [&[T]; 3],
     bias: Option<&[T]>,
     dims: Dims,
     scale: f64,
@@ -125,45 +151,49 @@ fn dp_to_ds<T: Elem>(ds: &mut [T], p: &[T], n: usize) {
     }
 }
 
-/// The gradients of q, k, v and (when `bias_grad`) the bias, from the weights P and the
-/// output gradient g.
-pub(crate) struct Grads {
-    pub dq: CpuStorage,
-    pub dk: CpuStorage,
-    pub dv: CpuStorage,
-    pub dbias: Option<CpuStorage>,
-}
-
-#[allow(clippy::too_many_arguments)]
+/// The gradients of q, k and v (laid out as they came: three tensors or one packed) and,
+/// when `bias_grad`, of the bias, from the weights P and the output gradient g.
 pub(crate) fn backward(
-    q: &CpuStorage,
-    k: &CpuStorage,
-    v: &CpuStorage,
+    qkv: Qkv,
     probs: &CpuStorage,
     g: &CpuStorage,
     dims: Dims,
     scale: f64,
     bias_grad: bool,
-) -> Grads {
+) -> (Vec<CpuStorage>, Option<CpuStorage>) {
     fn typed<T: Elem>(
-        [q, k, v, p, g]: [&CpuStorage; 5],
+        qkv: Qkv,
+        [p, g]: [&CpuStorage; 2],
         dims: Dims,
         scale: f64,
         bias_grad: bool,
-    ) -> Grads {
-        let [dq, dk, dv, dbias] =
-            backward_typed([q, k, v, p, g].map(slice::<T>), dims, scale, bias_grad);
-        Grads {
-            dq: T::into_storage(dq),
-            dk: T::into_storage(dk),
-            dv: T::into_storage(dv),
-            dbias: bias_grad.then(|| T::into_storage(dbias)),
-        }
+    ) -> (Vec<CpuStorage>, Option<CpuStorage>) {
+        let Dims { b, h, n, d } = dims;
+        let len = b * h * n * d;
+        let (p, g) = (slice(p), slice(g));
+        let (grads, dbias) = match qkv {
+            Qkv::Separate(_) => {
+                let mut grads = [(); 3].map(|_| vec![T::zero(); len]);
+                let [dq, dk, dv] = &mut grads;
+                let dbias =
+                    backward_typed(qkv.slices(), p, g, [dq, dk, dv], dims, scale, bias_grad);
+                (grads.into_iter().map(T::into_storage).collect(), dbias)
+            }
+            Qkv::Packed(_) => {
+                let mut packed = vec![T::zero(); 3 * len];
+                let (dq, rest) = packed.split_at_mut(len);
+                let (dk, dv) = rest.split_at_mut(len);
+                let dbias =
+                    backward_typed(qkv.slices(), p, g, [dq, dk, dv], dims, scale, bias_grad);
+                (vec![T::into_storage(packed)], dbias)
+            }
+        };
+        (grads, bias_grad.then(|| T::into_storage(dbias)))
     }
-    let all = [q, k, v, probs, g];
-    match q {
-        CpuStorage::F32(_) => typed::<f32>(all, dims, scale, bias_grad),
-        CpuStorage::F64(_) => typed::<f64>(all, dims, scale, bias_grad),
+    if qkv.is_f64() {
+        typed::<f64>(qkv, [probs, g], dims, scale, bias_grad)
+    } else {
+        typed::<f32>(qkv, [probs, g], dims, scale, bias_grad)
     }
 }
 
@@ -174,16 +204,20 @@ struct Task<'a, T> {
     dbias: Option<&'a mut [T]>,
 }
 
-/// [dq, dk, dv, dbias]; dbias is empty unless `bias_grad`.
+/// Writes dq, dk and dv (zeroed, [b, h, n, d] each) and returns dbias, empty unless
+/// `bias_grad`.
+#[allow(clippy::too_many_arguments)]
 fn backward_typed<T: Elem>(
-    [q, k, v, p, g]: [&[T]; 5],
+    [q, k, v]: [&[T]; 3],
+    p: &[T],
+    g: &[T],
+    [dq, dk, dv]: [&mut [T]; 3],
     dims: Dims,
     scale: f64,
     bias_grad: bool,
-) -> [Vec<T>; 4] {
+) -> Vec<T> {
     let Dims { b, h, n, d } = dims;
     let (nd, nn) = (n * d, n * n);
-    let mut grads = [(); 3].map(|_| vec![T::zero(); b * h * nd]);
     // The bias gradient sums dS over the batch. A task owns one head for a group of batch
     // entries, so it adds into its own partial sum without locks; there are as few groups as
     // give every thread a few tasks, and their partial sums are added up at the end.
@@ -191,11 +225,10 @@ fn backward_typed<T: Elem>(
         .min((4 * rayon::current_num_threads()).div_ceil(h.max(1)))
         .max(1);
     let mut dbias = vec![T::zero(); if bias_grad { groups * h * nn } else { 0 }];
-    if grads[0].is_empty() {
+    if dq.is_empty() {
         // Without a head dimension (or queries) every product, and so dS, is zero.
         dbias.truncate(h * nn);
-        let [dq, dk, dv] = grads;
-        return [dq, dk, dv, dbias];
+        return dbias;
     }
 
     let mut tasks: Vec<Task<T>> = (0..groups * h)
@@ -204,7 +237,6 @@ fn backward_typed<T: Elem>(
             dbias: None,
         })
         .collect();
-    let [dq, dk, dv] = &mut grads;
     let per_matrix = dq
         .chunks_mut(nd)
         .zip(dk.chunks_mut(nd))
@@ -252,6 +284,5 @@ fn backward_typed<T: Elem>(
             });
         dbias.truncate(h * nn);
     }
-    let [dq, dk, dv] = grads;
-    [dq, dk, dv, dbias]
+    dbias
 }

@@ -42,29 +42,15 @@ pub fn attention(
             v.shape()
         );
     }
-    let [b, h, n, d] = [0, 1, 2, 3].map(|i| q.dims()[i]);
-    if let Some(bias) = bias {
-        q.check_same("attention", bias)?;
-        ensure_shape!(
-            bias.dims() == [h, n, n],
-            "attention",
-            "bias must be [H, N, N] = [{h}, {n}, {n}] for q {:?}, got {:?}",
-            q.shape(),
-            bias.shape()
-        );
-    }
-    let dims = cpu::Dims { b, h, n, d };
+    let dims = checked_dims(q, q.dims(), bias)?;
     let device = q.device().clone();
     let tensor = |s, shape: &[usize]| Tensor::from_storage(s, shape.into(), device.clone());
+    let cpu::Dims { b, h, n, .. } = dims;
     let bias_storage = bias.map(|t| t.storage());
     let (out, saved) = match (&*q.storage(), &*k.storage(), &*v.storage()) {
         (Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v)) => {
-            let bias = match bias_storage.as_deref() {
-                None => None,
-                Some(Storage::Cpu(s)) => Some(s),
-                Some(_) => return Err(crate::storage::mixed_devices("attention")),
-            };
-            let (out, probs) = cpu::forward(q, k, v, bias, dims, scale);
+            let qkv = cpu::Qkv::Separate([q, k, v]);
+            let (out, probs) = cpu::forward(qkv, cpu_bias(bias_storage.as_deref())?, dims, scale);
             (
                 Storage::Cpu(out),
                 Saved::Probs(tensor(Storage::Cpu(probs), &[b, h, n, n])),
@@ -100,7 +86,12 @@ pub fn attention(
         _ => return Err(crate::storage::mixed_devices("attention")),
     };
     drop(bias_storage);
-    let backward = AttentionBackward { saved, dims, scale };
+    let backward = AttentionBackward {
+        saved,
+        dims,
+        scale,
+        packed: false,
+    };
     let mut inputs = vec![q.clone(), k.clone(), v.clone()];
     inputs.extend(bias.cloned());
     Ok(Tensor::from_op(
@@ -110,6 +101,82 @@ pub fn attention(
         backward,
         inputs,
     ))
+}
+
+/// [`attention`] of q, k and v packed in one tensor [3, B, H, N, D] (q, then k, then v), as a
+/// fused qkv projection gives them after one permute. The CPU reads the three parts in place
+/// and writes their gradients as one tensor; three narrows instead cost a copy each, and in
+/// the backward a zero-padded full-size gradient each and two additions of those. The GPU
+/// kernels take separate tensors, so there (and when planning for a GPU) it narrows.
+pub fn attention_packed(qkv: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    ensure_shape!(
+        qkv.rank() == 5 && qkv.dims()[0] == 3,
+        "attention",
+        "packed q, k and v must be [3, B, H, N, D], got {:?}",
+        qkv.shape()
+    );
+    let on_cpu = match &*qkv.storage() {
+        Storage::Cpu(_) => true,
+        Storage::Meta(s) => matches!(s.device().model(), AllocatorModel::Cpu),
+        Storage::Gpu(_) => false,
+    };
+    if !on_cpu {
+        let part = |i| qkv.narrow(0, i, 1)?.reshape(&qkv.dims()[1..]);
+        return attention(&part(0)?, &part(1)?, &part(2)?, bias, scale);
+    }
+    let shape = &qkv.dims()[1..];
+    let dims = checked_dims(qkv, shape, bias)?;
+    let device = qkv.device().clone();
+    let tensor = |s, shape: &[usize]| Tensor::from_storage(s, shape.into(), device.clone());
+    let cpu::Dims { b, h, n, d } = dims;
+    let bias_storage = bias.map(|t| t.storage());
+    let (out, probs) = match &*qkv.storage() {
+        Storage::Cpu(s) => {
+            let qkv = cpu::Qkv::Packed(s);
+            let (out, probs) = cpu::forward(qkv, cpu_bias(bias_storage.as_deref())?, dims, scale);
+            (Storage::Cpu(out), Storage::Cpu(probs))
+        }
+        Storage::Meta(s) => (
+            Storage::Meta(s.output(b * h * n * d, "attention")),
+            Storage::Meta(s.output(b * h * n * n, "attention")),
+        ),
+        Storage::Gpu(_) => unreachable!("the GPU narrows above"),
+    };
+    drop(bias_storage);
+    let backward = AttentionBackward {
+        saved: Saved::Probs(tensor(probs, &[b, h, n, n])),
+        dims,
+        scale,
+        packed: true,
+    };
+    let mut inputs = vec![qkv.clone()];
+    inputs.extend(bias.cloned());
+    Ok(Tensor::from_op(out, shape.into(), device, backward, inputs))
+}
+
+/// The dimensions of q, k and v shaped `shape` ([B, H, N, D]), once the bias (if any) is
+/// checked against them: [H, N, N] on `like`'s device.
+fn checked_dims(like: &Tensor, shape: &[usize], bias: Option<&Tensor>) -> Result<cpu::Dims> {
+    let [b, h, n, d] = [0, 1, 2, 3].map(|i| shape[i]);
+    if let Some(bias) = bias {
+        like.check_same("attention", bias)?;
+        ensure_shape!(
+            bias.dims() == [h, n, n],
+            "attention",
+            "bias must be [H, N, N] = [{h}, {n}, {n}] for q {:?}, got {:?}",
+            shape,
+            bias.shape()
+        );
+    }
+    Ok(cpu::Dims { b, h, n, d })
+}
+
+fn cpu_bias(bias: Option<&Storage>) -> Result<Option<&CpuStorage>> {
+    match bias {
+        None => Ok(None),
+        Some(Storage::Cpu(s)) => Ok(Some(s)),
+        Some(_) => Err(crate::storage::mixed_devices("attention")),
+    }
 }
 
 /// What the forward keeps for the backward.
@@ -125,6 +192,8 @@ struct AttentionBackward {
     saved: Saved,
     dims: cpu::Dims,
     scale: f64,
+    /// Inputs [qkv, bias?] (from [`attention_packed`]) rather than [q, k, v, bias?].
+    packed: bool,
 }
 
 impl BackwardOp for AttentionBackward {
@@ -134,14 +203,14 @@ impl BackwardOp for AttentionBackward {
     /// q, k and v; the GPU kernels also recompute the scores from the bias and read the
     /// output, where the CPU saved the weights instead.
     fn saves_input(&self, index: usize) -> bool {
-        index < 3 || self.fused()
+        index < self.bias_index() || self.fused()
     }
     fn saves_output(&self) -> bool {
         self.fused()
     }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         match &self.saved {
-            Saved::Probs(p) => self.backward_from_probs(inputs, out, p, g),
+            Saved::Probs(p) => self.backward_from_probs(inputs, p, g),
             Saved::LogSumExp(lse) => self.backward_fused(inputs, out, lse, g),
         }
     }
@@ -152,63 +221,77 @@ impl AttentionBackward {
         matches!(self.saved, Saved::LogSumExp(_))
     }
 
-    /// Which of q, k, v and the bias want a gradient.
-    fn wanted(inputs: &[Tensor]) -> [bool; 4] {
-        [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()))
+    /// Where the bias is among the inputs, after q, k and v or after the packed qkv.
+    fn bias_index(&self) -> usize {
+        if self.packed {
+            1
+        } else {
+            3
+        }
     }
 
-    /// The gradients as the planner's allocations (dq, dk, dv like the output, and dbias),
-    /// for a backward on the meta device.
+    /// The gradients as the planner's allocations (each like its input), for a backward on
+    /// the meta device.
     fn meta_grads(
         like: &crate::memory::meta::MetaStorage,
         inputs: &[Tensor],
-        out: &Tensor,
     ) -> Vec<Option<Tensor>> {
-        let wanted = Self::wanted(inputs);
-        let grad = |i: usize, shape: &crate::Shape| {
-            wanted[i].then(|| {
-                let s = like.output(shape.numel(), "attention backward");
-                Tensor::from_storage(Storage::Meta(s), shape.clone(), out.device().clone())
+        inputs
+            .iter()
+            .map(|t| {
+                t.requires_grad().then(|| {
+                    let s = like.output(t.numel(), "attention backward");
+                    Tensor::from_storage(Storage::Meta(s), t.shape().clone(), t.device().clone())
+                })
             })
-        };
-        let mut result = vec![
-            grad(0, out.shape()),
-            grad(1, out.shape()),
-            grad(2, out.shape()),
-        ];
-        if let Some(bias) = inputs.get(3) {
-            result.push(grad(3, bias.shape()));
-        }
-        result
+            .collect()
     }
 
     /// The formulas of the module doc, one (batch, head) matrix per task (see cpu.rs).
     fn backward_from_probs(
         &self,
         inputs: &[Tensor],
-        out: &Tensor,
         p: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let wanted = Self::wanted(inputs);
-        let storages = [&inputs[0], &inputs[1], &inputs[2], p, g].map(|t| t.storage());
-        let grads = match storages.each_ref().map(|s| &**s) {
-            [Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v), Storage::Cpu(p), Storage::Cpu(g)] => {
-                cpu::backward(q, k, v, p, g, self.dims, self.scale, wanted[3])
+        let wanted: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+        let qkv_inputs = &inputs[..self.bias_index()];
+        let qkv_storages: Vec<_> = qkv_inputs.iter().map(|t| t.storage()).collect();
+        let (p_storage, g_storage) = (p.storage(), g.storage());
+        let (Storage::Cpu(p_cpu), Storage::Cpu(g_cpu)) = (&*p_storage, &*g_storage) else {
+            if let Storage::Meta(like) = &*g_storage {
+                return Ok(Self::meta_grads(like, inputs));
             }
-            [Storage::Meta(q), ..] => return Ok(Self::meta_grads(q, inputs, out)),
-            _ => return Err(crate::storage::mixed_devices("attention backward")),
+            return Err(crate::storage::mixed_devices("attention backward"));
         };
-        let tensor = |s: CpuStorage, shape: &crate::Shape| {
-            Tensor::from_storage(Storage::Cpu(s), shape.clone(), out.device().clone())
+        let cpu_storages: Vec<&CpuStorage> = qkv_storages
+            .iter()
+            .map(|s| match &**s {
+                Storage::Cpu(s) => Ok(s),
+                _ => Err(crate::storage::mixed_devices("attention backward")),
+            })
+            .collect::<Result<_>>()?;
+        let qkv = match cpu_storages[..] {
+            [packed] => cpu::Qkv::Packed(packed),
+            [q, k, v] => cpu::Qkv::Separate([q, k, v]),
+            _ => unreachable!("one packed input or three"),
         };
-        let mut result = vec![
-            wanted[0].then(|| tensor(grads.dq, out.shape())),
-            wanted[1].then(|| tensor(grads.dk, out.shape())),
-            wanted[2].then(|| tensor(grads.dv, out.shape())),
-        ];
-        if let Some(bias) = inputs.get(3) {
-            result.push(grads.dbias.map(|s| tensor(s, bias.shape())));
+        let bias_grad = wanted.get(self.bias_index()).copied().unwrap_or(false);
+        let (grads, dbias) = cpu::backward(qkv, p_cpu, g_cpu, self.dims, self.scale, bias_grad);
+        let mut result: Vec<Option<Tensor>> = grads
+            .into_iter()
+            .zip(qkv_inputs)
+            .zip(&wanted)
+            .map(|((s, t), &wanted)| {
+                wanted.then(|| {
+                    Tensor::from_storage(Storage::Cpu(s), t.shape().clone(), t.device().clone())
+                })
+            })
+            .collect();
+        if let Some(bias) = inputs.get(self.bias_index()) {
+            result.push(dbias.map(|s| {
+                Tensor::from_storage(Storage::Cpu(s), bias.shape().clone(), bias.device().clone())
+            }));
         }
         Ok(result)
     }
@@ -226,9 +309,9 @@ impl AttentionBackward {
         // packed after L so that the kernels read both from one buffer.
         let delta = g.mul(out)?.sum(-1, false)?;
         let stats = Tensor::concat(&[lse.reshape([b * h * n])?, delta.reshape([b * h * n])?], 0)?;
-        let wanted = Self::wanted(inputs);
+        let wanted = [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()));
         if let Storage::Meta(q) = &*stats.storage() {
-            return Ok(Self::meta_grads(q, inputs, out));
+            return Ok(Self::meta_grads(q, inputs));
         }
         let storage = |t: &Tensor| t.gpu_storage("attention");
         let grads = gpu::backward(
@@ -281,5 +364,11 @@ pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
             &[&[2, 2, 3, 5], &[2, 2, 3, 5], &[2, 2, 3, 5]],
             |x| attention(&x[0], &x[1], &x[2], None, 1.0 / 5f64.sqrt()),
         ),
+        Case::new("attention_packed", &[&[3, 2, 3, 4, 5], &[3, 4, 4]], |x| {
+            attention_packed(&x[0], Some(&x[1]), 0.4)
+        }),
+        Case::new("attention_packed_no_bias", &[&[3, 1, 2, 3, 2]], |x| {
+            attention_packed(&x[0], None, 1.0)
+        }),
     ]
 }
