@@ -5,9 +5,10 @@
 //!   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
 //!   dQ = scale · dS K,  dK = scale · dSᵀ Q,  dbias = Σ_B dS.
 //! The CPU forward keeps P and the backward applies these formulas, both one (batch, head)
-//! matrix per task (see cpu.rs). The GPU
-//! runs fused kernels that never store P: the forward keeps each score row's logsumexp, and
-//! the backward recomputes P from it (see gpu.rs).
+//! matrix per task (see cpu.rs). The GPU runs fused kernels that never store P: the forward
+//! keeps each score row's logsumexp, and the backward recomputes P from it (see gpu.rs).
+//! [`attention_packed`] takes q, k and v as one tensor, as BEiT's fused qkv projection gives
+//! them.
 mod cpu;
 mod gpu;
 #[cfg(test)]
