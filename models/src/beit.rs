@@ -4,7 +4,7 @@
 //! Tensor names are timm's (`blocks.{i}.attn.qkv.weight`, ...).
 use std::sync::Arc;
 
-use clce_engine::ops::attention::attention;
+use clce_engine::ops::attention::attention_packed;
 use clce_engine::{Result as EngineResult, Shape, Tensor};
 
 use crate::config::BeitConfig;
@@ -210,15 +210,14 @@ impl Attention {
             .add(&bias)?
             .reshape([n, t, 3, h, dh])?
             .permute(&[2, 0, 3, 1, 4])?; // [3, N, H, T, dh]
-        let part = |i: usize| qkv.narrow(0, i, 1)?.reshape([n, h, t, dh]);
-        // table[index] -> [T, T, H] -> [H, T, T]: the bias of query i and key j per head.
+                                         // table[index] -> [T, T, H] -> [H, T, T]: the bias of query i and key j per head.
         let rel = self
             .table
             .index_select(0, &self.index)?
             .reshape([t, t, h])?
             .permute(&[2, 0, 1])?;
         let scale = 1.0 / (dh as f64).sqrt();
-        let out = attention(&part(0)?, &part(1)?, &part(2)?, Some(&rel), scale)?;
+        let out = attention_packed(&qkv, Some(&rel), scale)?;
         self.proj
             .forward(&out.permute(&[0, 2, 1, 3])?.reshape([n, t, d])?)
     }

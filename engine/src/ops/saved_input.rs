@@ -29,6 +29,14 @@ impl<'s, T: Elem> Input<'s, T> {
         }
     }
 
+    /// The part in `range`, still unwidened.
+    pub(crate) fn part(self, range: Range<usize>) -> Input<'s, T> {
+        match self {
+            Input::Full(x) => Input::Full(&x[range]),
+            Input::Half(x) => Input::Half(&x[range]),
+        }
+    }
+
     /// The values in `range`, widened into `scratch` if need be.
     pub(crate) fn get<'a>(self, range: Range<usize>, scratch: &'a mut Vec<T>) -> &'a [T]
     where

@@ -4,9 +4,11 @@
 //! The backward is
 //!   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
 //!   dQ = scale · dS K,  dK = scale · dSᵀ Q,  dbias = Σ_B dS.
-//! The CPU forward keeps P and the backward applies these formulas with tensor ops. The GPU
-//! runs fused kernels that never store P: the forward keeps each score row's logsumexp, and
-//! the backward recomputes P from it (see gpu.rs).
+//! The CPU forward keeps P and the backward applies these formulas, both one (batch, head)
+//! matrix per task (see cpu.rs). The GPU runs fused kernels that never store P: the forward
+//! keeps each score row's logsumexp, and the backward recomputes P from it (see gpu.rs).
+//! [`attention_packed`] takes q, k and v as one tensor, as BEiT's fused qkv projection gives
+//! them.
 mod cpu;
 mod gpu;
 #[cfg(test)]
@@ -14,8 +16,7 @@ mod tests;
 
 use crate::autograd::BackwardOp;
 use crate::memory::meta::AllocatorModel;
-use crate::ops::softmax::softmax_grad;
-use crate::{ensure_shape, Result, Storage, Tensor};
+use crate::{ensure_shape, CpuStorage, Result, Storage, Tensor};
 
 /// softmax(scale · q kᵀ + bias) v over the last two dimensions of [B, H, N, D] inputs.
 pub fn attention(
@@ -42,29 +43,15 @@ pub fn attention(
             v.shape()
         );
     }
-    let [b, h, n, d] = [0, 1, 2, 3].map(|i| q.dims()[i]);
-    if let Some(bias) = bias {
-        q.check_same("attention", bias)?;
-        ensure_shape!(
-            bias.dims() == [h, n, n],
-            "attention",
-            "bias must be [H, N, N] = [{h}, {n}, {n}] for q {:?}, got {:?}",
-            q.shape(),
-            bias.shape()
-        );
-    }
-    let dims = cpu::Dims { b, h, n, d };
+    let dims = checked_dims(q, q.dims(), bias)?;
     let device = q.device().clone();
     let tensor = |s, shape: &[usize]| Tensor::from_storage(s, shape.into(), device.clone());
+    let cpu::Dims { b, h, n, .. } = dims;
     let bias_storage = bias.map(|t| t.storage());
     let (out, saved) = match (&*q.storage(), &*k.storage(), &*v.storage()) {
         (Storage::Cpu(q), Storage::Cpu(k), Storage::Cpu(v)) => {
-            let bias = match bias_storage.as_deref() {
-                None => None,
-                Some(Storage::Cpu(s)) => Some(s),
-                Some(_) => return Err(crate::storage::mixed_devices("attention")),
-            };
-            let (out, probs) = cpu::forward(q, k, v, bias, dims, scale);
+            let qkv = cpu::Qkv::Separate([q, k, v]);
+            let (out, probs) = cpu::forward(qkv, cpu_bias(bias_storage.as_deref())?, dims, scale);
             (
                 Storage::Cpu(out),
                 Saved::Probs(tensor(Storage::Cpu(probs), &[b, h, n, n])),
@@ -100,7 +87,12 @@ pub fn attention(
         _ => return Err(crate::storage::mixed_devices("attention")),
     };
     drop(bias_storage);
-    let backward = AttentionBackward { saved, dims, scale };
+    let backward = AttentionBackward {
+        saved,
+        dims,
+        scale,
+        packed: false,
+    };
     let mut inputs = vec![q.clone(), k.clone(), v.clone()];
     inputs.extend(bias.cloned());
     Ok(Tensor::from_op(
@@ -110,6 +102,82 @@ pub fn attention(
         backward,
         inputs,
     ))
+}
+
+/// [`attention`] of q, k and v packed in one tensor [3, B, H, N, D] (q, then k, then v), as a
+/// fused qkv projection gives them after one permute. The CPU reads the three parts in place
+/// and writes their gradients as one tensor; three narrows instead cost a copy each, and in
+/// the backward a zero-padded full-size gradient each and two additions of those. The GPU
+/// kernels take separate tensors, so there (and when planning for a GPU) it narrows.
+pub fn attention_packed(qkv: &Tensor, bias: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    ensure_shape!(
+        qkv.rank() == 5 && qkv.dims()[0] == 3,
+        "attention",
+        "packed q, k and v must be [3, B, H, N, D], got {:?}",
+        qkv.shape()
+    );
+    let on_cpu = match &*qkv.storage() {
+        Storage::Cpu(_) => true,
+        Storage::Meta(s) => matches!(s.device().model(), AllocatorModel::Cpu),
+        Storage::Gpu(_) => false,
+    };
+    if !on_cpu {
+        let part = |i| qkv.narrow(0, i, 1)?.reshape(&qkv.dims()[1..]);
+        return attention(&part(0)?, &part(1)?, &part(2)?, bias, scale);
+    }
+    let shape = &qkv.dims()[1..];
+    let dims = checked_dims(qkv, shape, bias)?;
+    let device = qkv.device().clone();
+    let tensor = |s, shape: &[usize]| Tensor::from_storage(s, shape.into(), device.clone());
+    let cpu::Dims { b, h, n, d } = dims;
+    let bias_storage = bias.map(|t| t.storage());
+    let (out, probs) = match &*qkv.storage() {
+        Storage::Cpu(s) => {
+            let qkv = cpu::Qkv::Packed(s);
+            let (out, probs) = cpu::forward(qkv, cpu_bias(bias_storage.as_deref())?, dims, scale);
+            (Storage::Cpu(out), Storage::Cpu(probs))
+        }
+        Storage::Meta(s) => (
+            Storage::Meta(s.output(b * h * n * d, "attention")),
+            Storage::Meta(s.output(b * h * n * n, "attention")),
+        ),
+        Storage::Gpu(_) => unreachable!("the GPU narrows above"),
+    };
+    drop(bias_storage);
+    let backward = AttentionBackward {
+        saved: Saved::Probs(tensor(probs, &[b, h, n, n])),
+        dims,
+        scale,
+        packed: true,
+    };
+    let mut inputs = vec![qkv.clone()];
+    inputs.extend(bias.cloned());
+    Ok(Tensor::from_op(out, shape.into(), device, backward, inputs))
+}
+
+/// The dimensions of q, k and v shaped `shape` ([B, H, N, D]), once the bias (if any) is
+/// checked against them: [H, N, N] on `like`'s device.
+fn checked_dims(like: &Tensor, shape: &[usize], bias: Option<&Tensor>) -> Result<cpu::Dims> {
+    let [b, h, n, d] = [0, 1, 2, 3].map(|i| shape[i]);
+    if let Some(bias) = bias {
+        like.check_same("attention", bias)?;
+        ensure_shape!(
+            bias.dims() == [h, n, n],
+            "attention",
+            "bias must be [H, N, N] = [{h}, {n}, {n}] for q {:?}, got {:?}",
+            shape,
+            bias.shape()
+        );
+    }
+    Ok(cpu::Dims { b, h, n, d })
+}
+
+fn cpu_bias(bias: Option<&Storage>) -> Result<Option<&CpuStorage>> {
+    match bias {
+        None => Ok(None),
+        Some(Storage::Cpu(s)) => Ok(Some(s)),
+        Some(_) => Err(crate::storage::mixed_devices("attention")),
+    }
 }
 
 /// What the forward keeps for the backward.
@@ -125,6 +193,8 @@ struct AttentionBackward {
     saved: Saved,
     dims: cpu::Dims,
     scale: f64,
+    /// Inputs [qkv, bias?] (from [`attention_packed`]) rather than [q, k, v, bias?].
+    packed: bool,
 }
 
 impl BackwardOp for AttentionBackward {
@@ -134,14 +204,15 @@ impl BackwardOp for AttentionBackward {
     /// q, k and v; the GPU kernels also recompute the scores from the bias and read the
     /// output, where the CPU saved the weights instead.
     fn saves_input(&self, index: usize) -> bool {
-        index < 3 || self.fused()
+        index < self.bias_index() || self.fused()
     }
     fn saves_output(&self) -> bool {
         self.fused()
     }
-    /// q, k and v: the CPU's products and the GPU kernels read f16 operands.
+    /// q, k and v (or the packed qkv): the CPU widens one (batch, head) matrix at a time,
+    /// the GPU kernels read f16.
     fn reads_f16(&self, index: usize) -> bool {
-        index < 3
+        index < self.bias_index()
     }
     fn backward(&self, inputs: &[Tensor], out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         match &self.saved {
@@ -156,33 +227,79 @@ impl AttentionBackward {
         matches!(self.saved, Saved::LogSumExp(_))
     }
 
-    /// The formulas of the module doc, with tensor ops.
+    /// Where the bias is among the inputs, after q, k and v or after the packed qkv.
+    fn bias_index(&self) -> usize {
+        if self.packed {
+            1
+        } else {
+            3
+        }
+    }
+
+    /// The gradients as the planner's allocations (each like its input), for a backward on
+    /// the meta device.
+    fn meta_grads(
+        like: &crate::memory::meta::MetaStorage,
+        inputs: &[Tensor],
+    ) -> Vec<Option<Tensor>> {
+        inputs
+            .iter()
+            .map(|t| {
+                t.requires_grad().then(|| {
+                    let s = like.output(t.numel(), "attention backward");
+                    Tensor::from_storage(Storage::Meta(s), t.shape().clone(), t.device().clone())
+                })
+            })
+            .collect()
+    }
+
+    /// The formulas of the module doc, one (batch, head) matrix per task (see cpu.rs).
     fn backward_from_probs(
         &self,
         inputs: &[Tensor],
         p: &Tensor,
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let (q, k, v) = (&inputs[0], &inputs[1], &inputs[2]);
-        let dv = v
-            .requires_grad()
-            .then(|| p.matmul_t(g, true, false))
-            .transpose()?;
-        let dp = g.matmul_t(v, false, true)?;
-        let ds = softmax_grad(p, &dp, 3, false)?;
-        let dq = q
-            .requires_grad()
-            .then(|| ds.matmul(k)?.mul_scalar(self.scale))
-            .transpose()?;
-        let dk = k
-            .requires_grad()
-            .then(|| ds.matmul_t(q, true, false)?.mul_scalar(self.scale))
-            .transpose()?;
-        let mut grads = vec![dq, dk, dv];
-        if let Some(bias) = inputs.get(3) {
-            grads.push(bias.requires_grad().then(|| ds.sum(0, false)).transpose()?);
+        let wanted: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+        let qkv_inputs = &inputs[..self.bias_index()];
+        let qkv_storages: Vec<_> = qkv_inputs.iter().map(|t| t.storage()).collect();
+        let (p_storage, g_storage) = (p.storage(), g.storage());
+        let (Storage::Cpu(p_cpu), Storage::Cpu(g_cpu)) = (&*p_storage, &*g_storage) else {
+            if let Storage::Meta(like) = &*g_storage {
+                return Ok(Self::meta_grads(like, inputs));
+            }
+            return Err(crate::storage::mixed_devices("attention backward"));
+        };
+        let cpu_storages: Vec<&CpuStorage> = qkv_storages
+            .iter()
+            .map(|s| match &**s {
+                Storage::Cpu(s) => Ok(s),
+                _ => Err(crate::storage::mixed_devices("attention backward")),
+            })
+            .collect::<Result<_>>()?;
+        let qkv = match cpu_storages[..] {
+            [packed] => cpu::Qkv::Packed(packed),
+            [q, k, v] => cpu::Qkv::Separate([q, k, v]),
+            _ => unreachable!("one packed input or three"),
+        };
+        let bias_grad = wanted.get(self.bias_index()).copied().unwrap_or(false);
+        let (grads, dbias) = cpu::backward(qkv, p_cpu, g_cpu, self.dims, self.scale, bias_grad);
+        let mut result: Vec<Option<Tensor>> = grads
+            .into_iter()
+            .zip(qkv_inputs)
+            .zip(&wanted)
+            .map(|((s, t), &wanted)| {
+                wanted.then(|| {
+                    Tensor::from_storage(Storage::Cpu(s), t.shape().clone(), t.device().clone())
+                })
+            })
+            .collect();
+        if let Some(bias) = inputs.get(self.bias_index()) {
+            result.push(dbias.map(|s| {
+                Tensor::from_storage(Storage::Cpu(s), bias.shape().clone(), bias.device().clone())
+            }));
         }
-        Ok(grads)
+        Ok(result)
     }
 
     /// The GPU kernels, which recompute P from the row logsumexps.
@@ -215,22 +332,7 @@ impl AttentionBackward {
         let stats = Tensor::concat(&[lse.reshape([b * h * n])?, delta.reshape([b * h * n])?], 0)?;
         let wanted = [0, 1, 2, 3].map(|i| inputs.get(i).is_some_and(|t| t.requires_grad()));
         if let Storage::Meta(q) = &*stats.storage() {
-            // The kernels' outputs: dq, dk, dv like q, and dbias.
-            let grad = |i: usize, like: &crate::Shape| {
-                wanted[i].then(|| {
-                    let s = q.output(like.numel(), "attention backward");
-                    Tensor::from_storage(Storage::Meta(s), like.clone(), out.device().clone())
-                })
-            };
-            let mut result = vec![
-                grad(0, out.shape()),
-                grad(1, out.shape()),
-                grad(2, out.shape()),
-            ];
-            if let Some(bias) = inputs.get(3) {
-                result.push(grad(3, bias.shape()));
-            }
-            return Ok(result);
+            return Ok(Self::meta_grads(q, inputs));
         }
         let storage = |t: &Tensor| t.gpu_storage("attention");
         let grads = gpu::backward(
@@ -283,5 +385,11 @@ pub(crate) fn gradcheck_cases() -> Vec<crate::gradcheck::Case> {
             &[&[2, 2, 3, 5], &[2, 2, 3, 5], &[2, 2, 3, 5]],
             |x| attention(&x[0], &x[1], &x[2], None, 1.0 / 5f64.sqrt()),
         ),
+        Case::new("attention_packed", &[&[3, 2, 3, 4, 5], &[3, 4, 4]], |x| {
+            attention_packed(&x[0], Some(&x[1]), 0.4)
+        }),
+        Case::new("attention_packed_no_bias", &[&[3, 1, 2, 3, 2]], |x| {
+            attention_packed(&x[0], None, 1.0)
+        }),
     ]
 }

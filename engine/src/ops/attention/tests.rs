@@ -1,4 +1,4 @@
-use super::attention;
+use super::{attention, attention_packed};
 use crate::{DType, Device, Result, Tensor};
 
 fn t(v: &[f64], s: &[usize]) -> Tensor {
@@ -88,6 +88,35 @@ fn matches_composed_ops() {
 }
 
 #[test]
+fn packed_matches_separate() {
+    // Gradients of a packed [3, B, H, N, D] input against those of its three parts, with
+    // and without a bias, and past the parallel paths' thresholds.
+    for (i, [b, h, n, d]) in [[2, 3, 7, 5], [3, 5, 41, 8]].into_iter().enumerate() {
+        let dev = &Device::Cpu;
+        let seed = 100 + 10 * i as u64;
+        let qkv = Tensor::randn([3, b, h, n, d], 1.0, seed, DType::F64, dev).unwrap();
+        let bias = Tensor::randn([h, n, n], 1.0, seed + 1, DType::F64, dev).unwrap();
+        let r = Tensor::randn([b, h, n, d], 1.0, seed + 2, DType::F64, dev).unwrap();
+        let scale = 1.0 / (d as f64).sqrt();
+        for values in [vec![qkv.clone(), bias], vec![qkv]] {
+            let packed = run(|x| attention_packed(&x[0], x.get(1), scale), &values, &r);
+            let separate = run(
+                |x| {
+                    let part = |i| x[0].narrow(0, i, 1)?.reshape([b, h, n, d]);
+                    attention(&part(0)?, &part(1)?, &part(2)?, x.get(1), scale)
+                },
+                &values,
+                &r,
+            );
+            assert_eq!(packed.len(), separate.len());
+            for (p, s) in packed.iter().zip(&separate) {
+                close(p, s, 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
 fn bad_shapes_are_errors() {
     let x = t(&[0.0; 12], &[1, 2, 3, 2]);
     let bias = t(&[0.0; 18], &[2, 3, 3]);
@@ -101,6 +130,11 @@ fn bad_shapes_are_errors() {
     assert!(attention(&flat, &flat, &flat, None, 1.0).is_err());
     let x32 = Tensor::zeros([1, 2, 3, 2], DType::F32, &Device::Cpu).unwrap();
     assert!(attention(&x, &x32, &x, None, 1.0).is_err());
+    let packed = t(&[0.0; 36], &[3, 1, 2, 3, 2]);
+    assert!(attention_packed(&packed, Some(&bias), 1.0).is_ok());
+    assert!(attention_packed(&packed, Some(&bad_bias), 1.0).is_err());
+    assert!(attention_packed(&t(&[0.0; 24], &[2, 1, 2, 3, 2]), None, 1.0).is_err());
+    assert!(attention_packed(&x, None, 1.0).is_err());
 }
 
 #[test]

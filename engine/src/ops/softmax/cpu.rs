@@ -46,14 +46,15 @@ fn softmax_backward_lanes<T: Elem>(y: &[T], g: &[T], n: usize, inner: usize, log
 
 /// Stable softmax of one row in place: shifting by the row maximum keeps exp() from
 /// overflowing and leaves the result unchanged.
+#[inline(always)]
 pub(crate) fn softmax_row<T: Elem>(row: &mut [T]) {
     let max = row_max(row);
-    let mut sum = T::zero();
+    // The exponentials in a pass of their own vectorise; summed as they are made they were
+    // one chain of dependent additions.
     for v in row.iter_mut() {
         *v = (*v - max).exp_nonpositive();
-        sum += *v;
     }
-    let inv = T::one() / sum;
+    let inv = T::one() / row_sum(row);
     for v in row.iter_mut() {
         *v *= inv;
     }
@@ -76,9 +77,16 @@ pub(crate) fn log_softmax_row<T: Elem>(row: &mut [T]) {
 
 /// dx = y * (g - sum(g * y)), the softmax Jacobian-vector product.
 pub(crate) fn softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
-    let dot: T = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
-    for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-        *d = y * (g - dot);
+    dx.copy_from_slice(g);
+    softmax_row_backward_in_place(y, dx);
+}
+
+/// [`softmax_row_backward`] with the output gradient overwritten by the input gradient.
+#[inline(always)]
+pub(crate) fn softmax_row_backward_in_place<T: Elem>(y: &[T], g: &mut [T]) {
+    let dot = row_dot(y, g);
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = y * (*g - dot);
     }
 }
 
@@ -90,6 +98,54 @@ fn log_softmax_row_backward<T: Elem>(y: &[T], g: &[T], dx: &mut [T]) {
     }
 }
 
+/// Row reductions keep LANES partial results, one per position modulo LANES: independent
+/// operations that vectorise, where a single running value is a chain LLVM must keep in order.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lanes<T: Elem>(row: &[T], init: T, step: impl Fn(T, T) -> T) -> ([T; LANES], &[T]) {
+    let mut acc = [init; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a = step(*a, x);
+        }
+    }
+    (acc, tail)
+}
+
+/// The row maximum, ignoring NaN: callers subtract it from every value, so a NaN in the row
+/// still makes every output NaN.
+#[inline(always)]
 fn row_max<T: Elem>(row: &[T]) -> T {
-    row.iter().copied().fold(T::neg_infinity(), T::max_nan)
+    let max = |a: T, x: T| if x > a { x } else { a };
+    let (acc, tail) = lanes(row, T::neg_infinity(), max);
+    acc.into_iter()
+        .chain(tail.iter().copied())
+        .fold(T::neg_infinity(), max)
+}
+
+#[inline(always)]
+fn row_sum<T: Elem>(row: &[T]) -> T {
+    let (acc, tail) = lanes(row, T::zero(), |a, x| a + x);
+    acc.into_iter().chain(tail.iter().copied()).sum()
+}
+
+#[inline(always)]
+fn row_dot<T: Elem>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: T = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(&a, &b)| a * b)
+        .sum();
+    for (a, b) in a_chunks.zip(b_chunks) {
+        for ((s, &a), &b) in acc.iter_mut().zip(a).zip(b) {
+            *s += a * b;
+        }
+    }
+    acc.into_iter().sum::<T>() + tail
 }

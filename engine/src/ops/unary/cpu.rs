@@ -133,7 +133,8 @@ pub(crate) mod fast {
         // n = round(a / ln 2) by the 1.5·2^23 trick (no call to round), r = a - n ln 2 in
         // two parts, e^a = 2^n e^r.
         const SHIFT: f32 = 12_582_912.0;
-        let n = (a * LOG2_E + SHIFT) - SHIFT;
+        let shifted = a * LOG2_E + SHIFT;
+        let n = shifted - SHIFT;
         let r = (a - n * 0.693_359_4) - n * (LN_2 - 0.693_359_4);
         let mut p = 1.0 / 720.0;
         p = p * r + 1.0 / 120.0;
@@ -142,7 +143,15 @@ pub(crate) mod fast {
         p = p * r + 0.5;
         p = p * r + 1.0;
         p = p * r + 1.0;
-        let e = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+        // 2^n from the integer n that the shift left in the low bits of `shifted`'s
+        // mantissa, with integer arithmetic that vectorises: `n as i32` saturates and maps NaN
+        // to 0, which compiles to scalar code per element. (For a NaN, p is NaN anyway.)
+        let two_n = shifted
+            .to_bits()
+            .wrapping_sub(SHIFT.to_bits())
+            .wrapping_add(127)
+            << 23;
+        let e = p * f32::from_bits(two_n);
         if underflows {
             0.0
         } else {
