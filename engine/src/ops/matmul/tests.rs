@@ -435,22 +435,43 @@ mod f16 {
     }
 
     /// The f16 kernels (vec4 and scalar staging) against the f64 product of the same
-    /// f16-rounded inputs: only f32 accumulation separates them.
+    /// f16-rounded inputs: only f32 accumulation separates them. Either operand or both in
+    /// f16 (one f16 and one f32: the saved activations of `--precision f16` meeting a
+    /// gradient), through each f16 module.
     #[test]
     fn f16_storage_matches_the_product_of_the_rounded_inputs() {
         let Some(gpu) = f16_test_device() else { return };
-        for (m, k, n) in [(1, 1, 1), (7, 13, 11), (68, 36, 132), (65, 64, 67)] {
+        let shapes = [
+            (1, 1, 1),
+            (7, 13, 11),
+            (68, 36, 132),
+            (65, 64, 67),
+            (131, 64, 67),
+        ];
+        for (m, k, n) in shapes {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (a, av) = operand(m, k, ta, 1, &gpu);
-                let (b, bv) = operand(k, n, tb, 2, &gpu);
-                let c = a.matmul_t(&b, ta, tb).unwrap();
-                assert_eq!(c.dtype(), DType::F32);
-                let want = naive(&av, &bv, m, k, n);
-                for (g, w) in c.to_vec_f64().unwrap().iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() < 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
-                        "{m}x{k}x{n} t{ta}{tb}: {g} vs {w}"
-                    );
+                for (a_half, b_half) in [(true, true), (true, false), (false, true)] {
+                    let f32_unless = |(t, v): (Tensor, Vec<f64>), half: bool| {
+                        (
+                            if half {
+                                t
+                            } else {
+                                t.to_dtype(DType::F32).unwrap()
+                            },
+                            v,
+                        )
+                    };
+                    let (a, av) = f32_unless(operand(m, k, ta, 1, &gpu), a_half);
+                    let (b, bv) = f32_unless(operand(k, n, tb, 2, &gpu), b_half);
+                    let c = a.matmul_t(&b, ta, tb).unwrap();
+                    assert_eq!(c.dtype(), DType::F32);
+                    let want = naive(&av, &bv, m, k, n);
+                    for (g, w) in c.to_vec_f64().unwrap().iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() < 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
+                            "{m}x{k}x{n} t{ta}{tb} f16 {a_half}{b_half}: {g} vs {w}"
+                        );
+                    }
                 }
             }
         }
@@ -508,36 +529,6 @@ mod f16 {
             assert_eq!(g.dtype(), DType::F32);
             for (g, w) in g.to_vec_f64().unwrap().iter().zip(&want) {
                 assert!((g - w).abs() < 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
-            }
-        }
-    }
-
-    /// One F16 operand and one F32 (either way round), the saved activations of
-    /// `--precision f16` meeting a gradient: the kernels with one f16 module each, against
-    /// the f64 product of the rounded values, the vec4 and scalar staging, awkward sizes.
-    #[test]
-    fn one_f16_operand_matches_the_product_of_the_rounded_inputs() {
-        let Some(gpu) = f16_test_device() else { return };
-        for (m, k, n) in [(1, 1, 1), (7, 13, 11), (68, 36, 132), (131, 64, 67)] {
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                for a_half in [true, false] {
-                    let (a, av) = operand(m, k, ta, 1, &gpu);
-                    let (b, bv) = operand(k, n, tb, 2, &gpu);
-                    let (a, b) = if a_half {
-                        (a, b.to_dtype(DType::F32).unwrap())
-                    } else {
-                        (a.to_dtype(DType::F32).unwrap(), b)
-                    };
-                    let c = a.matmul_t(&b, ta, tb).unwrap();
-                    assert_eq!(c.dtype(), DType::F32);
-                    let want = naive(&av, &bv, m, k, n);
-                    for (g, w) in c.to_vec_f64().unwrap().iter().zip(&want) {
-                        assert!(
-                            (g - w).abs() < 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt(),
-                            "{m}x{k}x{n} t{ta}{tb} f16 A {a_half}: {g} vs {w}"
-                        );
-                    }
-                }
             }
         }
     }
