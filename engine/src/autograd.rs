@@ -51,8 +51,9 @@ pub trait BackwardOp: Send + Sync {
         false
     }
     /// Whether `backward` takes input `index` as an F16 tensor where the tape kept it in f16
-    /// (`--precision f16`), instead of a widened f32 copy: matmul reads f16 operands and
-    /// accumulates in f32, so its rule needs no full-size f32 copy of what it saved.
+    /// (`--precision f16`), instead of a widened f32 copy: the rule's kernels read f16 and
+    /// accumulate in f32 (matmul, conv2d, attention, bias_gelu), so it needs no full-size f32
+    /// copy of what it saved.
     fn reads_f16(&self, _index: usize) -> bool {
         false
     }

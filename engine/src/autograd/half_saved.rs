@@ -1,14 +1,16 @@
 //! Saved activations in f16 (`--precision f16`): while a [`save_in_f16`] guard lives, the tape
 //! keeps what a node saves for its backward rule (inputs and output that the rule reads) as
-//! an f16 copy, and widens it back to f32 when the reverse pass reaches the node. The f32
-//! original is freed as soon as the forward pass lets go of it, so the activations that wait
-//! for the backward pass take half the memory; the arithmetic, the parameters, their
-//! gradients and the optimiser state stay f32 (PyTorch's autocast stores f16 activations
-//! for the same reason; here the ops themselves keep computing in f32).
+//! an f16 copy. When the reverse pass reaches the node, a rule that reads f16 operands
+//! (`BackwardOp::reads_f16`: matmul, conv2d, attention, bias_gelu) gets the copy as an F16
+//! tensor where the device's kernels can read it ([`device_reads_f16`]); every other rule
+//! gets it widened back to f32. The f32 original is freed as soon as the forward pass lets
+//! go of it, so the activations that wait for the backward pass take half the memory; the
+//! arithmetic (accumulation included), the parameters, their gradients and the optimiser
+//! state stay f32 (PyTorch's autocast stores f16 activations for the same reason).
 //!
 //! What is kept in f32: leaves (parameters and inputs live anyway, so a copy would add
-//! memory), tensors of other dtypes, and small tensors (under [`MIN_ELEMENTS`]: not worth a
-//! conversion). A storage saved by several nodes (an op's output that the next op saves as
+//! memory), what an op keeps in f32 (`BackwardOp::keeps_f32`: the norms' inputs), tensors of
+//! other dtypes, and small tensors (under [`MIN_ELEMENTS`]: not worth a conversion). A storage saved by several nodes (an op's output that the next op saves as
 //! its input) is converted once and shared.
 use std::cell::RefCell;
 use std::collections::HashMap;
