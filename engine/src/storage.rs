@@ -1,5 +1,5 @@
-//! Where a tensor's numbers live: host memory (f32 or f64, or f16 as storage for matmul) or a
-//! GPU buffer (f32, or f16 as storage for matmul).
+//! Where a tensor's numbers live: host memory (f32 or f64, or f16: the saved activations of
+//! `--precision f16`) or a GPU buffer (f32, or f16 as storage for matmul).
 use crate::dtype::f16_unsupported;
 use crate::gpu::GpuStorage;
 use crate::memory::meta::MetaStorage;
@@ -13,7 +13,8 @@ pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
     /// Saved activations of `--precision f16` as the tape hands them to a rule that reads
-    /// f16 (`autograd/half_saved.rs`); only matmul and `to_dtype` take it.
+    /// f16 (`BackwardOp::reads_f16`: matmul, conv2d, attention, bias_gelu); no other CPU
+    /// kernel takes it.
     F16(Vec<f16>),
 }
 
@@ -79,10 +80,15 @@ impl CpuStorage {
 /// f16 values as f32 (exact), converted in parallel chunks.
 pub(crate) fn widen(half: &[f16]) -> Vec<f32> {
     let mut wide = vec![0f32; half.len()];
+    widen_into(half, &mut wide);
+    wide
+}
+
+/// `half` widened into `wide` (the same length), in parallel chunks.
+pub(crate) fn widen_into(half: &[f16], wide: &mut [f32]) {
     wide.par_chunks_mut(1 << 14)
         .zip(half.par_chunks(1 << 14))
         .for_each(|(w, h)| h.convert_to_f32_slice(w));
-    wide
 }
 
 /// f32 values rounded to the nearest f16, converted in parallel chunks.
@@ -102,7 +108,7 @@ macro_rules! map_cpu {
         match $s {
             $crate::CpuStorage::F32($x) => $crate::CpuStorage::F32($body),
             $crate::CpuStorage::F64($x) => $crate::CpuStorage::F64($body),
-            $crate::CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+            $crate::CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
         }
     };
 }

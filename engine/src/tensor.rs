@@ -101,13 +101,13 @@ impl Tensor {
         self.with_storage(None)
     }
 
-    /// This tensor's graph identity over `storage` (the reverse pass hands a rule its output
-    /// this way, over the storage the node saved).
     /// This tensor holding `half`, the f16 copy the tape kept of its values (dtype F16).
     pub(crate) fn with_half_storage(&self, half: Arc<StorageCell>) -> Tensor {
         self.with_storage_of(Some(half), DType::F16)
     }
 
+    /// This tensor's graph identity over `storage` (the reverse pass hands a rule its output
+    /// this way, over the storage the node saved).
     pub(crate) fn with_storage(&self, storage: Option<Arc<StorageCell>>) -> Tensor {
         self.with_storage_of(storage, self.dtype())
     }

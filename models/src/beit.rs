@@ -210,7 +210,8 @@ impl Attention {
             .add(&bias)?
             .reshape([n, t, 3, h, dh])?
             .permute(&[2, 0, 3, 1, 4])?; // [3, N, H, T, dh]
-                                         // table[index] -> [T, T, H] -> [H, T, T]: the bias of query i and key j per head.
+
+        // table[index] -> [T, T, H] -> [H, T, T]: the bias of query i and key j per head.
         let rel = self
             .table
             .index_select(0, &self.index)?

@@ -24,7 +24,7 @@ pub fn hscl(z: &Tensor, labels: &[usize], tau: f64, beta: f64) -> Result<Tensor>
     match cpu_values(z)? {
         CpuStorage::F32(zs) => forward(z, &zs, (m, d), labels, tau, beta),
         CpuStorage::F64(zs) => forward(z, &zs, (m, d), labels, tau, beta),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 

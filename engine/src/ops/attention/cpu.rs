@@ -53,15 +53,13 @@ pub(crate) enum Qkv<'a> {
 }
 
 impl<'a> Qkv<'a> {
+    /// q, k and v as the forward reads them: never in f16 (the tape makes f16 copies only of
+    /// what a node saves).
     fn slices<T: Elem>(self) -> [&'a [T]; 3] {
-        match self {
-            Qkv::Separate(s) => s.map(slice),
-            Qkv::Packed(s) => {
-                let s = slice(s);
-                let third = s.len() / 3;
-                [0, 1, 2].map(|i| &s[i * third..(i + 1) * third])
-            }
-        }
+        self.inputs().map(|x| match x {
+            Input::Full(x) => x,
+            Input::Half(_) => unreachable!("the forward reads f32 or f64"),
+        })
     }
 
     /// q, k and v as the backward reads them: as they are, or the f16 copies that

@@ -86,7 +86,7 @@ pub(crate) fn batch_stats(x: &CpuStorage, l: Layout) -> [CpuStorage; 2] {
     match x {
         CpuStorage::F32(x) => stats(x, l).map(CpuStorage::F32),
         CpuStorage::F64(x) => stats(x, l).map(CpuStorage::F64),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 
@@ -125,7 +125,7 @@ pub(crate) fn normalize(
             [mean, rstd, weight, bias].map(|s| s.as_slice()),
             l,
         )),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn backward(
             training,
         )
         .map(CpuStorage::F64),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) fn forward(
             let (loss, p) = forward_rows(x, labels, smoothing);
             (CpuStorage::F64(vec![loss]), CpuStorage::F64(p))
         }
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 

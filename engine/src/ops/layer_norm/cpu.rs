@@ -35,7 +35,7 @@ pub(crate) fn forward(
             eps,
         )
         .map(CpuStorage::F64),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 
@@ -104,7 +104,7 @@ pub(crate) fn backward(
             d,
         )
         .map(CpuStorage::F64),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 

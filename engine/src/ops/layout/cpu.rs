@@ -163,7 +163,7 @@ pub(crate) fn concat(parts: &[(&CpuStorage, usize)], outer: usize, inner: usize)
             outer,
             inner,
         )),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 

@@ -5,12 +5,11 @@
 use std::borrow::Cow;
 
 use gemm::Parallelism;
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::MatmulDims;
-use crate::storage::widen;
+use crate::ops::saved_input::Input;
+use crate::storage::{widen, widen_into};
 use crate::{CpuStorage, Elem};
 
 /// One row-major matrix product: C[m,n] = op(A)·op(B), or C += op(A)·op(B) when
@@ -153,18 +152,9 @@ pub(super) fn with_f16(a: &CpuStorage, b: &CpuStorage, d: &MatmulDims, block: us
         return batched(&wide(a), &wide(b), d);
     }
     let (a_wide, b_wide) = ((!a_blocked).then(|| wide(a)), (!b_blocked).then(|| wide(b)));
-    let (a, b) = (Operand::new(a, &a_wide), Operand::new(b, &b_wide));
-    // A's batch entries against one B (not transposed A) are one tall [batch·m, k] product.
-    let d = if d.batch > 1 && d.a_batched && !d.b_batched && !d.trans_a {
-        &MatmulDims {
-            batch: 1,
-            m: d.batch * d.m,
-            a_batched: false,
-            ..*d
-        }
-    } else {
-        d
-    };
+    let (a, b) = (operand(a, &a_wide), operand(b, &b_wide));
+    let tall = stacked(d);
+    let d = tall.as_ref().unwrap_or(d);
     let (m, k, n) = (d.m, d.k, d.n);
     let mut out = vec![0f32; d.batch * m * n];
     if m == 0 || n == 0 {
@@ -172,37 +162,38 @@ pub(super) fn with_f16(a: &CpuStorage, b: &CpuStorage, d: &MatmulDims, block: us
     }
     for (i, c) in out.chunks_mut(m * n).enumerate() {
         let (a, b) = (
-            a.entry(i, d.a_batched, m * k),
-            b.entry(i, d.b_batched, k * n),
+            entry(a, i, d.a_batched, m * k),
+            entry(b, i, d.b_batched, k * n),
         );
         blocked_product((m, k, n), (a, d.trans_a), (b, d.trans_b), c, block);
     }
     out
 }
 
-#[derive(Clone, Copy)]
-enum Operand<'s> {
-    F32(&'s [f32]),
-    F16(&'s [f16]),
+/// A's batch entries against one B, A not transposed (a Linear's weight under [N, T, in]
+/// inputs): the entries stacked are one [batch·m, k] matrix, so the call is one tall
+/// product, which blocks better and packs B once instead of once per entry.
+fn stacked(d: &MatmulDims) -> Option<MatmulDims> {
+    (d.batch > 1 && d.a_batched && !d.b_batched && !d.trans_a).then_some(MatmulDims {
+        batch: 1,
+        m: d.batch * d.m,
+        a_batched: false,
+        ..*d
+    })
 }
 
-impl<'s> Operand<'s> {
-    /// `s` as it is, or its widened copy where there is one.
-    fn new(s: &'s CpuStorage, widened: &'s Option<Cow<'s, [f32]>>) -> Operand<'s> {
-        match (s, widened) {
-            (_, Some(w)) => Operand::F32(w),
-            (CpuStorage::F16(h), None) => Operand::F16(h),
-            _ => unreachable!("only an F16 operand goes unwidened"),
-        }
+/// `s` as it is, or its widened copy where there is one.
+fn operand<'s>(s: &'s CpuStorage, widened: &'s Option<Cow<'s, [f32]>>) -> Input<'s, f32> {
+    match widened {
+        Some(w) => Input::Full(w),
+        None => Input::of(s).expect("only an F16 operand goes unwidened"),
     }
-    /// Batch entry `i` (`len` values), or the whole matrix when it is shared.
-    fn entry(self, i: usize, batched: bool, len: usize) -> Operand<'s> {
-        let at = if batched { i * len } else { 0 };
-        match self {
-            Operand::F32(v) => Operand::F32(&v[at..at + len]),
-            Operand::F16(v) => Operand::F16(&v[at..at + len]),
-        }
-    }
+}
+
+/// Batch entry `i` (`len` values) of an operand, or the whole matrix when it is shared.
+fn entry(x: Input<'_, f32>, i: usize, batched: bool, len: usize) -> Input<'_, f32> {
+    let at = if batched { i * len } else { 0 };
+    x.part(at..at + len)
 }
 
 fn wide(s: &CpuStorage) -> Cow<'_, [f32]> {
@@ -218,8 +209,8 @@ fn wide(s: &CpuStorage) -> Cow<'_, [f32]> {
 /// is a band of C's rows, a slice of the sum over k, or a band of C's columns.
 fn blocked_product(
     (m, k, n): (usize, usize, usize),
-    (a, trans_a): (Operand<'_>, bool),
-    (b, trans_b): (Operand<'_>, bool),
+    (a, trans_a): (Input<'_, f32>, bool),
+    (b, trans_b): (Input<'_, f32>, bool),
     c: &mut [f32],
     block: usize,
 ) {
@@ -236,17 +227,17 @@ fn blocked_product(
         N,
     }
     let (half, cols, transposed, along, other) = match (a, b) {
-        (Operand::F16(h), Operand::F32(f)) => {
+        (Input::Half(h), Input::Full(f)) => {
             let along = if trans_a { Along::K } else { Along::M };
             (h, if trans_a { m } else { k }, trans_a, along, f)
         }
-        (Operand::F32(f), Operand::F16(h)) => {
+        (Input::Full(f), Input::Half(h)) => {
             let along = if trans_b { Along::N } else { Along::K };
             (h, if trans_b { k } else { n }, trans_b, along, f)
         }
         _ => unreachable!("exactly one operand is blocked"),
     };
-    let a_is_half = matches!(a, Operand::F16(_));
+    let a_is_half = matches!(a, Input::Half(_));
     let rows = half.len() / cols;
     let step = (block / cols).max(1);
     let mut scratch = vec![0f32; step.min(rows) * cols];
@@ -277,13 +268,6 @@ fn blocked_product(
     }
 }
 
-/// `half` widened into `wide` (the same length), in parallel chunks.
-fn widen_into(half: &[f16], wide: &mut [f32]) {
-    wide.par_chunks_mut(1 << 14)
-        .zip(half.par_chunks(1 << 14))
-        .for_each(|(w, h)| h.convert_to_f32_slice(w));
-}
-
 fn batched<T: Elem>(a: &[T], b: &[T], d: &MatmulDims) -> Vec<T> {
     let (m, k, n) = (d.m, d.k, d.n);
     let mut out = vec![T::zero(); d.batch * m * n];
@@ -303,12 +287,9 @@ fn batched<T: Elem>(a: &[T], b: &[T], d: &MatmulDims) -> Vec<T> {
         };
         gemm((m, k, n), a, d.trans_a, b, d.trans_b, c, false, parallel);
     };
-    if d.batch > 1 && d.a_batched && !d.b_batched && !d.trans_a {
-        // A's batch entries stacked are one [batch·m, k] matrix (row-major, not transposed)
-        // against the one B (a Linear's weight under [N, T, in] inputs): one tall product,
-        // which blocks better and packs B once instead of once per entry.
+    if let Some(tall) = stacked(d) {
         gemm(
-            (d.batch * m, k, n),
+            (tall.m, k, n),
             a,
             false,
             b,

@@ -64,7 +64,7 @@ pub(crate) fn max_forward(x: &CpuStorage, d: &Pool2dDims) -> (CpuStorage, Vec<u3
             let (y, at) = typed(x, d);
             (CpuStorage::F64(y), at)
         }
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 

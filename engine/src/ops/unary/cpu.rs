@@ -7,7 +7,7 @@ pub(crate) fn unary(s: &CpuStorage, op: UnaryOp) -> CpuStorage {
         CpuStorage::F32(x) if op == UnaryOp::Gelu => CpuStorage::F32(map1(x, fast::gelu)),
         CpuStorage::F32(x) => CpuStorage::F32(apply(x, op)),
         CpuStorage::F64(x) => CpuStorage::F64(apply(x, op)),
-        CpuStorage::F16(_) => unreachable!("F16 reaches only matmul and to_dtype"),
+        CpuStorage::F16(_) => unreachable!("F16 reaches only the rules that read f16"),
     }
 }
 
