@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::CmdResult;
 use crate::device_arg::DeviceArg;
-use clce_cli::train::plan::Rig;
+use clce_cli::train::plan::{allocator_of, MemorySettings, Rig};
 use clce_cli::train::progress::format_bytes;
 use clce_cli::train::{TrainError, TrainFlags};
 
@@ -45,7 +45,7 @@ pub fn run(args: Args) -> CmdResult {
         return Err(TrainError::Invalid("--steps must be at least 1".into()).into());
     }
     let device = args.device.resolve()?;
-    let cfg = super::plan::planned_config(&args.flags, args.device.name())?;
+    let cfg = super::plan::planned_config(&args.flags, args.device.name(), allocator_of(&device))?;
     let mut rig = Rig::new(&cfg, &device)?;
     let (b, s) = (cfg.batch_size, cfg.image_size);
     let x = Tensor::randn([2 * b, 3, s, s], 1.0, cfg.seed, DType::F32, &device)?;
@@ -135,17 +135,13 @@ pub fn run(args: Args) -> CmdResult {
         );
     } else {
         println!(
-            "{} {b} images ({} views) x {s} px on {device}{}: median step {median:.3} s \
+            "{} {b} images ({} views) x {s} px on {device}, {}: median step {median:.3} s \
              ({:.3} .. {:.3} over {} steps; {median_cpu:.3} CPU-s), {views_per_s:.1} views/s, \
              {:.1} GFLOP/s \
              ({:.1} GFLOP a step), peak tensor memory {}{}",
             cfg.model,
             2 * b,
-            if cfg.checkpoint_activations {
-                ", activation checkpointing"
-            } else {
-                ""
-            },
+            MemorySettings::of(&cfg),
             times[0],
             times[times.len() - 1],
             args.steps,

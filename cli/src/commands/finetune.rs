@@ -20,7 +20,7 @@ use clce_cli::train::plan::{allocator_of, fit_budget, plan, BudgetChoice, Plan};
 use clce_cli::train::progress::format_bytes;
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{self, Outcome, Session};
-use clce_cli::train::{checkpoint, RunDir, TrainConfig, TrainError, TrainFlags};
+use clce_cli::train::{checkpoint, Precision, RunDir, TrainConfig, TrainError, TrainFlags};
 use clce_engine::Device;
 
 #[derive(clap::Args)]
@@ -151,17 +151,17 @@ fn run_rank(args: Args, world: Option<&dyn Collective>) -> CmdResult {
         }
         None => {
             let device = rank_device(&args.device, world)?;
-            let mut flags = args.flags.clone();
+            let target = allocator_of(&device);
+            let mut flags = args.flags.with_device_defaults(target);
             let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
             let facts = model::facts(&described);
             let image_size = flags.image_size(&facts)?;
-            let planned = || super::plan::planned_config(&flags, args.device.name());
+            let planned = || super::plan::planned_config(&flags, args.device.name(), target);
             if let Some(budget) = &args.memory_budget {
                 // A fitting choice also fits the binding limit (`Plan::fits`).
                 let budget = parse_budget(budget)?;
-                let vary_precision = flags.precision.is_none();
-                let choice =
-                    fit_budget(&planned()?, budget, allocator_of(&device), vary_precision)?;
+                let vary_precision = args.flags.precision.is_none();
+                let choice = fit_budget(&planned()?, budget, target, vary_precision)?;
                 reporter.info(&describe_choice(budget, &choice));
                 flags.checkpoint_activations = choice.settings.checkpoint_activations;
                 flags.micro_batch = choice.settings.micro_batch;
@@ -169,7 +169,17 @@ fn run_rank(args: Args, world: Option<&dyn Collective>) -> CmdResult {
             } else if device.is_gpu() {
                 // A buffer above the binding limit would fail the first step; say so now.
                 let planned = planned()?;
-                refuse_unbindable(&plan(&planned, allocator_of(&device))?, &planned, &device)?;
+                refuse_unbindable(&plan(&planned, target)?, &planned, &device)?;
+            }
+            if args.flags.precision.is_none()
+                && args.memory_budget.is_none()
+                && flags.precision == Some(Precision::F16)
+            {
+                reporter.info(
+                    "precision f16 (the default on a GPU with shader-f16): the activations \
+                     kept for the backward pass are stored in f16, the arithmetic, weights \
+                     and optimiser state stay f32; --precision f32 keeps them in f32",
+                );
             }
             let flags = &flags;
             if flags.fewshot_eval.is_some() {

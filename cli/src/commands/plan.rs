@@ -53,7 +53,7 @@ pub fn run(args: Args) -> CmdResult {
             (allocator_of(&device), device.to_string())
         }
     };
-    let cfg = planned_config(&args.flags, &args.device)?;
+    let cfg = planned_config(&args.flags, &args.device, target)?;
     let plan = plan(&cfg, target)?;
     if args.json {
         println!("{}", plan_json(&cfg, &plan, &device_name));
@@ -63,9 +63,14 @@ pub fn run(args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The configuration `finetune` would resolve from these flags, without reading data: the
-/// class count is `--num-classes` (default 100).
-pub fn planned_config(flags: &TrainFlags, device: &str) -> Result<TrainConfig, TrainError> {
+/// The configuration `finetune` would resolve from these flags on a device that allocates like
+/// `target`, without reading data: the class count is `--num-classes` (default 100).
+pub fn planned_config(
+    flags: &TrainFlags,
+    device: &str,
+    target: AllocatorModel,
+) -> Result<TrainConfig, TrainError> {
+    let flags = flags.with_device_defaults(target);
     let described = model::describe(flags.model_name(), flags.weights.as_deref())?;
     let facts = model::facts(&described);
     let num_classes = flags.num_classes.unwrap_or(100);

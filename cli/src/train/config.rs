@@ -8,6 +8,7 @@
 //! in once the model is known.
 use std::path::PathBuf;
 
+use clce_engine::AllocatorModel;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, TrainError};
@@ -148,7 +149,8 @@ pub struct TrainFlags {
     pub micro_batch: Option<usize>,
     /// f16: the activations kept for the backward pass are stored in f16 (half their memory)
     /// and widened back to f32 when it reads them; the arithmetic, weights, gradients and
-    /// optimiser state stay f32. First-step gradients agree with f32 to about 1e-3 [f32].
+    /// optimiser state stay f32. First-step gradients agree with f32 to about 1e-3 [f16 on a
+    /// GPU with shader-f16, f32 on the CPU and other GPUs].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// With --precision f16: the first dynamic loss scale (the loss is multiplied by it
@@ -184,6 +186,21 @@ pub enum Precision {
     #[default]
     F32,
     F16,
+}
+
+impl Precision {
+    /// A run's precision without `--precision`. f16 on a GPU whose kernels read f16 operands
+    /// (shader-f16): there it takes about a quarter off the step's peak at the same accuracy
+    /// (BENCHMARKS.md, "Mixed precision"). f32 elsewhere: on the CPU f16 saves the same memory
+    /// but costs time, and a GPU without shader-f16 would widen every saved operand it reads.
+    pub fn default_for(target: AllocatorModel) -> Precision {
+        match target {
+            AllocatorModel::Gpu {
+                shader_f16: true, ..
+            } => Precision::F16,
+            AllocatorModel::Gpu { .. } | AllocatorModel::Cpu => Precision::F32,
+        }
+    }
 }
 
 /// Every setting of a run, resolved. Written to `config.json`; `--resume` reads it back.
@@ -274,6 +291,14 @@ impl TrainFlags {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("data"))
+    }
+
+    /// These flags with the defaults that depend on the device filled in (`--precision`).
+    pub fn with_device_defaults(&self, target: AllocatorModel) -> TrainFlags {
+        TrainFlags {
+            precision: Some(self.precision.unwrap_or(Precision::default_for(target))),
+            ..self.clone()
+        }
     }
 
     /// The input side: the flag, else the model's.
@@ -423,7 +448,8 @@ impl TrainFlags {
         if self.precision.unwrap_or_default() != Precision::F16 {
             if self.loss_scale_init.is_some() || self.loss_scale_growth_interval.is_some() {
                 return Err(TrainError::Invalid(
-                    "--loss-scale-init and --loss-scale-growth-interval apply to --precision                      f16 only (f32 runs are not loss-scaled); add --precision f16 or drop them"
+                    "--loss-scale-init and --loss-scale-growth-interval apply to --precision \
+                     f16 only (f32 runs are not loss-scaled); add --precision f16 or drop them"
                         .into(),
                 ));
             }

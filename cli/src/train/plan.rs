@@ -203,10 +203,11 @@ impl MemorySettings {
 
 impl std::fmt::Display for MemorySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        if self.precision == Precision::F16 {
-            parts.push("f16 activations".to_string());
-        }
+        // Always named: the default depends on the device.
+        let mut parts = vec![match self.precision {
+            Precision::F32 => "f32 activations".to_string(),
+            Precision::F16 => "f16 activations".to_string(),
+        }];
         parts.push(
             if self.checkpoint_activations {
                 "activation checkpointing"
@@ -252,8 +253,9 @@ pub fn fit_budget(
             plain.push(s)
         }
     };
+    // f16 is the only precision cheaper than one given (f32 never saves memory).
     let precisions: &[Precision] = if vary_precision {
-        &[Precision::F32, Precision::F16]
+        &[Precision::F16]
     } else {
         &[]
     };

@@ -317,15 +317,17 @@ fn bad_flags_and_missing_data_are_clear_errors() {
 
 /// The same two steps on the GPU backend (lavapipe in CI) and on the CPU: the same data, the
 /// same initial weights, so the same losses to f32 accuracy, and the run completes on the GPU.
+/// Without `--precision` a GPU with shader-f16 (lavapipe has it) runs f16 and says so, and
+/// its losses stay within the same bound of the CPU's f32 ones; the CPU's default is f32.
 #[test]
 fn the_gpu_backend_trains_like_the_cpu() {
-    if clce_engine::gpu::testing::test_device().is_none() {
+    let Some(clce_engine::Device::Gpu(adapter)) = clce_engine::gpu::testing::test_device() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
-    let run = |device: &str| {
-        let out_dir = dir.path().join(device);
-        let out = clce(&[
+    let run = |name: &str, device: &str, extra: &[&str]| {
+        let out_dir = dir.path().join(name);
+        let mut args = vec![
             "finetune",
             "--model",
             "resnet-tiny",
@@ -344,30 +346,50 @@ fn the_gpu_backend_trains_like_the_cpu() {
             "--log-every",
             "1",
             "--no-gradcheck",
-            "--quiet",
             "--device",
             device,
             "--out",
             out_dir.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{device}: {}", text(&out));
-        metrics::read(&out_dir.join("metrics.jsonl"))
+        ];
+        args.extend_from_slice(extra);
+        let out = clce(&args);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("config.json")).unwrap()).unwrap();
+        let losses = metrics::read(&out_dir.join("metrics.jsonl"))
             .unwrap()
             .into_iter()
             .filter_map(|r| match r {
                 Record::Step(s) => Some(s.loss),
                 Record::Epoch(_) => None,
             })
-            .collect::<Vec<f64>>()
+            .collect::<Vec<f64>>();
+        (losses, config["precision"].clone(), text(&out))
     };
-    let (cpu, gpu) = (run("cpu"), run("gpu"));
+    let (cpu, cpu_precision, _) = run("cpu", "cpu", &[]);
+    let (gpu, _, _) = run("gpu-f32", "gpu", &["--precision", "f32"]);
+    let (gpu_default, gpu_precision, gpu_output) = run("gpu-default", "gpu", &[]);
+    assert_eq!(cpu_precision, "f32");
+    let expected = if adapter.has_shader_f16() {
+        "f16"
+    } else {
+        "f32"
+    };
+    assert_eq!(gpu_precision, expected, "{gpu_output}");
+    assert_eq!(
+        gpu_output.contains("precision f16 (the default on a GPU with shader-f16)"),
+        adapter.has_shader_f16(),
+        "{gpu_output}"
+    );
     assert_eq!(cpu.len(), 2);
-    assert_eq!(gpu.len(), cpu.len());
-    for (c, g) in cpu.iter().zip(&gpu) {
-        assert!(
-            (c - g).abs() <= 1e-3 * c.abs().max(1.0),
-            "losses: CPU {cpu:?}, GPU {gpu:?}"
-        );
+    for losses in [&gpu, &gpu_default] {
+        assert_eq!(losses.len(), cpu.len());
+        for (c, g) in cpu.iter().zip(losses) {
+            assert!(
+                (c - g).abs() <= 1e-3 * c.abs().max(1.0),
+                "losses: CPU {cpu:?}, GPU {losses:?}"
+            );
+        }
     }
 }
 
@@ -463,6 +485,45 @@ fn plan_prints_the_peak_and_its_parts() {
     assert!(
         bytes(&ckpt, "peak_bytes") < bytes(&plain, "peak_bytes") / 2,
         "{ckpt} vs {plain}"
+    );
+}
+
+/// `plan` plans what `finetune` would run: without `--precision`, f16 on a GPU with
+/// shader-f16 (`generic-gpu` assumes it) and f32 on the CPU.
+#[test]
+fn plan_takes_the_devices_default_precision() {
+    let plan = |device: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "plan",
+            "--model",
+            "beit-tiny",
+            "--batch-size",
+            "4",
+            "--device",
+            device,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = clce(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let cpu = plan("cpu", &[]);
+    assert_eq!(cpu["precision"], "f32", "{cpu}");
+    assert_eq!(
+        cpu["peak_bytes"],
+        plan("cpu", &["--precision", "f32"])["peak_bytes"]
+    );
+    let gpu = plan("generic-gpu", &[]);
+    assert_eq!(gpu["precision"], "f16", "{gpu}");
+    let (f16, f32) = (
+        plan("generic-gpu", &["--precision", "f16"]),
+        plan("generic-gpu", &["--precision", "f32"]),
+    );
+    assert_eq!(gpu["peak_bytes"], f16["peak_bytes"]);
+    assert!(
+        f16["peak_bytes"].as_u64() < f32["peak_bytes"].as_u64(),
+        "{f16} vs {f32}"
     );
 }
 
@@ -579,7 +640,7 @@ fn a_memory_budget_picks_f16_checkpointing_then_micro_batches_or_says_why_nothin
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "--memory-budget",
-        "even with activation checkpointing, micro-batches of 1 views",
+        "even with f32 activations, activation checkpointing, micro-batches of 1 views",
         "the weights and AdamW state alone take",
         "Not even one image fits",
     ] {
