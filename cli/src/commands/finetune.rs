@@ -16,7 +16,7 @@ use clce_cli::train::distributed::{
 use clce_cli::train::eval::{per_class_json, per_class_rows, per_class_table};
 use clce_cli::train::fewshot::{self, FewShotProbe};
 use clce_cli::train::model::{self, Finetuned};
-use clce_cli::train::plan::{allocator_of, fit_budget, plan, BudgetChoice, Plan};
+use clce_cli::train::plan::{allocator_of, fit_budget, plan, BudgetChoice, MemorySettings, Plan};
 use clce_cli::train::progress::format_bytes;
 use clce_cli::train::progress::{OutputMode, Reporter};
 use clce_cli::train::trainer::{self, Outcome, Session};
@@ -176,9 +176,9 @@ fn run_rank(args: Args, world: Option<&dyn Collective>) -> CmdResult {
                 && flags.precision == Some(Precision::F16)
             {
                 reporter.info(
-                    "precision f16 (the default on a GPU with shader-f16): the activations \
-                     kept for the backward pass are stored in f16, the arithmetic, weights \
-                     and optimiser state stay f32; --precision f32 keeps them in f32",
+                    "f16 activations, the default on a GPU with shader-f16: what the backward \
+                     pass reads is stored in f16, the arithmetic, weights and optimiser state \
+                     stay f32 (--precision f32 keeps it all in f32)",
                 );
             }
             let flags = &flags;
@@ -410,6 +410,7 @@ fn describe_run(
         2 * cfg.batch_size,
         cfg.steps_per_epoch
     ));
+    reporter.info(&format!("memory: {}", MemorySettings::of(cfg)));
     reporter.info(&format!(
         "AdamW lr {:.2e} (warm-up {} epochs, cosine to {:.0e}), weight decay {}{}{}, {} epochs",
         cfg.lr,

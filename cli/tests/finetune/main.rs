@@ -377,7 +377,7 @@ fn the_gpu_backend_trains_like_the_cpu() {
     };
     assert_eq!(gpu_precision, expected, "{gpu_output}");
     assert_eq!(
-        gpu_output.contains("precision f16 (the default on a GPU with shader-f16)"),
+        gpu_output.contains("f16 activations, the default on a GPU with shader-f16"),
         adapter.has_shader_f16(),
         "{gpu_output}"
     );
