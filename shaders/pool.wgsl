@@ -1,9 +1,11 @@
 // 2-D pooling over the channel planes of x [N,C,H,W]: `planes` = N·C planes of H x W, each
 // pooled to Ho x Wo with a kernel x kernel window, one stride and zero padding.
-// OP: 0 = max (padding is -inf; the first maximum in row-major order wins ties, a NaN wins
-// outright), 1 = average (padding counts as zeros: every window divides by kernel²).
+// Max pooling: padding is -inf; the first maximum in row-major order wins ties, a NaN wins
+// outright. The forward pass writes where each maximum is, and the backward pass sends the
+// gradient there: it never searches the windows again, so it needs no saved input and stays
+// on the forward's maximum when that input would be kept in f16 (rounding can tie a window).
+// Average pooling counts padding as zeros: every window divides by kernel².
 
-override OP: u32 = 0u;
 const WG: u32 = 256u;
 
 struct Params {
@@ -19,6 +21,21 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 
+// Bindings by entry point (each entry's layout is its reads, then its writes, from 1):
+//   max_forward:  x -> y, positions        avg_forward:  x -> y
+//   max_backward: positions_in, grad -> dx avg_backward: grad_avg -> dx_avg
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// In-plane index (iy·W + ix) of each output's maximum.
+@group(0) @binding(3) var<storage, read_write> positions: array<u32>;
+
+@group(0) @binding(1) var<storage, read> positions_in: array<u32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+@group(0) @binding(1) var<storage, read> grad_avg: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx_avg: array<f32>;
+
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
@@ -32,10 +49,31 @@ fn window(o: u32, size: u32) -> vec2<u32> {
     return vec2<u32>(start, end);
 }
 
-// In-plane position of the maximum of output (oy, ox)'s window; windows are never empty.
-fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
-    let rows = window(oy, params.h);
-    let cols = window(ox, params.w);
+// Output positions whose windows cover input index i along an axis of `out_size` outputs:
+// o·stride - padding <= i < o·stride - padding + kernel.
+fn covering(i: u32, out_size: u32) -> vec2<u32> {
+    let reach = i + params.padding;
+    let first = select(0u, (reach + 1u - params.kernel + params.stride - 1u) / params.stride, reach + 1u > params.kernel);
+    let last = min(reach / params.stride + 1u, out_size);
+    return vec2<u32>(first, last);
+}
+
+// Output element t as (plane, oy, ox), or planes when t is past the end.
+fn output_at(t: u32) -> vec3<u32> {
+    let out_plane = params.ho * params.wo;
+    return vec3<u32>(t / out_plane, (t % out_plane) / params.wo, t % params.wo);
+}
+
+@compute @workgroup_size(WG)
+fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let o = output_at(t);
+    if o.x >= params.planes {
+        return;
+    }
+    let base = o.x * params.h * params.w;
+    let rows = window(o.y, params.h);
+    let cols = window(o.z, params.w);
     var best = rows.x * params.w + cols.x;
     var best_value = x[base + best];
     for (var iy = rows.x; iy < rows.y; iy++) {
@@ -47,29 +85,20 @@ fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
             }
         }
     }
-    return best;
+    y[t] = best_value;
+    positions[t] = best;
 }
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
 @compute @workgroup_size(WG)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    let out_plane = params.ho * params.wo;
-    if t >= params.planes * out_plane {
+    let o = output_at(t);
+    if o.x >= params.planes {
         return;
     }
-    let plane = t / out_plane;
-    let oy = (t % out_plane) / params.wo;
-    let ox = t % params.wo;
-    let base = plane * params.h * params.w;
-    if OP == 0u {
-        y[t] = x[base + argmax(base, oy, ox)];
-        return;
-    }
-    let rows = window(oy, params.h);
-    let cols = window(ox, params.w);
+    let base = o.x * params.h * params.w;
+    let rows = window(o.y, params.h);
+    let cols = window(o.z, params.w);
     var sum = 0.0;
     for (var iy = rows.x; iy < rows.y; iy++) {
         for (var ix = cols.x; ix < cols.y; ix++) {
@@ -79,48 +108,48 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     y[t] = sum / f32(params.kernel * params.kernel);
 }
 
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// The backward passes run one invocation per input element, gathering the gradient of every
+// window that covers it: no two invocations write the same element.
 
-// Output positions whose windows cover input index i along an axis of `out_size` outputs:
-// o·stride - padding <= i < o·stride - padding + kernel.
-fn covering(i: u32, out_size: u32) -> vec2<u32> {
-    let reach = i + params.padding;
-    let first = select(0u, (reach + 1u - params.kernel + params.stride - 1u) / params.stride, reach + 1u > params.kernel);
-    let last = min(reach / params.stride + 1u, out_size);
-    return vec2<u32>(first, last);
-}
-
-// One invocation per input element gathers the gradient of every window covering it (no
-// two invocations write the same element). Max pooling finds each window's maximum again.
 @compute @workgroup_size(WG)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
     let in_plane = params.h * params.w;
     if t >= params.planes * in_plane {
         return;
     }
-    let plane = t / in_plane;
     let at = t % in_plane;
-    let iy = at / params.w;
-    let ix = at % params.w;
-    let base = plane * in_plane;
-    let out_base = plane * params.ho * params.wo;
-    let rows = covering(iy, params.ho);
-    let cols = covering(ix, params.wo);
+    let out_base = (t / in_plane) * params.ho * params.wo;
+    let rows = covering(at / params.w, params.ho);
+    let cols = covering(at % params.w, params.wo);
     var acc = 0.0;
     for (var oy = rows.x; oy < rows.y; oy++) {
         for (var ox = cols.x; ox < cols.y; ox++) {
-            let g = grad[out_base + oy * params.wo + ox];
-            if OP == 1u {
-                acc += g;
-            } else if argmax(base, oy, ox) == at {
-                acc += g;
+            let o = out_base + oy * params.wo + ox;
+            if positions_in[o] == at {
+                acc += grad[o];
             }
         }
     }
-    if OP == 1u {
-        acc = acc / f32(params.kernel * params.kernel);
-    }
     dx[t] = acc;
+}
+
+@compute @workgroup_size(WG)
+fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_index(gid, nwg);
+    let in_plane = params.h * params.w;
+    if t >= params.planes * in_plane {
+        return;
+    }
+    let at = t % in_plane;
+    let out_base = (t / in_plane) * params.ho * params.wo;
+    let rows = covering(at / params.w, params.ho);
+    let cols = covering(at % params.w, params.wo);
+    var acc = 0.0;
+    for (var oy = rows.x; oy < rows.y; oy++) {
+        for (var ox = cols.x; ox < cols.y; ox++) {
+            acc += grad_avg[out_base + oy * params.wo + ox];
+        }
+    }
+    dx_avg[t] = acc / f32(params.kernel * params.kernel);
 }

@@ -1,4 +1,4 @@
-use super::{Pool2dDims, PoolKind};
+use super::Pool2dDims;
 use crate::gpu::{linear_grid, shaders, GpuStorage, Launch, Params};
 use crate::Result;
 
@@ -14,45 +14,76 @@ fn params(d: &Pool2dDims) -> Params {
         .u32(d.padding)
 }
 
-fn op_code(kind: PoolKind) -> f64 {
-    match kind {
-        PoolKind::Max => 0.0,
-        PoolKind::Avg => 1.0,
-    }
+fn out_len(d: &Pool2dDims) -> usize {
+    d.n * d.c * d.ho * d.wo
 }
 
-pub(crate) fn forward(x: &GpuStorage, kind: PoolKind, d: &Pool2dDims) -> Result<GpuStorage> {
+fn in_len(d: &Pool2dDims) -> usize {
+    d.n * d.c * d.h * d.w
+}
+
+/// The maxima and where they are (the u32 in-plane position of each, one word per output).
+pub(crate) fn max_forward(x: &GpuStorage, d: &Pool2dDims) -> Result<(GpuStorage, GpuStorage)> {
     let device = x.device();
-    let n = d.n * d.c * d.ho * d.wo;
-    let y = GpuStorage::alloc(device, n, kind.name())?;
+    let y = GpuStorage::alloc(device, out_len(d), "max_pool2d")?;
+    let positions = GpuStorage::alloc(device, out_len(d), "max_pool2d")?;
     device.launch(Launch {
         shader: &shaders::POOL,
-        entry: "forward",
-        constants: &[("OP", op_code(kind))],
+        entry: "max_forward",
+        constants: &[],
+        params: params(d),
+        reads: &[x.buffer()],
+        writes: &[y.buffer(), positions.buffer()],
+        workgroups: linear_grid(device, out_len(d), 256)?,
+    })?;
+    Ok((y, positions))
+}
+
+pub(crate) fn avg_forward(x: &GpuStorage, d: &Pool2dDims) -> Result<GpuStorage> {
+    let device = x.device();
+    let y = GpuStorage::alloc(device, out_len(d), "avg_pool2d")?;
+    device.launch(Launch {
+        shader: &shaders::POOL,
+        entry: "avg_forward",
+        constants: &[],
         params: params(d),
         reads: &[x.buffer()],
         writes: &[y.buffer()],
-        workgroups: linear_grid(device, n, 256)?,
+        workgroups: linear_grid(device, out_len(d), 256)?,
     })?;
     Ok(y)
 }
 
-pub(crate) fn backward(
-    x: &GpuStorage,
+pub(crate) fn max_backward(
+    positions: &GpuStorage,
     g: &GpuStorage,
-    kind: PoolKind,
     d: &Pool2dDims,
 ) -> Result<GpuStorage> {
-    let device = x.device();
-    let dx = GpuStorage::alloc(device, x.len(), kind.name())?;
+    let device = g.device();
+    let dx = GpuStorage::alloc(device, in_len(d), "max_pool2d")?;
     device.launch(Launch {
         shader: &shaders::POOL,
-        entry: "backward",
-        constants: &[("OP", op_code(kind))],
+        entry: "max_backward",
+        constants: &[],
         params: params(d),
-        reads: &[x.buffer(), g.buffer()],
+        reads: &[positions.buffer(), g.buffer()],
         writes: &[dx.buffer()],
-        workgroups: linear_grid(device, x.len(), 256)?,
+        workgroups: linear_grid(device, in_len(d), 256)?,
+    })?;
+    Ok(dx)
+}
+
+pub(crate) fn avg_backward(g: &GpuStorage, d: &Pool2dDims) -> Result<GpuStorage> {
+    let device = g.device();
+    let dx = GpuStorage::alloc(device, in_len(d), "avg_pool2d")?;
+    device.launch(Launch {
+        shader: &shaders::POOL,
+        entry: "avg_backward",
+        constants: &[],
+        params: params(d),
+        reads: &[g.buffer()],
+        writes: &[dx.buffer()],
+        workgroups: linear_grid(device, in_len(d), 256)?,
     })?;
     Ok(dx)
 }

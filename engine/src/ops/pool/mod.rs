@@ -4,7 +4,8 @@
 //! each whole plane to one value, [N,C].
 //!
 //! Max pooling treats padding as −∞ and sends each output's gradient to its window's maximum
-//! (the first one in row-major order on ties, as PyTorch does). Average pooling counts the
+//! (the first one in row-major order on ties, as PyTorch does), whose position the forward
+//! pass keeps (`MaxPositions`). Average pooling counts the
 //! padding as zeros in the mean (PyTorch's default count_include_pad=True), so every window
 //! divides by kernel².
 pub(crate) mod cpu;
@@ -13,7 +14,9 @@ mod gpu;
 mod tests;
 
 use crate::autograd::BackwardOp;
-use crate::{ensure_shape, Error, Result, Shape, Storage, Tensor};
+use crate::gpu::GpuStorage;
+use crate::memory::meta::MetaStorage;
+use crate::{ensure_shape, AllocatorModel, Error, Result, Shape, Storage, Tensor};
 
 /// Sizes of one pooling call, worked out from the input shape and checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,43 +102,66 @@ fn pool2d(
     padding: usize,
 ) -> Result<Tensor> {
     let dims = Pool2dDims::new(kind.name(), x.shape(), kernel, stride, padding)?;
-    let mut argmax = None;
-    let storage = match &*x.storage() {
-        Storage::Cpu(s) if kind == PoolKind::Max => {
-            let (y, positions) = cpu::max_forward(s, &dims);
-            argmax = Some(positions);
-            Storage::Cpu(y)
+    let out_len = dims.out_shape().numel();
+    let (storage, max_at) = match (&*x.storage(), kind) {
+        (Storage::Cpu(s), PoolKind::Max) => {
+            let (y, at) = cpu::max_forward(s, &dims);
+            (Storage::Cpu(y), Some(MaxPositions::Cpu(at)))
         }
-        Storage::Cpu(s) => Storage::Cpu(cpu::avg_forward(s, &dims)),
-        Storage::Gpu(s) => Storage::Gpu(gpu::forward(s, kind, &dims)?),
-        Storage::Meta(s) => Storage::Meta(s.output(dims.out_shape().numel(), kind.name())),
+        (Storage::Cpu(s), PoolKind::Avg) => (Storage::Cpu(cpu::avg_forward(s, &dims)), None),
+        (Storage::Gpu(s), PoolKind::Max) => {
+            let (y, at) = gpu::max_forward(s, &dims)?;
+            (Storage::Gpu(y), Some(MaxPositions::Gpu(at)))
+        }
+        (Storage::Gpu(s), PoolKind::Avg) => (Storage::Gpu(gpu::avg_forward(s, &dims)?), None),
+        (Storage::Meta(s), kind) => {
+            let y = s.output(out_len, kind.name());
+            // A GPU keeps the positions in a buffer of its pool; the CPU's are not tensor
+            // memory (neither counts them).
+            let at = match s.device().model() {
+                AllocatorModel::Gpu { .. } => Some(s.output(out_len, kind.name())),
+                AllocatorModel::Cpu => None,
+            };
+            let max_at = (kind == PoolKind::Max).then_some(MaxPositions::Meta(at));
+            (Storage::Meta(y), max_at)
+        }
     };
     Ok(Tensor::from_op(
         storage,
         dims.out_shape(),
         x.device().clone(),
-        Pool2dBackward { kind, dims, argmax },
+        Pool2dBackward { kind, dims, max_at },
         vec![x.clone()],
     ))
+}
+
+/// Where each output's maximum is in its input plane, found by the forward pass. The backward
+/// pass sends each output's gradient there: no second search of every window, no saved input
+/// (a quarter of it for the ResNet stem's 3/2 pool), and the gradient stays on the forward's
+/// maximum even where the input would have been kept in f16, whose rounding can tie a window.
+enum MaxPositions {
+    Cpu(Vec<u32>),
+    /// u32 positions in a buffer of one 32-bit word per output.
+    Gpu(GpuStorage),
+    /// The meta device: the GPU buffer as `plan` counts it, or nothing for the CPU's `Vec`.
+    /// Never read: held so that its bytes stay counted until the backward pass.
+    Meta(#[allow(dead_code)] Option<MetaStorage>),
 }
 
 struct Pool2dBackward {
     kind: PoolKind,
     dims: Pool2dDims,
-    /// CPU max pooling: where each output's maximum is in its input plane. A quarter of the
-    /// output's size in memory, and backward becomes a scatter instead of a second search
-    /// of every window. The GPU searches again (its backward is one pass either way).
-    argmax: Option<Vec<u32>>,
+    /// Max pooling only.
+    max_at: Option<MaxPositions>,
 }
 
 impl BackwardOp for Pool2dBackward {
     fn name(&self) -> &'static str {
         self.kind.name()
     }
-    /// Average pooling's kernels size and bind the result by the input; max pooling searches
-    /// its windows again where it has no positions.
+    /// Max pooling has its positions, and average pooling's gradient depends only on g.
     fn saves_input(&self, _index: usize) -> bool {
-        self.argmax.is_none()
+        false
     }
     fn saves_output(&self) -> bool {
         false
@@ -147,22 +173,21 @@ impl BackwardOp for Pool2dBackward {
         g: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
         let x = &inputs[0];
-        let storage = match &self.argmax {
-            Some(argmax) => match &*g.storage() {
-                Storage::Cpu(gs) => Storage::Cpu(cpu::max_backward(gs, argmax, &self.dims)),
-                _ => return Err(crate::storage::mixed_devices(self.kind.name())),
-            },
-            None => match (&*x.storage(), &*g.storage()) {
-                // Max pooling on the CPU always has its positions.
-                (Storage::Cpu(_), Storage::Cpu(gs)) => {
-                    Storage::Cpu(cpu::avg_backward(gs, &self.dims))
-                }
-                (Storage::Gpu(xs), Storage::Gpu(gs)) => {
-                    Storage::Gpu(gpu::backward(xs, gs, self.kind, &self.dims)?)
-                }
-                (Storage::Meta(xs), Storage::Meta(_)) => Storage::Meta(xs.like(self.kind.name())),
-                _ => return Err(crate::storage::mixed_devices(self.kind.name())),
-            },
+        let name = self.kind.name();
+        let d = &self.dims;
+        let storage = match (&self.max_at, &*g.storage()) {
+            (Some(MaxPositions::Cpu(at)), Storage::Cpu(gs)) => {
+                Storage::Cpu(cpu::max_backward(gs, at, d))
+            }
+            (Some(MaxPositions::Gpu(at)), Storage::Gpu(gs)) => {
+                Storage::Gpu(gpu::max_backward(at, gs, d)?)
+            }
+            (None, Storage::Cpu(gs)) => Storage::Cpu(cpu::avg_backward(gs, d)),
+            (None, Storage::Gpu(gs)) => Storage::Gpu(gpu::avg_backward(gs, d)?),
+            (Some(MaxPositions::Meta(_)) | None, Storage::Meta(gs)) => {
+                Storage::Meta(gs.output(x.shape().numel(), name))
+            }
+            _ => return Err(crate::storage::mixed_devices(name)),
         };
         Ok(vec![Some(Tensor::from_storage(
             storage,

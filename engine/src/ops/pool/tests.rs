@@ -196,6 +196,7 @@ fn gradients_match_finite_differences() {
 mod gpu {
     use crate::gpu::testing::{assert_gpu_agrees, assert_gradients_pass_on, test_device};
     use crate::gradcheck::Case;
+    use crate::{DType, Device, Tensor};
 
     fn awkward_cases() -> Vec<Case> {
         let distinct = |_: usize, s: &[usize], seed: u64| {
@@ -227,6 +228,54 @@ mod gpu {
         let Some(gpu) = test_device() else { return };
         assert_gpu_agrees(&gpu, &super::super::gradcheck_cases(), 1e-5);
         assert_gpu_agrees(&gpu, &awkward_cases(), 1e-5);
+    }
+
+    /// Windows whose values differ by less than f16's resolution, with exact ties among them,
+    /// pooled from an op's output (which `--precision f16` keeps in f16): the gradient lands on
+    /// the maximum the forward pass found (the first, on ties), on the GPU as on the CPU in f64.
+    /// Finding the maxima again in the f16-rounded input would move some of it.
+    #[test]
+    fn the_gradient_lands_on_the_forwards_maximum_when_activations_are_saved_in_f16() {
+        let Some(gpu) = test_device() else { return };
+        let shape = [2, 4, 23, 29];
+        let n: usize = shape.iter().product();
+        // Near 1, f16 values are 2^-10 apart and these 2^-13: about 8 of the 11 levels round
+        // to one f16; the repeats are exact ties.
+        let x: Vec<f64> = (0..n)
+            .map(|i| 1.0 + ((i * 37) % 11) as f64 * (2f64).powi(-13))
+            .collect();
+        let (ho, wo) = (12, 15);
+        let w: Vec<f64> = (0..2 * 4 * ho * wo)
+            .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
+            .collect();
+        let gradient = |device: &Device, dtype: DType| {
+            let leaf = Tensor::from_f64_slice(&x, shape, dtype, device)
+                .unwrap()
+                .set_requires_grad(true);
+            let weights = Tensor::from_f64_slice(&w, [2, 4, ho, wo], dtype, device).unwrap();
+            {
+                let _f16 = crate::autograd::half_saved::save_in_f16();
+                // relu is the identity here; it makes the pool's input an op's output.
+                let y = leaf.relu().unwrap().max_pool2d(3, 2, 1).unwrap();
+                assert_eq!(y.dims(), &[2, 4, ho, wo]);
+                y.mul(&weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+            }
+            leaf.grad().unwrap().to_vec_f64().unwrap()
+        };
+        let want = gradient(&Device::Cpu, DType::F64);
+        let got = gradient(&gpu, DType::F32);
+        let wrong = want
+            .iter()
+            .zip(&got)
+            .filter(|(a, b)| (*a - *b).abs() > 1e-5)
+            .count();
+        assert_eq!(wrong, 0, "{wrong} of {n} input gradients differ");
+        assert!(want.iter().any(|&g| g != 0.0));
     }
 
     #[test]
