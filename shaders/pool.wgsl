@@ -58,27 +58,35 @@ fn covering(i: u32, out_size: u32) -> vec2<u32> {
     return vec2<u32>(first, last);
 }
 
-// Output element t as (plane, oy, ox), or planes when t is past the end.
-fn output_at(t: u32) -> vec3<u32> {
+// The input window of output element t: its plane's offset in x and the rows and columns
+// it covers, padding cut off; `inside` is false past the last output.
+struct Window {
+    inside: bool,
+    base: u32,
+    rows: vec2<u32>,
+    cols: vec2<u32>,
+}
+
+fn window_of(t: u32) -> Window {
     let out_plane = params.ho * params.wo;
-    return vec3<u32>(t / out_plane, (t % out_plane) / params.wo, t % params.wo);
+    let plane = t / out_plane;
+    let oy = (t % out_plane) / params.wo;
+    let ox = t % params.wo;
+    return Window(plane < params.planes, plane * params.h * params.w, window(oy, params.h), window(ox, params.w));
 }
 
 @compute @workgroup_size(WG)
 fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    let o = output_at(t);
-    if o.x >= params.planes {
+    let win = window_of(t);
+    if !win.inside {
         return;
     }
-    let base = o.x * params.h * params.w;
-    let rows = window(o.y, params.h);
-    let cols = window(o.z, params.w);
-    var best = rows.x * params.w + cols.x;
-    var best_value = x[base + best];
-    for (var iy = rows.x; iy < rows.y; iy++) {
-        for (var ix = cols.x; ix < cols.y; ix++) {
-            let v = x[base + iy * params.w + ix];
+    var best = win.rows.x * params.w + win.cols.x;
+    var best_value = x[win.base + best];
+    for (var iy = win.rows.x; iy < win.rows.y; iy++) {
+        for (var ix = win.cols.x; ix < win.cols.y; ix++) {
+            let v = x[win.base + iy * params.w + ix];
             if v > best_value || (is_nan(v) && !is_nan(best_value)) {
                 best = iy * params.w + ix;
                 best_value = v;
@@ -92,17 +100,14 @@ fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(WG)
 fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    let o = output_at(t);
-    if o.x >= params.planes {
+    let win = window_of(t);
+    if !win.inside {
         return;
     }
-    let base = o.x * params.h * params.w;
-    let rows = window(o.y, params.h);
-    let cols = window(o.z, params.w);
     var sum = 0.0;
-    for (var iy = rows.x; iy < rows.y; iy++) {
-        for (var ix = cols.x; ix < cols.y; ix++) {
-            sum += x[base + iy * params.w + ix];
+    for (var iy = win.rows.x; iy < win.rows.y; iy++) {
+        for (var ix = win.cols.x; ix < win.cols.y; ix++) {
+            sum += x[win.base + iy * params.w + ix];
         }
     }
     y[t] = sum / f32(params.kernel * params.kernel);
@@ -111,22 +116,40 @@ fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 // The backward passes run one invocation per input element, gathering the gradient of every
 // window that covers it: no two invocations write the same element.
 
+// The outputs whose windows cover input element t: rows x cols of the plane at `base` in the
+// output, and t's in-plane index `at`; `inside` is false past the last input.
+struct Covered {
+    inside: bool,
+    at: u32,
+    base: u32,
+    rows: vec2<u32>,
+    cols: vec2<u32>,
+}
+
+fn covered_by(t: u32) -> Covered {
+    let in_plane = params.h * params.w;
+    let at = t % in_plane;
+    return Covered(
+        t < params.planes * in_plane,
+        at,
+        (t / in_plane) * params.ho * params.wo,
+        covering(at / params.w, params.ho),
+        covering(at % params.w, params.wo),
+    );
+}
+
 @compute @workgroup_size(WG)
 fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    let in_plane = params.h * params.w;
-    if t >= params.planes * in_plane {
+    let c = covered_by(t);
+    if !c.inside {
         return;
     }
-    let at = t % in_plane;
-    let out_base = (t / in_plane) * params.ho * params.wo;
-    let rows = covering(at / params.w, params.ho);
-    let cols = covering(at % params.w, params.wo);
     var acc = 0.0;
-    for (var oy = rows.x; oy < rows.y; oy++) {
-        for (var ox = cols.x; ox < cols.y; ox++) {
-            let o = out_base + oy * params.wo + ox;
-            if positions_in[o] == at {
+    for (var oy = c.rows.x; oy < c.rows.y; oy++) {
+        for (var ox = c.cols.x; ox < c.cols.y; ox++) {
+            let o = c.base + oy * params.wo + ox;
+            if positions_in[o] == c.at {
                 acc += grad[o];
             }
         }
@@ -137,18 +160,14 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(WG)
 fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = flat_index(gid, nwg);
-    let in_plane = params.h * params.w;
-    if t >= params.planes * in_plane {
+    let c = covered_by(t);
+    if !c.inside {
         return;
     }
-    let at = t % in_plane;
-    let out_base = (t / in_plane) * params.ho * params.wo;
-    let rows = covering(at / params.w, params.ho);
-    let cols = covering(at % params.w, params.wo);
     var acc = 0.0;
-    for (var oy = rows.x; oy < rows.y; oy++) {
-        for (var ox = cols.x; ox < cols.y; ox++) {
-            acc += grad_avg[out_base + oy * params.wo + ox];
+    for (var oy = c.rows.x; oy < c.rows.y; oy++) {
+        for (var ox = c.cols.x; ox < c.cols.y; ox++) {
+            acc += grad_avg[c.base + oy * params.wo + ox];
         }
     }
     dx_avg[t] = acc / f32(params.kernel * params.kernel);
