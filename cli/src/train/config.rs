@@ -147,10 +147,11 @@ pub struct TrainFlags {
     /// and moves its running statistics once per step [off: all views at once].
     #[arg(long, value_name = "K")]
     pub micro_batch: Option<usize>,
-    /// f16: the activations kept for the backward pass are stored in f16 (half their memory)
-    /// and widened back to f32 when it reads them; the arithmetic, weights, gradients and
-    /// optimiser state stay f32. First-step gradients agree with f32 to about 1e-3 [f16 on a
-    /// GPU with shader-f16, f32 on the CPU and other GPUs].
+    /// f16: the activations kept for the backward pass are stored in f16 (half their memory;
+    /// the norms' inputs stay f32). Matmul, conv2d and attention read them as f16 operands and
+    /// accumulate in f32; weights, gradients, optimiser state and all other arithmetic stay
+    /// f32, and the loss is scaled dynamically. First-step gradients agree with f32 to about
+    /// 1e-4 [f16 on a GPU with shader-f16, f32 on the CPU and other GPUs].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// With --precision f16: the first dynamic loss scale (the loss is multiplied by it
