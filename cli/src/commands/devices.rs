@@ -1,7 +1,8 @@
 //! `clce-cli devices`: the adapters `--device gpu:N` can open, best first.
 use std::process::ExitCode;
 
-use clce_engine::gpu;
+use clce_cli::train::Precision;
+use clce_engine::{gpu, AllocatorModel};
 
 use super::CmdResult;
 
@@ -15,8 +16,9 @@ fn mib(bytes: u64) -> String {
 pub fn run(_args: Args) -> CmdResult {
     let adapters = gpu::adapters();
     println!(
-        "cpu      the CPU backend (rayon, {} threads)",
-        rayon_threads()
+        "cpu      the CPU backend (rayon, {} threads); default --precision {}",
+        rayon_threads(),
+        Precision::default_for(AllocatorModel::Cpu).name()
     );
     if adapters.is_empty() {
         println!("no GPU adapter found (wgpu sees no Vulkan, Metal, DX12 or GL compute device)");
@@ -42,11 +44,16 @@ pub fn run(_args: Args) -> CmdResult {
             a.max_workgroup_storage / 1024
         );
         let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let precision = Precision::default_for(AllocatorModel::Gpu {
+            binding_limit: a.max_storage_binding_size,
+            shader_f16: a.shader_f16,
+        });
         println!(
-            "         shader-f16 {}, subgroups {}, timestamp-query {}",
+            "         shader-f16 {}, subgroups {}, timestamp-query {}; default --precision {}",
             yes_no(a.shader_f16),
             yes_no(a.subgroups),
-            yes_no(a.timestamp_query)
+            yes_no(a.timestamp_query),
+            precision.name()
         );
     }
     Ok(ExitCode::SUCCESS)

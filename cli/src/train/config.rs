@@ -190,6 +190,14 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// As `--precision` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+
     /// A run's precision without `--precision`. f16 on a GPU whose kernels read f16 operands
     /// (shader-f16): there it takes about a quarter off the step's peak at the same accuracy
     /// (BENCHMARKS.md, "Mixed precision"). f32 elsewhere: on the CPU f16 saves the same memory

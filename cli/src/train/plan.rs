@@ -204,10 +204,7 @@ impl MemorySettings {
 impl std::fmt::Display for MemorySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Always named: the default depends on the device.
-        let mut parts = vec![match self.precision {
-            Precision::F32 => "f32 activations".to_string(),
-            Precision::F16 => "f16 activations".to_string(),
-        }];
+        let mut parts = vec![format!("{} activations", self.precision.name())];
         parts.push(
             if self.checkpoint_activations {
                 "activation checkpointing"

@@ -475,6 +475,24 @@ fn the_gpu_probe_is_quiet() {
         "{}",
         text(&out)
     );
+    // Each device names the precision `finetune` would default to there.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("default --precision f32"),
+        "{stdout}"
+    );
+    for line in stdout.lines().filter(|l| l.contains("shader-f16 ")) {
+        let f16 = line.contains("shader-f16 yes");
+        let want = if f16 { "f16" } else { "f32" };
+        assert!(
+            line.ends_with(&format!("default --precision {want}")),
+            "{line}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------ the gradient check
