@@ -201,7 +201,8 @@ impl Precision {
     /// A run's precision without `--precision`. f16 on a GPU whose kernels read f16 operands
     /// (shader-f16): there it takes about a quarter off the step's peak at the same accuracy
     /// (BENCHMARKS.md, "Mixed precision"). f32 elsewhere: on the CPU f16 saves the same memory
-    /// but costs time, and a GPU without shader-f16 would widen every saved operand it reads.
+    /// but costs time, and a GPU without shader-f16 widens matmul's f16 operands back to f32
+    /// before each product.
     pub fn default_for(target: AllocatorModel) -> Precision {
         match target {
             AllocatorModel::Gpu {

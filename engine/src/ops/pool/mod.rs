@@ -114,17 +114,17 @@ fn pool2d(
             (Storage::Gpu(y), Some(MaxPositions::Gpu(at)))
         }
         (Storage::Gpu(s), PoolKind::Avg) => (Storage::Gpu(gpu::avg_forward(s, &dims)?), None),
-        (Storage::Meta(s), kind) => {
+        (Storage::Meta(s), PoolKind::Max) => {
             let y = s.output(out_len, kind.name());
-            // A GPU keeps the positions in a buffer of its pool; the CPU's are not tensor
-            // memory (neither counts them).
+            // A GPU keeps the positions in a buffer of its pool. The CPU keeps them in a Vec,
+            // which is not tensor memory: its measured peak leaves them out, so the plan does.
             let at = match s.device().model() {
                 AllocatorModel::Gpu { .. } => Some(s.output(out_len, kind.name())),
                 AllocatorModel::Cpu => None,
             };
-            let max_at = (kind == PoolKind::Max).then_some(MaxPositions::Meta(at));
-            (Storage::Meta(y), max_at)
+            (Storage::Meta(y), Some(MaxPositions::Meta(at)))
         }
+        (Storage::Meta(s), PoolKind::Avg) => (Storage::Meta(s.output(out_len, kind.name())), None),
     };
     Ok(Tensor::from_op(
         storage,
@@ -137,7 +137,8 @@ fn pool2d(
 
 /// Where each output's maximum is in its input plane, found by the forward pass. The backward
 /// pass sends each output's gradient there: no second search of every window, no saved input
-/// (a quarter of it for the ResNet stem's 3/2 pool), and the gradient stays on the forward's
+/// (the positions have a quarter of its elements for the ResNet stem's 3/2 pool), and the
+/// gradient stays on the forward's
 /// maximum even where the input would have been kept in f16, whose rounding can tie a window.
 enum MaxPositions {
     Cpu(Vec<u32>),
